@@ -1,0 +1,54 @@
+"""The exception tree, shaped by how callers react to each failure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class PerfxError(Exception):
+    """Root of every error this plugin raises on purpose."""
+
+
+class ConfigError(PerfxError, ValueError):
+    """Bad input from the user or the schema; carries every problem found, not just the first."""
+
+    def __init__(self, problems: str | Iterable[str]) -> None:
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class PlatformError(PerfxError):
+    """The platform refused or failed a call; ``status`` is the HTTP status when there was one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str = "",
+        status: int | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.run_id = run_id
+        super().__init__(message)
+
+
+class PlatformUnavailable(PlatformError):
+    """The platform could not be reached or answered 5xx/429; safe to retry."""
+
+
+class RunNotFound(PlatformError):
+    """The platform has no run with this id (HTTP 404)."""
+
+
+class PlatformAuthError(PlatformError):
+    """The platform rejected the token (HTTP 401/403)."""
+
+
+class RunStateConflict(PlatformError):
+    """The run is not in a state that allows the call (HTTP 409), e.g. already completed."""
+
+
+class ExportError(PerfxError):
+    """The metrics database rejected the configuration (bad URL, token, org or bucket)."""
