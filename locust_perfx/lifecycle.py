@@ -1,0 +1,239 @@
+"""One platform run: start it, keep it alive, and end it as completed or failed exactly once.
+
+:class:`RunLifecycle` owns the run's state; the glue in :mod:`locust_perfx.plugin` calls
+its methods from Locust's events. The verdict is Locust's own (its process exit code)
+plus what Locust does not count as failure but a platform must: an interrupt, lost
+workers, a crash of this plugin.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import gevent
+
+from locust_perfx.exceptions import PerfxError, PlatformError, RunStateConflict
+from locust_perfx.platform import PlatformClient, RunInfo
+from locust_perfx.schema import Value
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL: Final = 10.0
+"""Seconds between two progress reports to the platform."""
+TICK: Final = 1.0
+"""Seconds between two looks at the runner (peak users, lost workers)."""
+
+
+class RunState(enum.Enum):
+    """Where the platform run is; each transition happens at most once."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How the run ended: ``reason`` is empty for a completed run."""
+
+    failed: bool
+    reason: str = ""
+
+    @property
+    def call(self) -> str:
+        return "fail" if self.failed else "complete"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The facts a verdict is drawn from, gathered from Locust at the end of a test."""
+
+    exit_code: int
+    requests: int = 0
+    failures: int = 0
+    exceptions: tuple[str, ...] = ()
+    exit_code_set_by_user: bool = False
+    signal: str = ""
+    workers_lost: bool = False
+    plugin_error: str = ""
+
+
+def decide(outcome: Outcome) -> Verdict:
+    """Complete or fail, and a reason a person understands, most fundamental cause first."""
+    if outcome.plugin_error:
+        return Verdict(True, f"the perfx plugin failed: {outcome.plugin_error}")
+    if outcome.signal:
+        return Verdict(True, f"interrupted by {outcome.signal} before the test finished")
+    if outcome.workers_lost:
+        return Verdict(True, "all workers were lost (heartbeat timeout); no load was generated")
+    if outcome.exit_code == 0:
+        return Verdict(False)
+    if outcome.exceptions:
+        first = outcome.exceptions[0]
+        more = f" (and {len(outcome.exceptions) - 1} more)" if len(outcome.exceptions) > 1 else ""
+        return Verdict(True, f"unhandled exception in user code: {first}{more}")
+    if outcome.exit_code_set_by_user:
+        return Verdict(
+            True, f"exit code {outcome.exit_code} set by the locustfile (process_exit_code)"
+        )
+    if outcome.failures:
+        ratio = outcome.failures / max(outcome.requests, 1)
+        return Verdict(
+            True,
+            f"request failures: {outcome.failures} of {outcome.requests} requests failed "
+            f"({ratio:.1%})",
+        )
+    return Verdict(
+        True, f"Locust exited with code {outcome.exit_code} (an event listener raised; see its log)"
+    )
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class RunLifecycle:
+    """The state of one platform run, and the only caller of its status endpoints.
+
+    Built only in the process that owns the run (local runner or master), so workers
+    never talk to the platform.
+    """
+
+    def __init__(
+        self,
+        client: PlatformClient,
+        info: RunInfo,
+        *,
+        retry_for: float,
+        summary_dir: Path | None = None,
+    ) -> None:
+        self.client = client
+        self.info = info
+        self.retry_for = retry_for
+        self.summary_dir = summary_dir or Path.cwd()
+        self.state = RunState.PENDING
+        self.started_at = ""
+        self.last_error = ""
+        self.verdict: Verdict | None = None
+        self._progress_enabled = True
+        self._last_progress = 0.0
+
+    @property
+    def run_id(self) -> str:
+        return self.info.id
+
+    def start(self, arguments: Mapping[str, Value], host: str, locust: Mapping[str, Any]) -> None:
+        """Tell the platform the run starts; raises PlatformError when it refuses.
+
+        Refuses locally, without a call, when this process already ran the run: one
+        platform run is one test.
+        """
+        if self.state is not RunState.PENDING:
+            raise RunStateConflict(
+                f"run {self.run_id} was already run by this Locust process; "
+                "create a new run on the platform and enter its id in --run-id",
+                run_id=self.run_id,
+            )
+        started_at = utc_now()
+        body = {
+            "arguments": dict(arguments),
+            "host": host,
+            "started_at": started_at,
+            "locust": dict(locust),
+        }
+        try:
+            self.client.start(self.run_id, body, retry_for=self.retry_for)
+        except PlatformError as err:
+            self.last_error = str(err)
+            raise
+        self.state = RunState.RUNNING
+        self.started_at = started_at
+        self._last_progress = time.monotonic()
+        logger.info("perfx: run %s started on %s", self.run_id, self.client.base_url)
+
+    def progress(self, body: Callable[[], dict[str, Any]]) -> None:
+        """Send live numbers if it is time; a platform without the endpoint is left alone."""
+        if self.state is not RunState.RUNNING or not self._progress_enabled:
+            return
+        if time.monotonic() - self._last_progress < PROGRESS_INTERVAL:
+            return
+        self._last_progress = time.monotonic()
+        try:
+            self.client.progress(self.run_id, body())
+        except PlatformError as err:
+            if err.status in (404, 405):
+                logger.info("perfx: the platform has no progress endpoint; not sending progress")
+                self._progress_enabled = False
+            else:
+                self.last_error = str(err)
+                logger.debug("perfx: progress not delivered: %s", err)
+
+    def finish(self, verdict: Verdict, summary: Mapping[str, Any], exit_code: int) -> None:
+        """Send complete or fail exactly once; if it cannot be delivered, save it to a file."""
+        if self.state is not RunState.RUNNING:
+            return  # never started, or already finished: test_stop and quit both end up here
+        self.state = RunState.FINISHED
+        self.verdict = verdict
+        body: dict[str, Any] = {"finished_at": utc_now(), "summary": dict(summary)}
+        if verdict.failed:
+            body.update(reason=verdict.reason, exit_code=exit_code or 1)
+        try:
+            self.client.finish(self.run_id, verdict.call, body, retry_for=self.retry_for)
+        except PlatformError as err:
+            self.last_error = str(err)
+            path = self._save(verdict.call, body)
+            logger.error(
+                "perfx: could not send the final status of run %s: %s. It is saved in %s; "
+                "send it later with: perfx resend %s --platform-url %s",
+                self.run_id,
+                err,
+                path,
+                path,
+                self.client.base_url,
+            )
+            return
+        if verdict.failed:
+            logger.info("perfx: run %s failed: %s", self.run_id, verdict.reason)
+        else:
+            logger.info("perfx: run %s completed", self.run_id)
+
+    def _save(self, call: str, body: Mapping[str, Any]) -> Path:
+        path = self.summary_dir / f"perfx-{self.run_id}.final.json"
+        record = {"run_id": self.run_id, "call": call, "body": body}
+        path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+        return path
+
+
+def resend(client: PlatformClient, path: Path, *, retry_for: float) -> str:
+    """Deliver a final status saved by :meth:`RunLifecycle.finish`; returns the run id."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        run_id, call, body = record["run_id"], record["call"], record["body"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PerfxError(f"{path} is not a saved perfx final status: {err}") from None
+    if call not in ("complete", "fail"):
+        raise PerfxError(f"{path}: unknown call {call!r}")
+    client.finish(run_id, call, body, retry_for=retry_for)
+    return str(run_id)
+
+
+def spawn_ticker(interval: float, tick: Callable[[], None]) -> gevent.Greenlet:
+    """Run ``tick`` every ``interval`` seconds in a greenlet, logging (not dying on) errors."""
+
+    def loop() -> None:
+        while True:
+            gevent.sleep(interval)
+            try:
+                tick()
+            except Exception:
+                logger.exception("perfx: periodic check failed")
+
+    return gevent.spawn(loop)

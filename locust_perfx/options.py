@@ -1,0 +1,336 @@
+"""The plugin's command-line options and the run's schema options, registered on Locust's parser.
+
+Every option is a plain ``parser.add_argument`` (argument groups hide options from the
+web UI and reject Locust's extras), settable by flag, ``PERFX_*`` variable or Locust
+config file. Schema options are registered as strings (``type=str``): the typing and
+checking is :func:`locust_perfx.schema.coerce`'s job, so that every source of a value
+is judged by the same rules and all problems are reported together in ``init``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from locust_perfx.exceptions import ConfigError
+from locust_perfx.influx import (
+    DEFAULT_BUFFER_POINTS,
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_NAMES,
+    InfluxConfig,
+    parse_tags,
+)
+from locust_perfx.platform import (
+    DEFAULT_PLATFORM_URL,
+    DEFAULT_RETRY_FOR,
+    DEFAULT_TIMEOUT,
+    RunInfo,
+)
+from locust_perfx.schema import Parameter, RunSchema, Value, render
+
+
+@dataclass(frozen=True)
+class Option:
+    """One row of the option table."""
+
+    flag: str
+    help: str
+    metavar: str | None = None
+    default: Any = None
+    type: Any = str
+    choices: Sequence[str] | None = None
+    secret: bool = False
+    in_web_ui: bool = False
+    flag_only: bool = False
+
+    @property
+    def env_var(self) -> str:
+        return "PERFX_" + self.flag.removeprefix("--").replace("-", "_").upper()
+
+
+RUN_ID_HELP: Final = (
+    "Id of the platform run this test belongs to; without it the plugin does nothing. "
+    "Defaults to none."
+)
+
+OPTIONS: Final[tuple[Option, ...]] = (
+    Option("--run-id", RUN_ID_HELP, "RUN_ID", in_web_ui=True),
+    Option(
+        "--platform-url",
+        f"Base URL of the performance-test platform. Defaults to {DEFAULT_PLATFORM_URL}.",
+        "URL",
+        DEFAULT_PLATFORM_URL,
+    ),
+    Option(
+        "--platform-token", "Bearer token for the platform. Defaults to none.", "TOKEN", secret=True
+    ),
+    Option(
+        "--platform-timeout",
+        "Seconds to keep retrying the platform through an outage at the start and end of "
+        f"a run. Defaults to {DEFAULT_RETRY_FOR:g}.",
+        "SECONDS",
+        DEFAULT_RETRY_FOR,
+        float,
+    ),
+    Option(
+        "--influxdb-url",
+        "InfluxDB 2 URL; live metrics are written only when it is set. Defaults to none.",
+        "URL",
+    ),
+    Option("--influxdb-token", "InfluxDB API token. Defaults to none.", "TOKEN", secret=True),
+    Option("--influxdb-org", "InfluxDB organization. Defaults to none.", "ORG"),
+    Option("--influxdb-bucket", "InfluxDB bucket. Defaults to none.", "BUCKET"),
+    Option(
+        "--influxdb-interval",
+        f"Seconds between two metric points. Defaults to {DEFAULT_INTERVAL:g}.",
+        "SECONDS",
+        DEFAULT_INTERVAL,
+        float,
+    ),
+    Option(
+        "--influxdb-tags",
+        "Extra tags on every point, as name=value,name=value. Defaults to none.",
+        "TAGS",
+    ),
+    Option(
+        "--influxdb-layout",
+        "Point layout: perfx, or jmeter for JMeter Grafana dashboards. Defaults to perfx.",
+        "LAYOUT",
+        "perfx",
+        choices=("perfx", "jmeter"),
+    ),
+    Option(
+        "--influxdb-max-names",
+        "Request names written as their own series; the rest are folded into __other__. "
+        f"Defaults to {DEFAULT_MAX_NAMES}.",
+        "N",
+        DEFAULT_MAX_NAMES,
+        int,
+    ),
+    Option(
+        "--influxdb-buffer",
+        "Points kept while InfluxDB is unreachable; the oldest are dropped past it. "
+        f"Defaults to {DEFAULT_BUFFER_POINTS}.",
+        "POINTS",
+        DEFAULT_BUFFER_POINTS,
+        int,
+    ),
+    Option(
+        "--dry-run",
+        "Fetch the run, validate its arguments, print what would run and exit without load. "
+        "Defaults to off.",
+        flag_only=True,
+        default=False,
+    ),
+)
+"""The plugin's own options. Tokens stay out of the web UI: Locust puts a UI option's value
+into the page in plain text, masked field or not."""
+
+SECRET_DESTS: Final = frozenset(o.flag[2:].replace("-", "_") for o in OPTIONS if o.secret)
+
+
+class _AnyChoices(list[str]):
+    """Choices the web UI shows as a dropdown but argparse does not enforce.
+
+    argparse would reject a bad choice on its own, one problem at a time and in every
+    process; the plugin reports it with all other problems in ``init`` instead.
+    """
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    """Register the option table on a fresh parser (Locust builds one per web UI page load)."""
+    for opt in OPTIONS:
+        if opt.flag in parser._option_string_actions:
+            continue
+        extras = {"include_in_web_ui": opt.in_web_ui, "is_secret": opt.secret}
+        if opt.flag_only:
+            parser.add_argument(
+                opt.flag,
+                action="store_true",
+                default=opt.default,
+                help=opt.help,
+                env_var=opt.env_var,
+                **extras,
+            )
+            continue
+        parser.add_argument(
+            opt.flag,
+            metavar=opt.metavar,
+            default=opt.default,
+            type=opt.type,
+            choices=opt.choices,
+            help=opt.help,
+            env_var=opt.env_var,
+            **extras,
+        )
+
+
+def add_schema_options(parser: argparse.ArgumentParser, schema: RunSchema) -> list[str]:
+    """Register one option per schema parameter; returns the clashes instead of raising.
+
+    A parameter named like an existing option (``host``, ``run_time``) cannot be given a
+    flag; the clash is reported with every other problem when the run is validated.
+    """
+    taken_dests = {a.dest for a in parser._actions}
+    problems: list[str] = []
+    for param in schema.parameters:
+        if param.option in parser._option_string_actions or param.dest in taken_dests:
+            problems.append(
+                f"schema parameter {param.name!r} clashes with the option "
+                f"{_clashing_flag(parser, param)}; rename the parameter on the platform"
+            )
+            continue
+        parser.add_argument(
+            param.option,
+            metavar=param.type.upper() if param.type != "choice" else "CHOICE",
+            type=str,
+            default=_ui_default(param),
+            choices=_AnyChoices(param.choices) if param.choices else None,
+            help=schema_help(param),
+            env_var=param.env_var,
+            is_required=param.required,
+        )
+        taken_dests.add(param.dest)
+    return problems
+
+
+def schema_help(param: Parameter) -> str:
+    parts = [param.description.rstrip(".") or f"{param.type} argument of the run"]
+    if param.required:
+        parts.append("Required")
+    parts.append(f"Defaults to {param.default}" if param.default is not None else "No default")
+    return ". ".join(parts) + "."
+
+
+def value_sources(
+    schema: RunSchema, argv: Sequence[str], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Where each given schema value came from, to name it in error messages."""
+    sources: dict[str, str] = {}
+    for param in schema.parameters:
+        if any(a == param.option or a.startswith(param.option + "=") for a in argv):
+            sources[param.dest] = "the command line"
+        elif environ.get(param.env_var, "").strip():
+            sources[param.dest] = param.env_var
+        else:
+            sources[param.dest] = "the config file or web UI"
+    return sources
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The plugin's options, read once from ``parsed_options``; the tokens never print."""
+
+    run_id: str
+    platform_url: str = DEFAULT_PLATFORM_URL
+    platform_token: str = field(default="", repr=False)
+    platform_timeout: float = DEFAULT_RETRY_FOR
+    influx: InfluxConfig | None = None
+    dry_run: bool = False
+    request_timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_options(cls, options: argparse.Namespace) -> Settings:
+        """Build from Locust's parsed options; raises ConfigError naming every bad one."""
+        problems: list[str] = []
+        influx = None
+        if options.influxdb_url:
+            missing = [
+                f"--{name.replace('_', '-')}"
+                for name in ("influxdb_org", "influxdb_bucket")
+                if not getattr(options, name)
+            ]
+            if missing:
+                problems.append(
+                    f"--influxdb-url is set but {' and '.join(missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} not: set "
+                    + " and ".join(
+                        f"{m} (or PERFX_{m[2:].replace('-', '_').upper()})" for m in missing
+                    )
+                )
+            try:
+                tags = parse_tags(options.influxdb_tags or "")
+            except ConfigError as err:
+                problems.extend(err.problems)
+                tags = {}
+            if options.influxdb_interval <= 0:
+                problems.append("--influxdb-interval must be a positive number of seconds")
+            if not problems:
+                influx = InfluxConfig(
+                    url=options.influxdb_url,
+                    token=options.influxdb_token or "",
+                    org=options.influxdb_org,
+                    bucket=options.influxdb_bucket,
+                    interval=options.influxdb_interval,
+                    layout=options.influxdb_layout,
+                    tags=tags,
+                    max_names=options.influxdb_max_names,
+                    buffer_points=options.influxdb_buffer,
+                )
+        if options.platform_timeout < 0:
+            problems.append("--platform-timeout must be zero or more seconds")
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            run_id=options.run_id,
+            platform_url=options.platform_url,
+            platform_token=options.platform_token or "",
+            platform_timeout=options.platform_timeout,
+            influx=influx,
+            dry_run=options.dry_run,
+        )
+
+
+def export_to_environ(run_id: str, values: Mapping[str, Value], names: Iterable[str]) -> None:
+    """Expose the run id and arguments as ``PERFX_<NAME>`` to the locustfile."""
+    os.environ["PERFX_RUN_ID"] = run_id
+    for name in names:
+        os.environ["PERFX_" + name.upper()] = render(values.get(name))
+
+
+def _ui_default(param: Parameter) -> str | bool | None:
+    """A bool default must be a real bool for the web UI to draw a checkbox."""
+    if param.type == "bool" and param.default is not None:
+        return param.default.lower() in ("true", "1", "yes", "on")
+    return param.default
+
+
+def _clashing_flag(parser: argparse.ArgumentParser, param: Parameter) -> str:
+    for action in parser._actions:
+        if param.option in action.option_strings or action.dest == param.dest:
+            return "/".join(action.option_strings) or action.dest
+    return param.option
+
+
+class OptionRegistry:
+    """Adds the plugin's and the run's options to every parser Locust builds.
+
+    Locust rebuilds its parser on every web UI page load, so this runs many times: the run
+    is fetched on the first call only, and every later parser gets the same options.
+    Workers never fetch (they receive the arguments from the master).
+    """
+
+    def __init__(self, fetch: Callable[[str, str, str], RunInfo]) -> None:
+        self._fetch = fetch
+        self._looked = False
+        self.info: RunInfo | None = None
+        self.problems: list[str] = []
+
+    def register(self, parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+        """Add every option to ``parser``; raises PerfxError if the run cannot be fetched."""
+        add_plugin_options(parser)
+        if not self._looked:
+            self._looked = True
+            # Only flags known so far can be read here: Locust's positional user classes
+            # would swallow the values of schema options not registered yet.
+            known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+            if known.run_id and not known.worker:
+                self.info = self._fetch(known.run_id, known.platform_url, known.platform_token)
+        if self.info is not None:
+            self.problems = add_schema_options(parser, self.info.schema)

@@ -1,0 +1,74 @@
+"""The Locust glue: the only module that registers listeners on ``locust.events``.
+
+Loaded on purpose, by ``locust -f perfx_plugin.py,locustfile.py`` or the ``perfx``
+command; importing :mod:`locust_perfx` alone registers nothing. Each listener checks
+the role and hands over to an object that owns the state. Without ``--run-id`` every
+listener returns at once: no network call, no changed behaviour, no log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from locust import events
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from locust_perfx import webui
+from locust_perfx.exceptions import ConfigError, PerfxError
+from locust_perfx.options import OptionRegistry
+from locust_perfx.platform import PlatformClient, RunInfo
+from locust_perfx.session import RunSession, expose_arguments_on_worker, print_dry_run
+
+logger = logging.getLogger(__name__)
+
+EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 1
+
+
+def _fetch(run_id: str, platform_url: str, token: str | None) -> RunInfo:
+    with PlatformClient(platform_url, token or "") as client:
+        return client.get_run(run_id)
+
+
+registry = OptionRegistry(_fetch)
+
+
+@events.init_command_line_parser.add_listener
+def on_command_line_parser(parser: Any, **_: Any) -> None:
+    try:
+        registry.register(parser, sys.argv[1:])
+    except PerfxError as err:
+        _exit(err)
+
+
+@events.init.add_listener
+def on_init(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        environment.events.test_start.add_listener(
+            lambda **kw: expose_arguments_on_worker(environment)
+        )
+        return
+    if registry.info is None:
+        return  # no --run-id: stay inert
+    try:
+        session = RunSession.open(environment, registry.info, registry.problems)
+        session.check_export()
+        if environment.parsed_options.dry_run:
+            print_dry_run(session)
+            sys.exit(0)
+        session.attach()
+    except PerfxError as err:
+        _exit(err)
+    if environment.web_ui:
+        webui.install(environment.web_ui, session, registry)
+
+
+def _exit(err: PerfxError) -> None:
+    """One line per problem and a non-zero exit, before any user is spawned."""
+    problems = err.problems if isinstance(err, ConfigError) else [str(err)]
+    for problem in problems:
+        sys.stderr.write(f"perfx: {problem}\n")
+    sys.exit(EXIT_BAD_INPUT if isinstance(err, ConfigError) else EXIT_REFUSED)

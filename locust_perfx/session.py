@@ -1,0 +1,404 @@
+"""One platform run inside one Locust process: arguments, host, status sync and metrics export.
+
+:class:`RunSession` exists only in the process that owns the run (the local runner or
+the master). It is built and validated in Locust's ``init``, before any user spawns,
+and registers its own bound methods on ``environment.events``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any, Final
+
+import gevent
+import gevent.event
+from locust import __version__ as locust_version
+from locust import log as locust_log
+from locust.env import Environment
+from locust.runners import MasterRunner
+
+from locust_perfx.exceptions import ConfigError, RunStateConflict
+from locust_perfx.influx import MetricsExporter
+from locust_perfx.lifecycle import (
+    TICK,
+    Outcome,
+    RunLifecycle,
+    RunState,
+    decide,
+    spawn_ticker,
+)
+from locust_perfx.options import Settings, export_to_environ, value_sources
+from locust_perfx.platform import PlatformClient, RunInfo
+from locust_perfx.schema import Value, render
+from locust_perfx.snapshot import summarize
+
+logger = logging.getLogger(__name__)
+
+ARGUMENT_NAMES_KEY: Final = "perfx_arguments"
+"""``parsed_options`` key listing the schema arguments, sent to workers with the rest."""
+LATE_REPORT_WAIT: Final = 5.0
+"""Seconds to wait after a web UI Stop for each worker's last report (workers report every 3 s)."""
+
+
+class RunSession:
+    """Ties a validated platform run to a Locust environment."""
+
+    def __init__(
+        self,
+        environment: Environment,
+        settings: Settings,
+        info: RunInfo,
+        arguments: dict[str, Value],
+        host: str,
+        exporter: MetricsExporter | None,
+    ) -> None:
+        self.environment = environment
+        self.settings = settings
+        self.info = info
+        self.arguments = arguments
+        self.host = host
+        self.exporter = exporter
+        self.client = PlatformClient(settings.platform_url, settings.platform_token)
+        self.lifecycle = RunLifecycle(self.client, info, retry_for=settings.platform_timeout)
+        self.signal = ""
+        self.workers_lost = False
+        self.users_peak = 0
+        self.started_at = ""
+        self._test_running = False
+        self._waiting_for_first_test = True
+        self._ticker: gevent.Greenlet | None = None
+        self._reports_after_stop: set[str] = set()
+        self._late_reports = gevent.event.Event()
+
+    @classmethod
+    def open(
+        cls, environment: Environment, info: RunInfo, schema_problems: list[str]
+    ) -> RunSession:
+        """Validate everything about the run at once; raises ConfigError or PlatformError."""
+        options = environment.parsed_options
+        problems = list(schema_problems)
+        settings: Settings | None = None
+        try:
+            settings = Settings.from_options(options)
+        except ConfigError as err:
+            problems.extend(err.problems)
+        clashing = {p.split("'")[1] for p in schema_problems}
+        params = [p for p in info.schema.parameters if p.name not in clashing]
+        raw = {p.dest: getattr(options, p.dest, None) for p in params}
+        sources = value_sources(info.schema, sys.argv[1:], os.environ)
+        arguments: dict[str, Value] = {}
+        for param in params:
+            try:
+                arguments[param.dest] = info.schema.resolve(
+                    {param.dest: raw[param.dest]}, sources
+                ).get(param.dest)
+            except ConfigError as err:
+                problems.extend(err.problems)
+        if problems or settings is None:
+            raise ConfigError(problems)
+        if info.status != "pending":
+            raise RunStateConflict(
+                f"run {info.id} is already {info.status}; create a new run on the platform",
+                run_id=info.id,
+            )
+        host = info.host
+        if options.host and info.host and options.host != info.host:
+            logger.info(
+                "perfx: using --host %s given on the command line, not the platform's %s",
+                options.host,
+                info.host,
+            )
+            host = options.host
+        host = options.host or host
+        if not host:
+            raise ConfigError(
+                f"run {info.id} has no host: its environment {info.environment!r} on the "
+                "platform has none; set one there or pass --host"
+            )
+        exporter = None
+        if settings.influx is not None:
+            exporter = MetricsExporter(
+                settings.influx,
+                run_id=info.id,
+                endpoint=info.endpoint,
+                environment=info.environment,
+            )
+        session = cls(environment, settings, info, arguments, host, exporter)
+        session.apply()
+        return session
+
+    def apply(self) -> None:
+        """Make the host and typed arguments visible to the locustfile, here and on workers."""
+        options = self.environment.parsed_options
+        self.environment.host = self.host
+        options.host = self.host
+        for name, value in self.arguments.items():
+            setattr(options, name, value)
+        setattr(options, ARGUMENT_NAMES_KEY, list(self.arguments))
+        export_to_environ(self.info.id, self.arguments, self.arguments)
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved run, for ``--dry-run`` and the web UI; holds no secret."""
+        return {
+            "run_id": self.info.id,
+            "status": self.info.status,
+            "platform_url": self.settings.platform_url,
+            "endpoint": self.info.endpoint,
+            "environment": self.info.environment,
+            "host": self.host,
+            "arguments": self.arguments,
+            "influxdb": None
+            if self.settings.influx is None
+            else {
+                "url": self.settings.influx.url,
+                "org": self.settings.influx.org,
+                "bucket": self.settings.influx.bucket,
+                "layout": self.settings.influx.layout,
+            },
+        }
+
+    def check_export(self) -> None:
+        if self.exporter is not None:
+            self.exporter.check()
+
+    def attach(self) -> None:
+        """Listen to the environment's events; in headless or autostart mode, start the run now."""
+        events = self.environment.events
+        events.test_start.add_listener(self.on_test_start)
+        events.test_stop.add_listener(self.on_test_stop)
+        events.quitting.add_listener(self.on_quitting)
+        events.quit.add_listener(self.on_quit)
+        events.worker_report.add_listener(self.on_worker_report)
+        # A headless master waiting for --expect-workers has no SIGTERM handler of Locust's
+        # yet; gevent runs every handler of a signal, so ours sees it before and after.
+        gevent.signal_handler(signal.SIGTERM, self._on_sigterm)
+        previous = signal.getsignal(signal.SIGINT)
+        if callable(previous):
+            signal.signal(signal.SIGINT, self._chain_sigint(previous))
+        atexit.register(self._at_exit)
+        options = self.environment.parsed_options
+        if options.headless or options.autostart:
+            self.start(options.num_users or 1, options.spawn_rate or 1)
+
+    def start(self, users: int, spawn_rate: float) -> None:
+        """Start the platform run; PlatformError when the platform (or this process) refuses."""
+        options = self.environment.parsed_options
+        runner = self.environment.runner
+        locust_info = {
+            "version": locust_version,
+            "mode": "master" if isinstance(runner, MasterRunner) else "local",
+            "users": users,
+            "spawn_rate": spawn_rate,
+            "run_time": options.run_time,
+            "locustfile": options.locustfile,
+            "workers": options.expect_workers if isinstance(runner, MasterRunner) else 0,
+            "headless": bool(options.headless),
+        }
+        self.lifecycle.start(self.arguments, self.host, locust_info)
+        if self.exporter is not None:
+            self.exporter.event("start", f"run {self.info.id} started: {users} users")
+
+    def start_from_form(self, form: Mapping[str, str]) -> None:
+        """Validate a web UI start form and start the platform run, or raise PerfxError."""
+        run_id = (form.get("run_id") or "").strip()
+        if not run_id:
+            raise ConfigError("enter the platform run id in the Run id field")
+        if self._test_running:
+            raise RunStateConflict(
+                f"run {self.info.id} is running; stop it before starting another test",
+                run_id=self.info.id,
+            )
+        if run_id != self.info.id:
+            self._switch_run(run_id)
+        raw = {p.dest: form.get(p.dest) for p in self.info.schema.parameters}
+        sources = {p.dest: "the web UI form" for p in self.info.schema.parameters}
+        problems: list[str] = []
+        try:
+            self.arguments = self.info.schema.resolve(raw, sources)
+        except ConfigError as err:
+            problems.extend(err.problems)
+        users, spawn_rate = form.get("user_count", "1"), form.get("spawn_rate", "1")
+        if not users.isdigit():
+            problems.append(f'Number of users: expected a whole number, got "{users}"')
+        try:
+            rate = float(spawn_rate)
+        except ValueError:
+            problems.append(f'Ramp up: expected a number, got "{spawn_rate}"')
+        if problems:
+            raise ConfigError(problems)
+        self.host = (form.get("host") or "").strip() or self.host
+        self.start(int(users), rate)
+
+    def _switch_run(self, run_id: str) -> None:
+        """A fresh run id entered in the form: the next test belongs to that run."""
+        info = self.client.get_run(run_id)
+        if info.status != "pending":
+            raise RunStateConflict(
+                f"run {run_id} is already {info.status}; create a new run on the platform",
+                run_id=run_id,
+            )
+        if info.schema != self.info.schema:
+            raise ConfigError(
+                f"run {run_id} belongs to endpoint {info.endpoint!r}, whose arguments differ "
+                f"from this form's; restart Locust with --run-id {run_id}"
+            )
+        self.info = info
+        self.lifecycle = RunLifecycle(self.client, info, retry_for=self.settings.platform_timeout)
+        if self.settings.influx is not None:
+            self.exporter = MetricsExporter(
+                self.settings.influx,
+                run_id=info.id,
+                endpoint=info.endpoint,
+                environment=info.environment,
+            )
+
+    def on_test_start(self, **_: Any) -> None:
+        self.apply()  # the web UI form wrote raw strings into parsed_options
+        self._test_running = True
+        self._waiting_for_first_test = False
+        self.users_peak = 0
+        self._reports_after_stop.clear()
+        self._late_reports.clear()
+        if self.exporter is not None:
+            self.exporter.start(self.environment)
+        if self._ticker is None:
+            self._ticker = spawn_ticker(TICK, self.tick)
+
+    def tick(self) -> None:
+        """Once a second: peak users, lost workers, progress to the platform."""
+        runner = self.environment.runner
+        self.users_peak = max(self.users_peak, runner.user_count)
+        if (
+            isinstance(runner, MasterRunner)
+            and self._test_running
+            and runner.worker_count == 0
+            and not self.workers_lost
+        ):
+            self.workers_lost = True
+            logger.error("perfx: every worker is gone; stopping the test")
+            gevent.spawn(runner.quit)
+        self.lifecycle.progress(self.progress_body)
+
+    def progress_body(self) -> dict[str, Any]:
+        runner = self.environment.runner
+        total = runner.stats.total
+        return {
+            "users": runner.user_count,
+            "workers": getattr(runner, "worker_count", 0),
+            "rps": round(total.current_rps, 2),
+            "fail_ratio": round(total.fail_ratio, 4),
+            "requests": total.num_requests,
+            "failures": total.num_failures,
+        }
+
+    def on_test_stop(self, **_: Any) -> None:
+        """A web UI Stop ends the run: once the workers' last reports are in, send the verdict."""
+        self._test_running = False
+        options = self.environment.parsed_options
+        if options.headless or self.lifecycle.state is not RunState.RUNNING:
+            return  # headless runs end at quit, when the exit code is known
+        gevent.spawn(self._finish_after_late_reports)
+
+    def on_worker_report(self, client_id: str = "", **_: Any) -> None:
+        if not self._test_running:
+            self._reports_after_stop.add(client_id)
+            runner = self.environment.runner
+            if len(self._reports_after_stop) >= getattr(runner, "worker_count", 0):
+                self._late_reports.set()
+
+    def _finish_after_late_reports(self) -> None:
+        if isinstance(self.environment.runner, MasterRunner):
+            self._late_reports.wait(LATE_REPORT_WAIT)
+        self.finish(self._expected_exit_code())
+
+    def on_quitting(self, **_: Any) -> None:
+        """Make the process exit code tell the truth about causes Locust does not count."""
+        if (self.workers_lost or self.signal) and self.environment.process_exit_code is None:
+            if self.lifecycle.state is RunState.RUNNING:
+                self.environment.process_exit_code = 1
+
+    def on_quit(self, exit_code: int = 0, **_: Any) -> None:
+        self.finish(exit_code)
+
+    def finish(self, exit_code: int, plugin_error: str = "") -> None:
+        """Close the export (its last interval holds the late reports) and send the verdict."""
+        if self.lifecycle.state is not RunState.RUNNING:
+            return
+        runner = self.environment.runner
+        stats = runner.stats
+        outcome = Outcome(
+            exit_code=exit_code,
+            requests=stats.total.num_requests,
+            failures=stats.total.num_failures,
+            exceptions=tuple(str(e["msg"]) for e in runner.exceptions.values()),
+            exit_code_set_by_user=self.environment.process_exit_code is not None
+            and not (self.workers_lost or self.signal),
+            signal=self.signal,
+            workers_lost=self.workers_lost,
+            plugin_error=plugin_error,
+        )
+        verdict = decide(outcome)
+        summary = summarize(
+            stats,
+            users_peak=max(self.users_peak, runner.user_count),
+            workers=getattr(runner, "worker_count", 0),
+            started_at=stats.start_time,
+            finished_at=time.time(),
+        )
+        if self.exporter is not None:
+            self.exporter.event(verdict.call, verdict.reason or "completed")
+            self.exporter.close()
+            summary["export"] = self.exporter.health()
+        if self._ticker is not None:
+            self._ticker.kill(block=False)
+            self._ticker = None
+        self.lifecycle.finish(verdict, summary, exit_code)
+
+    def _expected_exit_code(self) -> int:
+        """The code Locust would exit with now (``main.py`` shutdown), for web UI runs."""
+        runner = self.environment.runner
+        if self.environment.process_exit_code is not None:
+            return int(self.environment.process_exit_code)
+        if runner.errors or runner.exceptions:
+            return int(self.environment.parsed_options.exit_code_on_error)
+        return 2 if locust_log.unhandled_greenlet_exception else 0
+
+    def _on_sigterm(self) -> None:
+        self.signal = "SIGTERM"
+        if self._waiting_for_first_test and self.lifecycle.state is RunState.RUNNING:
+            # A headless master still waiting for workers: Locust exits without any event.
+            self.finish(143)
+            raise SystemExit(143)
+
+    def _chain_sigint(self, previous: Any) -> Any:
+        def handler(signum: int, frame: FrameType | None) -> Any:
+            self.signal = "SIGINT (Ctrl-C)"
+            return previous(signum, frame)
+
+        return handler
+
+    def _at_exit(self) -> None:
+        """Last resort: a process that dies without Locust's quit event still ends the run."""
+        self.finish(1, "" if self.signal else "the Locust process exited without a verdict")
+
+
+def expose_arguments_on_worker(environment: Environment) -> None:
+    """On a worker, the master's arguments arrive with each spawn: expose them as env vars."""
+    options = environment.parsed_options
+    run_id = getattr(options, "run_id", None)
+    names = getattr(options, ARGUMENT_NAMES_KEY, None) or []
+    if run_id:
+        values = {name: getattr(options, name, None) for name in names}
+        export_to_environ(run_id, values, names)
+
+
+def print_dry_run(session: RunSession) -> None:
+    print(json.dumps(session.describe(), indent=2, default=render))

@@ -1,0 +1,8 @@
+"""Shared fixtures live in tests/fixtures/, one module per real component."""
+
+pytest_plugins = [
+    "tests.fixtures.platform",
+    "tests.fixtures.tsdb",
+    "tests.fixtures.locust",
+    "tests.fixtures.faults",
+]
