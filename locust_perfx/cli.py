@@ -16,9 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from locust_perfx.exceptions import PerfxError
-from locust_perfx.lifecycle import resend
-from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, PlatformClient
+# Nothing here may import requests or gevent at module level: Locust must monkey-patch
+# the process first, or ssl recurses forever.
 
 PLUGIN_FILE = "perfx_plugin.py"
 PLUGIN_SOURCE = (
@@ -59,6 +58,12 @@ def init(args: list[str]) -> int:
 
 def resend_command(args: list[str]) -> int:
     """Send a saved final status (``perfx-RUN.final.json``) to the platform."""
+    import locust  # noqa: F401  (monkey-patches before requests is imported)
+
+    from locust_perfx.exceptions import PerfxError
+    from locust_perfx.lifecycle import resend
+    from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, PlatformClient
+
     parser = argparse.ArgumentParser(prog="perfx resend", description=resend_command.__doc__)
     parser.add_argument("file", type=Path)
     parser.add_argument(

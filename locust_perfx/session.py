@@ -37,7 +37,7 @@ from locust_perfx.lifecycle import (
 )
 from locust_perfx.options import Settings, export_to_environ, value_sources
 from locust_perfx.platform import PlatformClient, RunInfo
-from locust_perfx.schema import Value, render
+from locust_perfx.schema import Value, render, resolve_value
 from locust_perfx.snapshot import summarize
 
 logger = logging.getLogger(__name__)
@@ -92,14 +92,13 @@ class RunSession:
             problems.extend(err.problems)
         clashing = {p.split("'")[1] for p in schema_problems}
         params = [p for p in info.schema.parameters if p.name not in clashing]
-        raw = {p.dest: getattr(options, p.dest, None) for p in params}
         sources = value_sources(info.schema, sys.argv[1:], os.environ)
         arguments: dict[str, Value] = {}
         for param in params:
             try:
-                arguments[param.dest] = info.schema.resolve(
-                    {param.dest: raw[param.dest]}, sources
-                ).get(param.dest)
+                arguments[param.dest] = resolve_value(
+                    param, getattr(options, param.dest, None), sources[param.dest]
+                )
             except ConfigError as err:
                 problems.extend(err.problems)
         if problems or settings is None:
@@ -321,9 +320,13 @@ class RunSession:
 
     def on_quitting(self, **_: Any) -> None:
         """Make the process exit code tell the truth about causes Locust does not count."""
-        if (self.workers_lost or self.signal) and self.environment.process_exit_code is None:
-            if self.lifecycle.state is RunState.RUNNING:
-                self.environment.process_exit_code = 1
+        untold = self.workers_lost or self.signal
+        if untold and self.environment.process_exit_code is None and self._running:
+            self.environment.process_exit_code = 1
+
+    @property
+    def _running(self) -> bool:
+        return self.lifecycle.state is RunState.RUNNING
 
     def on_quit(self, exit_code: int = 0, **_: Any) -> None:
         self.finish(exit_code)

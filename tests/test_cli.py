@@ -1,0 +1,74 @@
+"""The perfx command: init writes the plugin file, resend delivers a saved final status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from locust_perfx.cli import PLUGIN_SOURCE
+from tests.fixtures.locust import PLUGIN
+from tests.fixtures.platform import PlatformServer
+
+
+def perfx(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "locust_perfx.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+    )
+
+
+def test_init_writes_the_plugin_file_the_repository_ships(tmp_path: Path) -> None:
+    result = perfx("init", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "perfx_plugin.py").read_text() == PLUGIN_SOURCE == PLUGIN.read_text()
+
+
+def test_init_keeps_a_different_file_unless_forced(tmp_path: Path) -> None:
+    (tmp_path / "perfx_plugin.py").write_text("# mine\n")
+    result = perfx("init", str(tmp_path))
+    assert result.returncode == 1
+    assert "exists and differs; pass --force to overwrite it" in result.stderr
+    assert perfx("init", str(tmp_path), "--force").returncode == 0
+
+
+def test_resend_delivers_a_saved_final_status(
+    platform_server: PlatformServer, tmp_path: Path
+) -> None:
+    run_id = platform_server.create_run()
+    platform_server.api(
+        "POST",
+        f"/api/perf/runs/{run_id}/start",
+        {"arguments": {}, "host": "http://t", "started_at": "2026-11-23T10:00:00Z", "locust": {}},
+    )
+    saved = tmp_path / f"perfx-{run_id}.final.json"
+    saved.write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "call": "fail",
+                "body": {
+                    "finished_at": "2026-11-23T10:01:00Z",
+                    "reason": "interrupted by SIGTERM",
+                    "exit_code": 1,
+                    "summary": {"total": {"requests": 3}},
+                },
+            }
+        )
+    )
+    result = perfx("resend", str(saved), "--platform-url", platform_server.url)
+    assert result.returncode == 0, result.stderr
+    run = platform_server.get_run(run_id)
+    assert (run["status"], run["reason"]) == ("failed", "interrupted by SIGTERM")
+
+
+def test_resend_refuses_a_file_it_did_not_write(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text("[1, 2]")
+    result = perfx("resend", str(bogus), "--platform-url", "http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"perfx: {bogus} is not a saved perfx final status")
