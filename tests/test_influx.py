@@ -1,0 +1,468 @@
+"""The InfluxDB sink against a real VictoriaMetrics, run under gevent like inside Locust."""
+
+# Locust monkey-patches the process at import: it must come before anything else.
+import locust  # noqa: F401  # isort: skip
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+import pytest
+from gevent.pywsgi import WSGIServer
+from influxdb_client import Point, WritePrecision
+from locust.env import Environment
+from locust.event import Events
+
+from locust_perfx.exceptions import ConfigError, ExportError
+from locust_perfx.influx import (
+    CHECK_MEASUREMENT,
+    DEFAULT_BUFFER_POINTS,
+    InfluxConfig,
+    JMeterLayout,
+    MetricsExporter,
+    Sample,
+    line,
+    parse_tags,
+)
+from locust_perfx.snapshot import IntervalTracker
+from tests.fixtures.tsdb import VictoriaMetrics, free_port
+from tests.fixtures.waiting import wait_until
+
+INTERVAL = 0.05  # seconds: short so a test sees many intervals quickly
+
+# Names JMeter's own InfluxDB backend listener writes and JMeter Grafana dashboards query.
+# Source: apache/jmeter, src/components/src/main/java/org/apache/jmeter/visualizers/backend/
+# influxdb/InfluxdbBackendListenerClient.java (constants TAG_*, METRIC_*, EVENTS_FOR_ANNOTATION;
+# percentiles "99;95;90" written as "pct" + Java Float.toString), and the Flux query of the
+# yndingo/Docker README (filter r["_field"] == "pct95.0", r["application"], r["statut"] == "ok").
+JMETER_MEASUREMENTS = {"jmeter", "events"}
+JMETER_TAGS = {"application", "transaction", "statut", "responseCode", "responseMessage", "title"}
+JMETER_TAGS |= {"tags"}
+JMETER_FIELDS = {"count", "countError", "avg", "min", "max", "hit", "rb", "sb", "text"}
+JMETER_FIELDS |= {"pct90.0", "pct95.0", "pct99.0", "minAT", "maxAT", "meanAT"}
+JMETER_FIELDS |= {"startedT", "endedT"}
+OUR_TAGS = {"run_id", "endpoint", "environment", "method", "team"}
+
+
+@pytest.fixture
+def environment() -> Environment:
+    env = Environment(events=Events())
+    env.create_local_runner()
+    return env
+
+
+def config(url: str, **overrides: Any) -> InfluxConfig:
+    settings: dict[str, Any] = {
+        "token": "token",
+        "org": "perf",
+        "bucket": "locust",
+        "interval": INTERVAL,
+        "timeout": 1.0,
+        **overrides,
+    }
+    return InfluxConfig(url, **settings)
+
+
+def run_intervals(exporter: MetricsExporter, count: int, each: Callable[[int], None]) -> None:
+    """Call ``each`` then let one exporter interval pass, ``count`` times."""
+    for i in range(count):
+        each(i)
+        gevent.sleep(INTERVAL)  # one exporter interval, so requests spread over intervals
+
+
+Rows = list[dict[str, Any]]
+
+
+def series(server: VictoriaMetrics, run_id: str, ready: Callable[[Rows], bool]) -> Rows:
+    """The run's series once ``ready`` holds: VictoriaMetrics ingests a write asynchronously.
+
+    ``ready`` checks something from the exporter's last write; one write is ingested as a
+    whole, so the earlier ones are visible by then too.
+    """
+    rows: Rows = wait_until(
+        lambda: found if ready(found := server.export(f'{{run_id="{run_id}"}}')) else None,
+        10,
+        INTERVAL,
+        f"the points of {run_id} are searchable",
+    )
+    return rows
+
+
+def summed(rows: list[dict[str, Any]], metric: str, **labels: str) -> float:
+    return sum(
+        sum(row["values"])
+        for row in rows
+        if row["metric"]["__name__"] == metric
+        and all(row["metric"].get(k) == v for k, v in labels.items())
+    )
+
+
+def test_line_protocol_equals_influxdb_clients_point() -> None:
+    tags = {"name": "/a b,c=d", "method": "GET", "empty": ""}
+    # Point sorts fields by key; line() keeps the given order, so give them sorted.
+    fields: dict[str, int | float | str] = {"avg": 1.5, "count": 3, "message": 'say "hi" \\ ok'}
+    point = Point("locust requests").time(1_700_000_000_123, WritePrecision.MS)
+    for key, value in tags.items():
+        point = point.tag(key, value)
+    for key, value in fields.items():
+        point = point.field(key, value)
+
+    assert line("locust requests", tags, fields, 1_700_000_000_123) == point.to_line_protocol()
+
+
+def test_parse_tags_reads_key_value_pairs() -> None:
+    assert parse_tags(" team=search, build=123 ") == {"team": "search", "build": "123"}
+    assert parse_tags("") == {}
+
+
+def test_parse_tags_names_every_bad_item() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_tags("team,=x,run_id=1,a=1,a=2")
+
+    assert caught.value.problems == [
+        "InfluxDB tags: expected key=value, got 'team'",
+        "InfluxDB tags: expected key=value, got '=x'",
+        "InfluxDB tags: 'a' given twice",
+        "InfluxDB tag 'run_id': reserved by the exporter, pick another name",
+    ]
+
+
+def test_config_lists_every_problem_and_never_shows_the_token() -> None:
+    with pytest.raises(ConfigError) as caught:
+        InfluxConfig("localhost:8086", interval=0, layout="csv")
+    assert len(caught.value.problems) == 4
+
+    shown = repr(InfluxConfig("http://db:8086", token="s3cret", bucket="b"))
+    assert "s3cret" not in shown and "token='***'" in shown
+    assert InfluxConfig("http://db:8086", bucket="b").buffer_points == DEFAULT_BUFFER_POINTS
+
+
+def test_interval_points_arrive_with_tags_fields_and_exact_counts(
+    victoria_metrics: VictoriaMetrics, environment: Environment
+) -> None:
+    exporter = MetricsExporter(
+        config(victoria_metrics.url, tags={"team": "search"}),
+        run_id="run-1",
+        endpoint="search-api",
+        environment="staging",
+    )
+    exporter.check()
+    exporter.start(environment)
+    exporter.event("start", "run-1 started")
+    stats = environment.stats
+
+    def requests(i: int) -> None:
+        for response_time in range(10, 10 + 10 * (i + 1), 10):
+            stats.log_request("GET", "/search", response_time, 100)
+        stats.log_request("POST", "/order", 250, 10)
+        stats.log_error("POST", "/order", "HTTP 500" if i % 2 else "HTTP 503")
+
+    run_intervals(exporter, 6, requests)
+    stats.log_request("GET", "/search", 40, 100)  # after the last tick: only close() sees it
+    exporter.event("complete", "run-1 done")
+    exporter.close()
+
+    rows = series(
+        victoria_metrics,
+        "run-1",
+        lambda rows: summed(rows, "locust_totals_requests") == stats.total.num_requests,
+    )
+    search = {"name": "/search", "method": "GET"}
+    final = stats.get("/search", "GET").num_requests
+    assert summed(rows, "locust_requests_requests", **search) == final
+    assert summed(rows, "locust_requests_failures", name="/order") == 6
+    assert summed(rows, "locust_totals_requests") == stats.total.num_requests
+    assert summed(rows, "locust_errors_occurrences") == 6
+    error_ids = {r["metric"].get("error_id") for r in rows} - {None}
+    assert len(error_ids) == 2  # two messages of one request stay two series
+    names = {row["metric"]["__name__"] for row in rows}
+    assert {
+        f"locust_requests_{f}"
+        for f in ("rps", "failures_per_s", "avg_ms", "min_ms", "max_ms", "p50_ms", "p90_ms")
+    } | {"locust_requests_p95_ms", "locust_requests_p99_ms", "locust_requests_avg_bytes"} <= names
+    assert {"locust_totals_users", "locust_totals_workers", "locust_totals_failure_ratio"} <= names
+    assert {"locust_events_text", f"{CHECK_MEASUREMENT}_ok"} <= names
+    labels = next(r["metric"] for r in rows if r["metric"]["__name__"] == "locust_requests_p99_ms")
+    assert set(labels) == {
+        "__name__",
+        "run_id",
+        "endpoint",
+        "environment",
+        "team",
+        "name",
+        "method",
+    }
+    assert (labels["run_id"], labels["endpoint"], labels["environment"], labels["team"]) == (
+        "run-1",
+        "search-api",
+        "staging",
+        "search",
+    )
+    events = [r for r in rows if r["metric"]["__name__"] == "locust_events_text"]
+    assert sorted(r["metric"]["kind"] for r in events) == ["complete", "start"]
+    health = exporter.health()
+    assert json.loads(json.dumps(health)) == health
+    assert health["points_queued"] == 0 and health["points_dropped"] == 0
+
+
+def test_no_two_points_of_a_series_share_a_timestamp(
+    victoria_metrics: VictoriaMetrics, environment: Environment
+) -> None:
+    exporter = MetricsExporter(config(victoria_metrics.url), run_id="run-ts")
+    exporter.start(environment)
+    run_intervals(exporter, 4, lambda i: environment.stats.log_request("GET", "/", 5, 0))
+    exporter.event("start", "a")
+    exporter.event("start", "b")  # same kind right after: still two annotations
+    exporter.close()
+
+    rows = series(
+        victoria_metrics, "run-ts", lambda rows: summed_count(rows, "locust_events_text") == 2
+    )
+    for row in rows:
+        assert len(row["timestamps"]) == len(set(row["timestamps"])), row["metric"]
+
+
+def points(rows: Rows) -> int:
+    return sum(
+        len(row["values"])
+        for row in rows
+        if row["metric"]["__name__"] in ("locust_requests_requests", "locust_totals_requests")
+    )
+
+
+def summed_count(rows: list[dict[str, Any]], metric: str) -> int:
+    return sum(len(row["values"]) for row in rows if row["metric"]["__name__"] == metric)
+
+
+def test_jmeter_layout_uses_the_names_jmeter_dashboards_query(
+    victoria_metrics: VictoriaMetrics, environment: Environment
+) -> None:
+    exporter = MetricsExporter(
+        config(victoria_metrics.url, layout="jmeter", tags={"team": "search"}), run_id="run-j"
+    )
+    exporter.start(environment)
+    exporter.event("start", "started")
+
+    def requests(i: int) -> None:
+        environment.stats.log_request("GET", "/home", 20 + i, 512)
+        environment.stats.log_request("GET", "/home", 30 + i, 512)
+        environment.stats.log_error("GET", "/home", "HTTP 500")
+
+    run_intervals(exporter, 3, requests)
+    exporter.close()
+
+    rows = series(
+        victoria_metrics,
+        "run-j",
+        lambda rows: summed(rows, "jmeter_countError", transaction="all") == 3,
+    )
+    for row in rows:
+        measurement, _, field = row["metric"]["__name__"].partition("_")
+        assert measurement in JMETER_MEASUREMENTS
+        assert field in JMETER_FIELDS
+        assert set(row["metric"]) - {"__name__"} <= JMETER_TAGS | OUR_TAGS
+    home = {"transaction": "/home", "application": "run-j"}
+    assert summed(rows, "jmeter_count", statut="all", **home) == 6
+    assert summed(rows, "jmeter_count", statut="ko", **home) == 3
+    assert summed(rows, "jmeter_countError", transaction="all", statut="all") == 3
+    names = {row["metric"]["__name__"] for row in rows}
+    assert {"jmeter_pct90.0", "jmeter_pct95.0", "jmeter_pct99.0", "jmeter_hit"} <= names
+    assert {"jmeter_avg", "jmeter_min", "jmeter_max", "jmeter_meanAT", "events_text"} <= names
+
+
+def test_jmeter_error_rows_keep_the_message() -> None:
+    tracker = IntervalTracker()
+    stats = Environment(events=Events()).stats
+    stats.log_request("GET", "/home", 20, 0)
+    stats.log_error("GET", "/home", "HTTP 500: Server Error")
+    points = JMeterLayout({"run_id": "r"}, "r").interval_points(
+        tracker.take(stats), Sample(users=3, workers=0), 1
+    )
+
+    assert any("responseMessage=HTTP\\ 500:\\ Server\\ Error" in p for p in points)
+
+
+def test_an_outage_mid_run_loses_nothing(
+    victoria_metrics: VictoriaMetrics, environment: Environment
+) -> None:
+    exporter = MetricsExporter(config(victoria_metrics.url), run_id="run-outage")
+    exporter.start(environment)
+    log = lambda i: environment.stats.log_request("GET", "/a", 10 + i, 0)  # noqa: E731
+
+    run_intervals(exporter, 3, log)
+    victoria_metrics.stop()
+    run_intervals(exporter, 5, log)
+    wait_until(lambda: exporter.health()["writes_failed"], 5, INTERVAL, "a write fails")
+    victoria_metrics.start()
+    run_intervals(exporter, 3, log)
+    exporter.close()
+
+    series(
+        victoria_metrics,
+        "run-outage",
+        lambda rows: summed(rows, "locust_requests_requests", name="/a") == 11,
+    )
+    health = exporter.health()
+    assert health["writes_failed"] and health["points_dropped"] == 0
+    assert health["last_error"] and health["last_success"]
+
+
+def test_a_full_buffer_drops_the_oldest_points_counts_them_and_warns_once(
+    victoria_metrics: VictoriaMetrics, environment: Environment, caplog: pytest.LogCaptureFixture
+) -> None:
+    victoria_metrics.stop()
+    # 2 points per interval (one name + totals): room for the last 2 intervals only.
+    exporter = MetricsExporter(config(victoria_metrics.url, buffer_points=4), run_id="run-full")
+    exporter.start(environment)
+
+    def produced() -> int:
+        health = exporter.health()
+        return int(health["points_queued"]) + int(health["points_dropped"])  # type: ignore[call-overload]
+
+    with caplog.at_level(logging.WARNING, logger="locust_perfx.influx"):
+        for i in range(6):
+            before = produced()
+            environment.stats.log_request("GET", f"/i{i}", 10, 0)  # no switch since produced()
+            wait_until(
+                lambda before=before: produced() >= before + 2,  # type: ignore[misc]
+                5,
+                INTERVAL,
+                "an interval is collected",
+            )
+    full = [r for r in caplog.records if "buffer full" in r.getMessage()]
+    assert len(full) == 1
+    dropped = exporter.health()["points_dropped"]
+    assert isinstance(dropped, int) and dropped > 0
+    assert exporter.health()["points_queued"] == 4
+
+    victoria_metrics.start()
+    exporter.close()
+    # Every point has one "requests" field: exactly the buffer's 4 newest points arrive.
+    rows = series(victoria_metrics, "run-full", lambda rows: points(rows) == 4)
+    assert "/i0" not in {row["metric"].get("name") for row in rows}
+
+
+def test_check_names_the_url_when_nothing_listens() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    with pytest.raises(ExportError, match=f"InfluxDB at {url} is unreachable .*--influxdb-url"):
+        MetricsExporter(config(url), run_id="r").check()
+
+
+def test_check_reports_a_rejected_token(victoria_metrics_with_auth: VictoriaMetrics) -> None:
+    exporter = MetricsExporter(config(victoria_metrics_with_auth.url), run_id="r")
+
+    with pytest.raises(ExportError, match=r"rejected the token \(HTTP 401\).*--influxdb-token"):
+        exporter.check()
+
+
+@pytest.fixture
+def influx_fault() -> Iterator[tuple[str, list[int]]]:
+    """A fake InfluxDB for statuses VictoriaMetrics never sends (403, 404, 503).
+
+    Answers each write with the next scripted status, then 204; the script is the list.
+    """
+    script: list[int] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        environ["wsgi.input"].read()
+        status = script.pop(0) if script else 204
+        body = json.dumps({"code": "fault", "message": f"scripted {status}"}).encode()
+        start_response(f"{status} Scripted", [("Content-Type", "application/json")])
+        return [] if status == 204 else [body]
+
+    server = WSGIServer(("127.0.0.1", 0), app, log=None)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", script
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (403, r"may not write to bucket 'locust' of org 'perf' \(HTTP 403\)"),
+        (404, r"org 'perf' or bucket 'locust' not found \(HTTP 404\).*--influxdb-bucket"),
+        (400, r"refused a test write to bucket 'locust' of org 'perf' \(HTTP 400"),
+    ],
+)
+def test_check_explains_what_the_server_refused(
+    influx_fault: tuple[str, list[int]], status: int, message: str
+) -> None:
+    url, script = influx_fault
+    script.append(status)
+
+    with pytest.raises(ExportError, match=message):
+        MetricsExporter(config(url), run_id="r").check()
+
+
+def test_server_errors_are_retried_until_written(
+    influx_fault: tuple[str, list[int]], environment: Environment
+) -> None:
+    url, script = influx_fault
+    script.extend([503, 429])
+    exporter = MetricsExporter(config(url), run_id="r")
+    exporter.start(environment)
+    run_intervals(exporter, 2, lambda i: environment.stats.log_request("GET", "/", 5, 0))
+    wait_until(lambda: exporter.health()["writes_retried"], 10, INTERVAL, "a retry succeeds")
+    exporter.close()
+
+    health = exporter.health()
+    assert health["writes_failed"] == 2 and health["points_queued"] == 0
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A port that accepts connections and never answers: the worst outage for a client."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("down", ["black hole", "stopped"])
+def test_close_returns_within_its_deadline_when_the_database_is_down(
+    down: str,
+    black_hole: str,
+    victoria_metrics: VictoriaMetrics,
+    environment: Environment,
+) -> None:
+    if down == "stopped":
+        victoria_metrics.stop()
+    url = black_hole if down == "black hole" else victoria_metrics.url
+    exporter = MetricsExporter(config(url, timeout=5.0), run_id="r")
+    exporter.start(environment)
+    environment.stats.log_request("GET", "/", 5, 0)
+
+    started = time.monotonic()
+    exporter.close(deadline=0.5)
+    took = time.monotonic() - started
+
+    assert took < 1.0
+    assert exporter.health()["points_queued"] != 0
+    exporter.close()  # idempotent
+
+
+def test_start_again_after_close_exports_the_new_test_only(
+    victoria_metrics: VictoriaMetrics, environment: Environment
+) -> None:
+    exporter = MetricsExporter(config(victoria_metrics.url), run_id="run-2x")
+    exporter.start(environment)
+    environment.stats.log_request("GET", "/", 5, 0)
+    exporter.close()
+    environment.stats.clear_all()  # what Locust does when a new test starts from the UI
+    exporter.start(environment)
+    for _ in range(3):
+        environment.stats.log_request("GET", "/", 5, 0)
+    exporter.close()
+
+    series(
+        victoria_metrics,
+        "run-2x",
+        lambda rows: summed(rows, "locust_requests_requests") == 4,
+    )

@@ -1,0 +1,297 @@
+"""Snapshots of real Locust stats: exact interval deltas, resets, folding and the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from locust.env import Environment
+from locust.event import Events
+from locust.stats import (
+    RequestStats,
+    bucket_response_time,
+    calculate_response_time_percentile,
+    diff_response_time_dicts,
+    setup_distributed_stats_event_listeners,
+)
+
+from locust_perfx.snapshot import (
+    OTHER_NAME,
+    PERCENTILES,
+    EntryDelta,
+    Interval,
+    IntervalTracker,
+    _diff_histogram,
+    summarize,
+)
+
+
+class FakeClock:
+    """A settable clock so interval durations (and so rps) are exact."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def stats() -> RequestStats:
+    return Environment(events=Events()).stats
+
+
+def by_name(interval: Interval) -> dict[tuple[str, str], EntryDelta]:
+    return {(e.name, e.method): e for e in interval.entries}
+
+
+def oracle_percentile(response_times: list[int], percent: float) -> int:
+    """Locust's percentile rule, computed independently from the raw requests."""
+    ordered = sorted(bucket_response_time(t) for t in response_times)
+    return ordered[min(int(len(ordered) * percent), len(ordered) - 1)]
+
+
+def test_an_interval_holds_only_what_happened_since_the_last_snapshot(
+    stats: RequestStats,
+) -> None:
+    clock = FakeClock()
+    tracker = IntervalTracker(clock=clock)
+    stats.log_request("GET", "/a", 10, 100)
+    tracker.reset(stats)
+
+    for response_time in (20, 30, 40, 1234):
+        stats.log_request("GET", "/a", response_time, 200)
+    stats.log_error("GET", "/a", "boom")
+    stats.log_request("POST", "/b", 5, 0)
+    clock.now += 2.0
+    interval = tracker.take(stats)
+
+    a = by_name(interval)[("/a", "GET")]
+    assert (a.requests, a.failures, a.timed_requests) == (4, 1, 4)
+    assert a.avg_ms == pytest.approx((20 + 30 + 40 + 1234) / 4)
+    assert (a.min_ms, a.max_ms) == (20, 1200)  # Locust buckets 1234 ms as 1200
+    assert a.percentiles() == {0.5: 40, 0.9: 1200, 0.95: 1200, 0.99: 1200}
+    assert a.avg_bytes == 200
+    assert interval.duration == 2.0
+    assert interval.total.requests == 5
+    assert [(e.name, e.message, e.occurrences) for e in interval.errors] == [("/a", "boom", 1)]
+
+
+def test_idle_names_are_left_out_of_the_next_interval(stats: RequestStats) -> None:
+    tracker = IntervalTracker()
+    stats.log_request("GET", "/a", 10, 0)
+    stats.log_request("GET", "/b", 10, 0)
+    tracker.take(stats)
+    stats.log_request("GET", "/b", 10, 0)
+
+    assert list(by_name(tracker.take(stats))) == [("/b", "GET")]
+    assert tracker.take(stats).entries == ()
+
+
+def test_percentiles_match_locusts_function(stats: RequestStats) -> None:
+    for response_time in range(1, 500, 7):
+        stats.log_request("GET", "/a", response_time, 0)
+    delta = by_name(IntervalTracker().take(stats))[("/a", "GET")]
+
+    expected = {
+        p: calculate_response_time_percentile(dict(delta.response_times), delta.requests, p)
+        for p in PERCENTILES
+    }
+    assert delta.percentiles() == expected
+
+
+def test_requests_without_a_response_time_count_but_do_not_time(stats: RequestStats) -> None:
+    stats.log_request("GET", "/a", None, 0)  # type: ignore[arg-type]  # Locust allows None
+
+    delta = by_name(IntervalTracker().take(stats))[("/a", "GET")]
+
+    assert (delta.requests, delta.timed_requests, delta.avg_ms) == (1, 0, None)
+    assert delta.percentiles() == {}
+
+
+@pytest.mark.parametrize("reset", ["reset_all", "clear_all"])
+def test_counts_restart_from_zero_after_locust_resets_the_stats(
+    stats: RequestStats, reset: str
+) -> None:
+    tracker = IntervalTracker()
+    for _ in range(5):
+        stats.log_request("GET", "/a", 10, 0)
+    stats.log_error("GET", "/a", "boom")
+    tracker.take(stats)
+
+    getattr(stats, reset)()  # what Locust does on a new test from the web UI / --reset-stats
+    for _ in range(7):  # more than before the reset, so only the reset itself can tell
+        stats.log_request("GET", "/a", 10, 0)
+    stats.log_error("GET", "/a", "boom")
+    interval = tracker.take(stats)
+
+    assert by_name(interval)[("/a", "GET")].requests == 7
+    assert interval.total.requests == 7
+    assert [e.occurrences for e in interval.errors] == [1]
+
+
+def test_reset_makes_the_current_stats_the_baseline(stats: RequestStats) -> None:
+    tracker = IntervalTracker()
+    stats.log_request("GET", "/a", 10, 0)
+    tracker.reset(stats)
+
+    assert tracker.take(stats).total.requests == 0
+
+
+def test_names_past_max_names_fold_into_other_once_logged(
+    stats: RequestStats, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = IntervalTracker(max_names=2)
+    for name, response_time in [("/a", 10), ("/b", 20), ("/c", 30), ("/d", 4000)]:
+        stats.log_request("GET", name, response_time, 0)
+        stats.log_error("GET", name, "same message")
+    with caplog.at_level(logging.WARNING, logger="locust_perfx.snapshot"):
+        interval = tracker.take(stats)
+        stats.log_request("GET", "/e", 10, 0)
+        tracker.take(stats)
+
+    other = by_name(interval)[(OTHER_NAME, "GET")]
+    assert sorted(by_name(interval)) == [("/a", "GET"), ("/b", "GET"), (OTHER_NAME, "GET")]
+    assert (other.requests, other.min_ms, other.max_ms) == (2, 30, 4000)
+    assert {(e.name, e.occurrences) for e in interval.errors} == {
+        ("/a", 1),
+        ("/b", 1),
+        (OTHER_NAME, 2),
+    }
+    assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
+    assert OTHER_NAME in caplog.records[0].getMessage()
+
+
+def test_late_worker_reports_land_in_the_next_interval_on_a_master() -> None:
+    master_events, worker_events = Events(), Events()
+    master, worker = RequestStats(), RequestStats()
+    setup_distributed_stats_event_listeners(master_events, master)
+    setup_distributed_stats_event_listeners(worker_events, worker)
+
+    def report() -> None:
+        data: dict[str, Any] = {}
+        worker_events.report_to_master.fire(client_id="w1", data=data)
+        master_events.worker_report.fire(client_id="w1", data=data)
+
+    tracker = IntervalTracker()
+    counted = 0
+    for batch in (3, 4, 5):  # the last report arrives after test_stop, before close()
+        for _ in range(batch):
+            worker.log_request("GET", "/a", 15, 10)
+        report()
+        counted += sum(e.requests for e in tracker.take(master).entries)
+
+    assert counted == master.entries[("/a", "GET")].num_requests == 12
+
+
+requests_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["/a", "/b", "/c"]),
+        st.sampled_from(["GET", "POST"]),
+        st.integers(min_value=0, max_value=70_000),
+        st.booleans(),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(intervals=st.lists(requests_strategy, min_size=1, max_size=6))
+def test_any_split_into_intervals_sums_to_the_totals_with_exact_percentiles(
+    intervals: list[list[tuple[str, str, int, bool]]],
+) -> None:
+    stats = RequestStats()
+    tracker = IntervalTracker()
+    summed: dict[tuple[str, str], int] = {}
+    for requests in intervals:
+        for name, method, response_time, failed in requests:
+            stats.log_request(method, name, response_time, 1)
+            if failed:
+                stats.log_error(method, name, "failed")
+        deltas = by_name(tracker.take(stats))
+        for key, delta in deltas.items():
+            summed[key] = summed.get(key, 0) + delta.requests
+            times = [t for n, m, t, _ in requests if (n, m) == key]
+            assert delta.requests == len(times)
+            assert delta.failures == sum(f for n, m, _, f in requests if (n, m) == key)
+            assert delta.percentiles() == {p: oracle_percentile(times, p) for p in PERCENTILES}
+            assert delta.min_ms == bucket_response_time(min(times))
+            assert delta.max_ms == bucket_response_time(max(times))
+
+    assert summed == {key: e.num_requests for key, e in stats.entries.items() if e.num_requests}
+
+
+histograms = st.dictionaries(st.integers(0, 400), st.integers(1, 50), max_size=30)
+
+
+@given(old=histograms, grown=histograms)
+def test_the_histogram_diff_equals_locusts(old: dict[int, int], grown: dict[int, int]) -> None:
+    latest = dict(old)
+    for key, count in grown.items():  # histograms only grow, as in Locust
+        latest[key] = latest.get(key, 0) + count
+
+    assert _diff_histogram(latest, old) == diff_response_time_dicts(latest, old)
+
+
+@given(histogram=histograms.filter(bool))
+def test_percentiles_equal_locusts_function_for_any_histogram(histogram: dict[int, int]) -> None:
+    delta = EntryDelta("/", "GET", 0, 0, 0, 0.0, 0, histogram)
+    count = sum(histogram.values())
+
+    assert delta.percentiles() == {
+        p: calculate_response_time_percentile(histogram, count, p) for p in PERCENTILES
+    }
+
+
+@pytest.fixture
+def finished_stats(stats: RequestStats) -> Iterator[RequestStats]:
+    for response_time in (100, 200, 300, 400):
+        stats.log_request("GET", "/a", response_time, 1000)
+    stats.log_request("POST", "/b", 50, 10)
+    for _ in range(3):
+        stats.log_error("GET", "/a", "HTTP 500")
+    stats.log_error("POST", "/b", "HTTP 404")
+    yield stats
+
+
+def test_summary_is_plain_json_with_totals_requests_and_errors(
+    finished_stats: RequestStats,
+) -> None:
+    summary = summarize(
+        finished_stats,
+        users_peak=10,
+        workers=2,
+        started_at=1_700_000_000.0,
+        finished_at=1_700_000_010.0,
+        top_errors=1,
+    )
+
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary["duration_s"] == 10.0
+    assert summary["started_at"] == "2023-11-14T22:13:20Z"
+    assert summary["total"] == {
+        "requests": 5,
+        "failures": 4,
+        "failure_ratio": 0.8,
+        "rps": 0.5,
+        "avg_ms": 210.0,
+        "min_ms": 50,
+        "max_ms": 400,
+        "median_ms": 200,
+        "p90_ms": 400,
+        "p95_ms": 400,
+        "p99_ms": 400,
+        "bytes": 4010,
+    }
+    assert [(r["method"], r["name"], r["requests"]) for r in summary["requests"]] == [
+        ("GET", "/a", 4),
+        ("POST", "/b", 1),
+    ]
+    assert summary["errors"] == [
+        {"method": "GET", "name": "/a", "error": "HTTP 500", "occurrences": 3}
+    ]
