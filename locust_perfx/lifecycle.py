@@ -21,13 +21,11 @@ from typing import Any, Final
 import gevent
 
 from locust_perfx.exceptions import PerfxError, PlatformError, RunStateConflict
-from locust_perfx.platform import PlatformClient, RunInfo
+from locust_perfx.platform import PROGRESS_INTERVAL, PlatformClient, RunInfo
 from locust_perfx.schema import Value
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL: Final = 10.0
-"""Seconds between two progress reports to the platform."""
 TICK: Final = 1.0
 """Seconds between two looks at the runner (peak users, lost workers)."""
 
@@ -113,6 +111,7 @@ class RunLifecycle:
         info: RunInfo,
         *,
         retry_for: float,
+        progress_every: float = PROGRESS_INTERVAL,
         summary_dir: Path | None = None,
     ) -> None:
         self.client = client
@@ -123,7 +122,8 @@ class RunLifecycle:
         self.started_at = ""
         self.last_error = ""
         self.verdict: Verdict | None = None
-        self._progress_enabled = True
+        self.progress_every = progress_every
+        self._progress_enabled = progress_every > 0
         self._last_progress = 0.0
 
     @property
@@ -163,11 +163,11 @@ class RunLifecycle:
         """Send live numbers if it is time; a platform without the endpoint is left alone."""
         if self.state is not RunState.RUNNING or not self._progress_enabled:
             return
-        if time.monotonic() - self._last_progress < PROGRESS_INTERVAL:
+        if time.monotonic() - self._last_progress < self.progress_every:
             return
         self._last_progress = time.monotonic()
         try:
-            self.client.progress(self.run_id, body())
+            self.client.progress(self.run_id, {"at": utc_now(), **body()})
         except PlatformError as err:
             if err.status in (404, 405):
                 logger.info("perfx: the platform has no progress endpoint; not sending progress")

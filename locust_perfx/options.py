@@ -27,6 +27,7 @@ from locust_perfx.platform import (
     DEFAULT_PLATFORM_URL,
     DEFAULT_RETRY_FOR,
     DEFAULT_TIMEOUT,
+    PROGRESS_INTERVAL,
     RunInfo,
 )
 from locust_perfx.schema import Parameter, RunSchema, Value, render
@@ -73,6 +74,14 @@ OPTIONS: Final[tuple[Option, ...]] = (
         f"a run. Defaults to {DEFAULT_RETRY_FOR:g}.",
         "SECONDS",
         DEFAULT_RETRY_FOR,
+        float,
+    ),
+    Option(
+        "--platform-progress",
+        "Seconds between two progress reports (users, RPS, failure ratio) to the platform; "
+        f"0 sends none. Defaults to {PROGRESS_INTERVAL:g}.",
+        "SECONDS",
+        PROGRESS_INTERVAL,
         float,
     ),
     Option(
@@ -231,6 +240,7 @@ class Settings:
     platform_url: str = DEFAULT_PLATFORM_URL
     platform_token: str = field(default="", repr=False)
     platform_timeout: float = DEFAULT_RETRY_FOR
+    platform_progress: float = PROGRESS_INTERVAL
     influx: InfluxConfig | None = None
     dry_run: bool = False
     request_timeout: float = DEFAULT_TIMEOUT
@@ -273,6 +283,8 @@ class Settings:
                     max_names=options.influxdb_max_names,
                     buffer_points=options.influxdb_buffer,
                 )
+        if options.platform_progress < 0:
+            problems.append("--platform-progress must be zero or more seconds")
         if options.platform_timeout < 0:
             problems.append("--platform-timeout must be zero or more seconds")
         if problems:
@@ -282,6 +294,7 @@ class Settings:
             platform_url=options.platform_url,
             platform_token=options.platform_token or "",
             platform_timeout=options.platform_timeout,
+            platform_progress=options.platform_progress,
             influx=influx,
             dry_run=options.dry_run,
         )

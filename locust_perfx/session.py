@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import gevent
 import gevent.event
+import gevent.lock
 from locust import __version__ as locust_version
 from locust import log as locust_log
 from locust.env import Environment
@@ -67,16 +68,27 @@ class RunSession:
         self.host = host
         self.exporter = exporter
         self.client = PlatformClient(settings.platform_url, settings.platform_token)
-        self.lifecycle = RunLifecycle(self.client, info, retry_for=settings.platform_timeout)
+        self.lifecycle = self._new_lifecycle(info)
         self.signal = ""
         self.workers_lost = False
         self.users_peak = 0
-        self.started_at = ""
+        self.workers_peak = 0
         self._test_running = False
         self._waiting_for_first_test = True
         self._ticker: gevent.Greenlet | None = None
         self._reports_after_stop: set[str] = set()
         self._late_reports = gevent.event.Event()
+        # Locust may shut down twice at once (SIGTERM: once in the signal's greenlet, once in
+        # the main one); the second must wait for the first's final status, not exit under it.
+        self._finishing = gevent.lock.Semaphore()
+
+    def _new_lifecycle(self, info: RunInfo) -> RunLifecycle:
+        return RunLifecycle(
+            self.client,
+            info,
+            retry_for=self.settings.platform_timeout,
+            progress_every=self.settings.platform_progress,
+        )
 
     @classmethod
     def open(
@@ -172,6 +184,7 @@ class RunSession:
         """Listen to the environment's events; in headless or autostart mode, start the run now."""
         events = self.environment.events
         events.test_start.add_listener(self.on_test_start)
+        events.test_stopping.add_listener(self.on_test_stopping)
         events.test_stop.add_listener(self.on_test_stop)
         events.quitting.add_listener(self.on_quitting)
         events.quit.add_listener(self.on_quit)
@@ -250,7 +263,7 @@ class RunSession:
                 f"from this form's; restart Locust with --run-id {run_id}"
             )
         self.info = info
-        self.lifecycle = RunLifecycle(self.client, info, retry_for=self.settings.platform_timeout)
+        self.lifecycle = self._new_lifecycle(info)
         if self.settings.influx is not None:
             self.exporter = MetricsExporter(
                 self.settings.influx,
@@ -263,7 +276,7 @@ class RunSession:
         self.apply()  # the web UI form wrote raw strings into parsed_options
         self._test_running = True
         self._waiting_for_first_test = False
-        self.users_peak = 0
+        self.users_peak = self.workers_peak = 0
         self._reports_after_stop.clear()
         self._late_reports.clear()
         if self.exporter is not None:
@@ -272,31 +285,36 @@ class RunSession:
             self._ticker = spawn_ticker(TICK, self.tick)
 
     def tick(self) -> None:
-        """Once a second: peak users, lost workers, progress to the platform."""
+        """Once a second: peak users, and progress to the platform when it is due."""
         runner = self.environment.runner
         self.users_peak = max(self.users_peak, runner.user_count)
-        if (
-            isinstance(runner, MasterRunner)
-            and self._test_running
-            and runner.worker_count == 0
-            and not self.workers_lost
-        ):
-            self.workers_lost = True
-            logger.error("perfx: every worker is gone; stopping the test")
-            gevent.spawn(runner.quit)
+        self.workers_peak = max(self.workers_peak, self._workers())
         self.lifecycle.progress(self.progress_body)
+
+    def _workers(self) -> int:
+        runner = self.environment.runner
+        return runner.worker_count if isinstance(runner, MasterRunner) else 0
 
     def progress_body(self) -> dict[str, Any]:
         runner = self.environment.runner
         total = runner.stats.total
         return {
             "users": runner.user_count,
-            "workers": getattr(runner, "worker_count", 0),
+            "workers": self._workers(),
             "rps": round(total.current_rps, 2),
             "fail_ratio": round(total.fail_ratio, 4),
             "requests": total.num_requests,
             "failures": total.num_failures,
         }
+
+    def on_test_stopping(self, **_: Any) -> None:
+        """Locust stops a master's test when its last worker goes missing, then idles to -t."""
+        runner = self.environment.runner
+        if isinstance(runner, MasterRunner) and runner.worker_count == 0 and self._running:
+            self.workers_lost = True
+            logger.error("perfx: every worker is gone (heartbeat timeout); ending the run")
+            if self.environment.parsed_options.headless:
+                gevent.spawn(runner.quit)
 
     def on_test_stop(self, **_: Any) -> None:
         """A web UI Stop ends the run: once the workers' last reports are in, send the verdict."""
@@ -333,8 +351,11 @@ class RunSession:
 
     def finish(self, exit_code: int, plugin_error: str = "") -> None:
         """Close the export (its last interval holds the late reports) and send the verdict."""
-        if self.lifecycle.state is not RunState.RUNNING:
-            return
+        with self._finishing:
+            if self._running:
+                self._finish(exit_code, plugin_error)
+
+    def _finish(self, exit_code: int, plugin_error: str) -> None:
         runner = self.environment.runner
         stats = runner.stats
         outcome = Outcome(
@@ -352,7 +373,7 @@ class RunSession:
         summary = summarize(
             stats,
             users_peak=max(self.users_peak, runner.user_count),
-            workers=getattr(runner, "worker_count", 0),
+            workers=max(self.workers_peak, self._workers()),
             started_at=stats.start_time,
             finished_at=time.time(),
         )

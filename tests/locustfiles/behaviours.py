@@ -1,0 +1,39 @@
+"""A locustfile whose behaviour a test picks with BEHAVIOUR (ok, fail, raise_in_task,
+raise_in_test_start, exit_code)."""
+
+import os
+
+from locust import HttpUser, constant, events, task
+
+BEHAVIOUR = os.environ.get("BEHAVIOUR", "ok")
+
+
+class Visitor(HttpUser):
+    wait_time = constant(0.05)
+
+    @task(3)
+    def ok(self) -> None:
+        self.client.get("/ok")
+
+    @task
+    def other(self) -> None:
+        if BEHAVIOUR == "fail":
+            self.client.get("/fail")
+        elif BEHAVIOUR == "raise_in_task":
+            raise ValueError("bad user code")
+        else:
+            self.client.get("/other")
+
+
+if BEHAVIOUR == "raise_in_test_start":
+
+    @events.test_start.add_listener
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("broken test_start listener")
+
+
+if BEHAVIOUR == "exit_code":
+
+    @events.quitting.add_listener
+    def strict(environment: object, **kwargs: object) -> None:
+        environment.process_exit_code = 3  # type: ignore[attr-defined]

@@ -1,0 +1,416 @@
+"""The platform learns how every run ended, exactly once, from the process that owns it."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.faults import FaultServer
+from tests.fixtures.locust import ROOT, LocustRunner, Target
+from tests.fixtures.openapi import validate_request
+from tests.fixtures.platform import PlatformServer
+from tests.fixtures.waiting import wait_until
+
+BEHAVIOURS = ROOT / "tests" / "locustfiles" / "behaviours.py"
+STARTED = r"perfx: run \S+ started on"
+
+
+def status_calls(platform: PlatformServer, run_id: str) -> list[tuple[str, int]]:
+    return [
+        (c["call"], c["http_status"]) for c in platform.calls(run_id) if c["call"] != "progress"
+    ]
+
+
+def assert_summary_matches_target(run: dict[str, Any], target: Target) -> None:
+    summary = run["summary"]
+    validate_request(
+        "POST",
+        "/api/perf/runs/{run_id}/complete",
+        {"finished_at": run["finished_at"], "summary": summary},
+    )
+    assert summary["total"]["requests"] == target.total > 0
+    per_name = {r["name"]: r["requests"] for r in summary["requests"]}
+    assert per_name == {path: count for path, count in target.counts.items()}
+
+
+def run_headless(
+    locust_runner: LocustRunner,
+    platform: PlatformServer,
+    target: Target,
+    *args: str,
+    behaviour: str = "ok",
+    timeout: float = 60,
+) -> tuple[str, int, str]:
+    run_id = platform.create_run(None, target.url)
+    code, output = locust_runner.run(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform.url,
+        "--headless",
+        *args,
+        locustfile=BEHAVIOURS,
+        env={"BEHAVIOUR": behaviour},
+        timeout=timeout,
+    )
+    return run_id, code, output
+
+
+def test_a_clean_local_run_completes_with_its_summary(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+) -> None:
+    run_id, code, output = run_headless(
+        locust_runner,
+        platform_server,
+        target,
+        "-u",
+        "3",
+        "-r",
+        "3",
+        "-t",
+        "2s",
+        "--platform-progress",
+        "0.5",
+    )
+    assert code == 0, output
+    run = platform_server.get_run(run_id)
+    assert (run["status"], run["reason"]) == ("completed", None)
+    assert run["locust"]["mode"] == "local" and run["locust"]["users"] == 3
+    assert run["summary"]["users_peak"] == 3
+    assert_summary_matches_target(run, target)
+    assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
+    assert any(c["call"] == "progress" for c in platform_server.calls(run_id))
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "code", "reason"),
+    [
+        ("fail", 1, r"request failures: \d+ of \d+ requests failed \(\d+\.\d%\)"),
+        ("raise_in_task", 1, r"unhandled exception in user code: .*bad user code"),
+        ("raise_in_test_start", 2, r"Locust exited with code 2 \(an event listener raised"),
+        ("exit_code", 3, r"exit code 3 set by the locustfile \(process_exit_code\)"),
+    ],
+)
+def test_locusts_verdict_decides_and_the_reason_says_why(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    behaviour: str,
+    code: int,
+    reason: str,
+) -> None:
+    run_id, exit_code, output = run_headless(
+        locust_runner,
+        platform_server,
+        target,
+        "-u",
+        "2",
+        "-r",
+        "2",
+        "-t",
+        "2s",
+        behaviour=behaviour,
+    )
+    assert exit_code == code, output
+    run = platform_server.get_run(run_id)
+    assert run["status"] == "failed"
+    assert run["exit_code"] == code
+    assert re.match(reason, run["reason"]), run["reason"]
+    assert status_calls(platform_server, run_id) == [("start", 200), ("fail", 200)]
+
+
+@pytest.mark.slow
+def test_distributed_summary_includes_the_workers_last_reports(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    master, workers = locust_runner.start_distributed(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        "-u",
+        "6",
+        "-r",
+        "6",
+        "-t",
+        "3s",
+        locustfile=BEHAVIOURS,
+    )
+    assert master.wait(60) == 0, master.output
+    for worker in workers:
+        assert worker.wait(30) == 0
+        assert "perfx" not in worker.output
+    run = platform_server.get_run(run_id)
+    assert run["status"] == "completed"
+    assert run["locust"]["mode"] == "master"
+    assert run["summary"]["workers"] == 2
+    assert_summary_matches_target(run, target)
+    assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
+
+
+@pytest.mark.slow
+def test_processes_mode_reports_once_from_the_master(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+) -> None:
+    run_id, code, output = run_headless(
+        locust_runner,
+        platform_server,
+        target,
+        "--processes",
+        "2",
+        "-u",
+        "4",
+        "-r",
+        "4",
+        "-t",
+        "3s",
+    )
+    assert code == 0, output
+    run = platform_server.get_run(run_id)
+    assert run["status"] == "completed"
+    assert_summary_matches_target(run, target)
+    assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
+
+
+@pytest.mark.parametrize(
+    ("signum", "reason"),
+    [
+        (signal.SIGINT, "interrupted by SIGINT (Ctrl-C) before the test finished"),
+        (signal.SIGTERM, "interrupted by SIGTERM before the test finished"),
+    ],
+)
+def test_an_interrupted_run_fails_with_the_signal(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    signum: int,
+    reason: str,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    proc = locust_runner.start(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        "-u",
+        "2",
+        "-t",
+        "60s",
+        locustfile=BEHAVIOURS,
+    )
+    proc.wait_for(STARTED)
+    wait_until(lambda: target.total > 0, message="load reaches the target")
+    proc.signal(signum)
+    assert proc.wait(30) != 0
+    run = platform_server.get_run(run_id)
+    assert (run["status"], run["reason"]) == ("failed", reason)
+    assert run["summary"]["total"]["requests"] == target.total
+    assert status_calls(platform_server, run_id) == [("start", 200), ("fail", 200)]
+
+
+@pytest.mark.parametrize(
+    ("signum", "reason"),
+    [
+        (signal.SIGINT, "interrupted by SIGINT (Ctrl-C) before the test finished"),
+        (signal.SIGTERM, "interrupted by SIGTERM before the test finished"),
+    ],
+)
+def test_a_master_interrupted_while_waiting_for_workers_fails_the_run(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    signum: int,
+    reason: str,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    proc = locust_runner.start(
+        "--master",
+        "--master-bind-port",
+        "0",
+        "--expect-workers",
+        "2",
+        "--headless",
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        locustfile=BEHAVIOURS,
+    )
+    proc.wait_for(STARTED)
+    proc.signal(signum)
+    assert proc.wait(30) != 0
+    run = platform_server.get_run(run_id)
+    assert (run["status"], run["reason"]) == ("failed", reason), proc.output
+
+
+@pytest.mark.slow
+def test_a_master_that_loses_every_worker_fails_the_run_at_once(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    master, workers = locust_runner.start_distributed(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        "-u",
+        "4",
+        "-r",
+        "4",
+        "-t",
+        "120s",
+        locustfile=BEHAVIOURS,
+    )
+    master.wait_for("All users spawned")
+    for worker in workers:
+        worker.signal(signal.SIGKILL)
+    assert master.wait(45) == 1, master.output
+    run = platform_server.get_run(run_id)
+    assert run["status"] == "failed"
+    assert run["reason"] == "all workers were lost (heartbeat timeout); no load was generated"
+
+
+def test_platform_down_at_the_end_gets_the_final_status_once_it_is_back(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    proc = locust_runner.start(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        "-u",
+        "2",
+        "-t",
+        "2s",
+        "--platform-timeout",
+        "60",
+        locustfile=BEHAVIOURS,
+    )
+    proc.wait_for(STARTED)
+    platform_server.stop()
+    proc.wait_for(r"cannot reach the platform .*; retrying in")
+    platform_server.start()
+    assert proc.wait(60) == 0, proc.output
+    run = platform_server.get_run(run_id)
+    assert run["status"] == "completed"
+    assert_summary_matches_target(run, target)
+    assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
+
+
+def test_platform_gone_for_good_leaves_a_file_perfx_resend_delivers(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    tmp_path: Path,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    proc = locust_runner.start(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        "-u",
+        "2",
+        "-t",
+        "2s",
+        "--platform-timeout",
+        "1",
+        locustfile=BEHAVIOURS,
+    )
+    proc.wait_for(STARTED)
+    platform_server.stop()
+    assert proc.wait(60) == 0, proc.output
+    saved = tmp_path / f"perfx-{run_id}.final.json"
+    assert f"could not send the final status of run {run_id}" in proc.output
+    assert f"perfx resend {saved}" in proc.output
+    assert json.loads(saved.read_text())["call"] == "complete"
+    platform_server.start()
+    assert platform_server.get_run(run_id)["status"] == "running"
+    code, output = (
+        __import__("tests.test_cli", fromlist=["perfx"])
+        .perfx("resend", str(saved), "--platform-url", platform_server.url)
+        .returncode,
+        "",
+    )
+    assert code == 0
+    assert platform_server.get_run(run_id)["status"] == "completed"
+
+
+def test_start_survives_a_platform_that_is_briefly_overloaded(
+    locust_runner: LocustRunner,
+    fault_server: FaultServer,
+    target: Target,
+) -> None:
+    run = {
+        "id": "run_1",
+        "status": "pending",
+        "endpoint": {"name": "e"},
+        "environment": {"name": "x", "host": target.url},
+    }
+    fault_server.script = [(200, run), (503, {}), (429, {}), (200, {**run, "status": "running"})]
+    code, output = locust_runner.run(
+        "--run-id",
+        "run_1",
+        "--platform-url",
+        fault_server.url,
+        "--headless",
+        "-u",
+        "1",
+        "-t",
+        "1s",
+        "--platform-progress",
+        "0",
+        locustfile=BEHAVIOURS,
+    )
+    assert code == 0, output
+    paths = [(r.method, r.path) for r in fault_server.requests]
+    assert (
+        paths[:4]
+        == [("GET", "/api/perf/runs/run_1")] + [("POST", "/api/perf/runs/run_1/start")] * 3
+    )
+    assert paths[4:] == [("POST", "/api/perf/runs/run_1/complete")]
+    validate_request("POST", "/api/perf/runs/{run_id}/start", fault_server.requests[3].body)
+
+
+def test_a_locustfile_without_users_leaves_the_run_pending(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    run_id = platform_server.create_run(None, target.url)
+    code, output = locust_runner.run(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        locustfile=empty,
+    )
+    assert code == 1
+    assert "No User class found" in output
+    assert platform_server.get_run(run_id)["status"] == "pending"
