@@ -1,0 +1,15 @@
+"""A small reference implementation of the performance-test platform's API.
+
+The plugin's tests and demo talk to it over real HTTP, and teams without a platform
+can run it: ``perfx-platform serve``. The contract it implements is ``openapi.yaml``
+in this package.
+
+>>> from locust_perfx.reference import create_app
+>>> app = create_app("perfx-platform.sqlite3", token="s3cret", envelope=True)
+"""
+
+from __future__ import annotations
+
+from locust_perfx.reference.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,381 @@
+"""The reference platform as a Flask app: the JSON API under /api/perf and two HTML pages.
+
+It implements the contract in ``openapi.yaml`` and nothing more, so that the plugin's
+tests and demos talk to a real HTTP server with a real database, and so that teams
+without a platform have one. It stores what it is sent: argument schemas are checked
+for shape only, because checking their content is the plugin's job (and its tests need
+a platform that can serve an odd schema).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template_string, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from locust_perfx.reference.store import JSON, Conflict, Invalid, Store, utc_iso
+from locust_perfx.reference.store import NotFound as RunMissing
+
+logger = logging.getLogger(__name__)
+
+#: Seconds without start/progress after which a running run is failed (0 disables).
+DEFAULT_PROGRESS_TIMEOUT = 60.0
+#: Longest pause between two watchdog sweeps, in seconds.
+MAX_SWEEP_INTERVAL = 1.0
+
+AUTH_MESSAGE = "missing or invalid bearer token"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class _BadRequest(Exception):
+    """A request body problem, reported as HTTP 400 with every problem found."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+_KINDS: dict[str, Callable[[Any], bool]] = {
+    "a non-empty string": lambda v: isinstance(v, str) and bool(v.strip()),
+    "an ISO-8601 timestamp": _is_timestamp,
+    "an object": lambda v: isinstance(v, dict),
+    "an object or null": lambda v: v is None or isinstance(v, dict),
+    "an integer": _is_int,
+    "an integer or null": lambda v: v is None or _is_int(v),
+    "a number": _is_number,
+}
+
+# Request bodies: field -> expected kind; a trailing "?" marks an optional field.
+_START = {
+    "arguments": "an object",
+    "host": "a non-empty string",
+    "started_at": "an ISO-8601 timestamp",
+    "locust?": "an object or null",
+}
+_BODIES: dict[str, dict[str, str]] = {
+    "start": _START,
+    "complete": {"finished_at": "an ISO-8601 timestamp", "summary": "an object"},
+    "fail": {
+        "finished_at": "an ISO-8601 timestamp",
+        "reason": "a non-empty string",
+        "exit_code?": "an integer or null",
+        "summary?": "an object or null",
+    },
+    "progress": {
+        "at": "an ISO-8601 timestamp",
+        "users": "an integer",
+        "workers": "an integer",
+        "rps": "a number",
+        "fail_ratio": "a number",
+        "requests": "an integer",
+        "failures": "an integer",
+    },
+    "endpoint": {"name": "a non-empty string", "argument_schema": "an object"},
+    "environment": {"name": "a non-empty string", "host": "a non-empty string"},
+}
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _problems(body: JSON, spec: dict[str, str], where: str = "") -> list[str]:
+    found = []
+    for key, kind in spec.items():
+        name = key.rstrip("?")
+        if name not in body:
+            if not key.endswith("?"):
+                found.append(f"missing field '{where}{name}'")
+        elif not _KINDS[kind](body[name]):
+            found.append(
+                f"field '{where}{name}' must be {kind}, got {_type_name(body[name])}"
+                f" {json.dumps(body[name])[:60]}"
+            )
+    schema = body.get("argument_schema") if "argument_schema" in spec else None
+    if isinstance(schema, dict) and not isinstance(schema.get("parameters"), list):
+        found.append(f"field {where}'argument_schema' must have a 'parameters' list")
+    return found
+
+
+def _normalize_times(body: JSON) -> JSON:
+    """Store every timestamp as UTC with ``Z``; a timestamp without offset is taken as UTC."""
+    out = dict(body)
+    for key in ("started_at", "finished_at", "at"):
+        if isinstance(out.get(key), str):
+            moment = datetime.fromisoformat(out[key])
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            out[key] = utc_iso(moment)
+    return out
+
+
+def _json_body() -> JSON:
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _BadRequest(f"malformed JSON body ({exc}); send a JSON object") from None
+    if not isinstance(body, dict):
+        raise _BadRequest(f"the body must be a JSON object, got {_type_name(body)}")
+    return body
+
+
+def _checked(call: str, body: JSON) -> JSON:
+    problems = _problems(body, _BODIES[call])
+    if problems:
+        raise _BadRequest(f"invalid {call} body: " + "; ".join(problems))
+    return _normalize_times(body)
+
+
+class _Sweeper:
+    """Background watchdog: fails running runs whose load generator went silent."""
+
+    def __init__(self, store: Store, timeout: float) -> None:
+        self._store = store
+        self._timeout = timeout
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="perfx-watchdog", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        interval = min(MAX_SWEEP_INTERVAL, self._timeout / 4)
+        while not self._stopped.wait(interval):
+            try:
+                self._store.expire_silent_runs(self._timeout)
+            except sqlite3.Error as exc:
+                logger.warning("watchdog sweep failed, will retry: %s", exc)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5.0)
+
+
+_LIST_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>perfx platform: runs</title></head><body>
+<h1>Runs</h1>
+{% if runs %}<table border="1" cellpadding="4">
+<tr><th>id</th><th>status</th><th>endpoint</th><th>environment</th><th>created</th></tr>
+{% for run in runs %}<tr><td><a href="runs/{{ run.id | urlencode }}">{{ run.id }}</a></td>
+<td>{{ run.status }}</td><td>{{ run.endpoint.name }}</td><td>{{ run.environment.name }}</td>
+<td>{{ run.created_at }}</td></tr>
+{% endfor %}</table>{% else %}<p>No runs yet: create one with <code>perfx-platform new-run</code>.
+</p>{% endif %}
+</body></html>
+"""
+
+_RUN_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>perfx platform: {{ run.id }}</title></head><body>
+<p><a href="../">all runs</a></p>
+<h1>{{ run.id }}</h1>
+<table border="1" cellpadding="4">
+<tr><th>status</th><td>{{ run.status }}</td></tr>
+{% if run.reason %}<tr><th>reason</th><td>{{ run.reason }}</td></tr>{% endif %}
+<tr><th>endpoint</th><td>{{ run.endpoint.name }}</td></tr>
+<tr><th>environment</th><td>{{ run.environment.name }} ({{ run.environment.host }})</td></tr>
+<tr><th>host</th><td>{{ run.host or "" }}</td></tr>
+<tr><th>created</th><td>{{ run.created_at }}</td></tr>
+<tr><th>started</th><td>{{ run.started_at or "" }}</td></tr>
+<tr><th>finished</th><td>{{ run.finished_at or "" }}</td></tr>
+<tr><th>exit code</th><td>{{ run.exit_code if run.exit_code is not none else "" }}</td></tr>
+</table>
+<h2>Arguments</h2>
+{% if run.arguments is none %}<p>Not started yet.</p>
+{% elif not run.arguments %}<p>No arguments.</p>
+{% else %}<table border="1" cellpadding="4">
+{% for name, value in run.arguments.items() %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>
+{% endfor %}</table>{% endif %}
+<h2>Summary</h2>
+{% if total %}<table border="1" cellpadding="4">
+{% for name, value in total.items() %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>
+{% endfor %}</table>{% else %}<p>No summary.</p>{% endif %}
+</body></html>
+"""
+
+
+def create_app(
+    db_path: str | os.PathLike[str],
+    *,
+    token: str | None = None,
+    envelope: bool = False,
+    progress_timeout: float = DEFAULT_PROGRESS_TIMEOUT,
+) -> Flask:
+    """Build the platform app on the SQLite file ``db_path`` (created if missing).
+
+    ``token`` makes every /api route require ``Authorization: Bearer <token>``;
+    ``envelope`` wraps success bodies as ``{"code": 0, "data": ...}`` like many real
+    platforms; ``progress_timeout`` seconds of silence fail a running run (0 disables).
+    A watchdog thread starts with the app; ``app.extensions["perfx_sweeper"].stop()``
+    ends it.
+
+    >>> app = create_app("perfx-platform.sqlite3", progress_timeout=0)
+    >>> app.test_client().get("/api/perf/runs").get_json()
+    []
+    """
+    store = Store(db_path)
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    expected = f"Bearer {token}".encode() if token else None
+    if progress_timeout > 0:
+        app.extensions["perfx_sweeper"] = _Sweeper(store, progress_timeout)
+
+    def ok(body: Any, status: int = 200) -> tuple[Response, int]:
+        return jsonify({"code": 0, "data": body} if envelope else body), status
+
+    def error(status: int, message: str) -> tuple[Response, int]:
+        return jsonify({"code": status, "message": message}), status
+
+    def fresh(run_id: str) -> JSON:
+        # Reads apply the watchdog first, so nobody sees a silent run as still running.
+        store.expire_silent_runs(progress_timeout)
+        return store.get_run(run_id)
+
+    @app.before_request
+    def require_token() -> tuple[Response, int] | None:
+        if expected is None or not request.path.startswith("/api/"):
+            return None
+        sent = request.headers.get("Authorization", "").encode()
+        if hmac.compare_digest(sent, expected):
+            return None
+        response, status = error(401, AUTH_MESSAGE)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response, status
+
+    @app.errorhandler(_BadRequest)
+    def bad_request(exc: _BadRequest) -> tuple[Response, int]:
+        return error(400, str(exc))
+
+    @app.errorhandler(Invalid)
+    def invalid(exc: Invalid) -> tuple[Response, int]:
+        return error(400, str(exc))
+
+    @app.errorhandler(RunMissing)
+    def missing(exc: RunMissing) -> tuple[Response, int]:
+        return error(404, str(exc))
+
+    @app.errorhandler(Conflict)
+    def conflict(exc: Conflict) -> tuple[Response, int]:
+        return error(409, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> ResponseReturnValue:
+        if not request.path.startswith("/api/"):
+            return exc.get_response()
+        status = exc.code or 500
+        if isinstance(exc, NotFound):
+            message = f"no route {request.method} {request.path}; see openapi.yaml for the API"
+        elif isinstance(exc, MethodNotAllowed):
+            allowed = ", ".join(sorted(exc.valid_methods or ()))
+            message = f"{request.method} is not allowed on {request.path}; use {allowed}"
+        else:
+            message = exc.description or exc.name
+        return error(status, message)
+
+    @app.post("/api/perf/endpoints")
+    def create_endpoint() -> tuple[Response, int]:
+        body = _checked("endpoint", _json_body())
+        return ok(store.create_endpoint(body["name"], body["argument_schema"]), 201)
+
+    @app.post("/api/perf/environments")
+    def create_environment() -> tuple[Response, int]:
+        body = _checked("environment", _json_body())
+        return ok(store.create_environment(body["name"], body["host"]), 201)
+
+    @app.post("/api/perf/runs")
+    def create_run() -> tuple[Response, int]:
+        body = _json_body()
+        problems: list[str] = []
+        run_id = body.get("id")
+        if run_id is not None and not (isinstance(run_id, str) and _RUN_ID.match(run_id)):
+            problems.append(
+                "field 'id' must be 1-128 letters, digits, '_', '.' or '-', "
+                f"got {json.dumps(run_id)[:60]}"
+            )
+        for kind in ("endpoint", "environment"):
+            if f"{kind}_id" in body:
+                if not _is_int(body[f"{kind}_id"]):
+                    problems.append(f"field '{kind}_id' must be an integer")
+            elif isinstance(body.get(kind), dict):
+                problems += _problems(body[kind], _BODIES[kind], where=f"{kind}.")
+            else:
+                problems.append(f"missing field '{kind}' (an object) or '{kind}_id'")
+        if problems:
+            raise _BadRequest("invalid run body: " + "; ".join(problems))
+        if "endpoint_id" in body:
+            endpoint_id = body["endpoint_id"]
+        else:
+            endpoint_id = store.upsert_endpoint(
+                body["endpoint"]["name"], body["endpoint"]["argument_schema"]
+            )
+        if "environment_id" in body:
+            environment_id = body["environment_id"]
+        else:
+            environment_id = store.upsert_environment(
+                body["environment"]["name"], body["environment"]["host"]
+            )
+        run = store.create_run(run_id, endpoint_id, environment_id)
+        logger.info("run %s: created", run["id"])
+        return ok(run, 201)
+
+    @app.get("/api/perf/runs")
+    def list_runs() -> tuple[Response, int]:
+        store.expire_silent_runs(progress_timeout)
+        return ok(store.list_runs())
+
+    @app.get("/api/perf/runs/<run_id>")
+    def get_run(run_id: str) -> tuple[Response, int]:
+        return ok(fresh(run_id))
+
+    @app.post("/api/perf/runs/<run_id>/<any(start, complete, fail, progress):call>")
+    def state_call(run_id: str, call: str) -> tuple[Response, int]:
+        store.get_run(run_id)  # an unknown run is a 404 even when the body is bad
+        body = _checked(call, _json_body())
+        run = store.transition(run_id, call, body, progress_timeout=progress_timeout)
+        if call != "progress":
+            logger.info("run %s: %s -> %s", run_id, call, run["status"])
+        return ok(run)
+
+    @app.get("/api/perf/runs/<run_id>/calls")
+    def calls(run_id: str) -> tuple[Response, int]:
+        return ok(store.calls(run_id))
+
+    @app.get("/")
+    def runs_page() -> str:
+        store.expire_silent_runs(progress_timeout)
+        return render_template_string(_LIST_PAGE, runs=store.list_runs())
+
+    @app.get("/runs/<run_id>")
+    def run_page(run_id: str) -> str | tuple[str, int]:
+        try:
+            run = fresh(run_id)
+        except RunMissing as exc:
+            return render_template_string("<p>{{ message }}</p>", message=str(exc)), 404
+        summary = run["summary"] if isinstance(run["summary"], dict) else {}
+        total = summary.get("total") if isinstance(summary.get("total"), dict) else None
+        return render_template_string(_RUN_PAGE, run=run, total=total)
+
+    return app

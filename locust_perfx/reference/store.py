@@ -1,0 +1,388 @@
+"""SQLite storage for the reference platform: endpoints, environments, runs and the call log.
+
+The server is threaded, so every operation opens its own connection, and every state
+change runs inside ``BEGIN IMMEDIATE``: the status check, the update and the call-log
+row are one atomic step, which is what makes "a final status is accepted once" true
+under concurrent calls. JSON bodies are stored as text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+#: Seconds a connection waits for another thread's write transaction before giving up.
+BUSY_TIMEOUT = 5.0
+
+STATE_CALLS = ("start", "complete", "fail", "progress")
+
+# Which statuses each call is accepted from, and the status it leads to (None: unchanged).
+_ALLOWED_FROM: dict[str, frozenset[str]] = {
+    "start": frozenset({"pending"}),
+    "complete": frozenset({"running"}),
+    "fail": frozenset({"pending", "running"}),
+    "progress": frozenset({"running"}),
+}
+_NEXT_STATUS: dict[str, str | None] = {
+    "start": "running",
+    "complete": "completed",
+    "fail": "failed",
+    "progress": None,
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS endpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    argument_schema TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS environments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),
+    environment_id INTEGER NOT NULL REFERENCES environments(id),
+    arguments TEXT,
+    host TEXT,
+    locust TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    reason TEXT,
+    exit_code INTEGER,
+    summary TEXT,
+    progress TEXT,
+    last_seen REAL
+);
+CREATE TABLE IF NOT EXISTS calls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    call TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+_RUN_SELECT = """
+SELECT r.*, e.name AS endpoint_name, e.argument_schema, v.name AS environment_name,
+       v.host AS environment_host
+FROM runs r JOIN endpoints e ON e.id = r.endpoint_id JOIN environments v ON v.id = r.environment_id
+"""
+
+
+class NotFound(LookupError):
+    """The run, endpoint or environment does not exist (HTTP 404)."""
+
+
+class Conflict(Exception):
+    """The call is not allowed in the run's current state, or the id is taken (HTTP 409)."""
+
+
+class Invalid(ValueError):
+    """The request refers to something that cannot be used (HTTP 400)."""
+
+
+def utc_iso(moment: datetime | None = None) -> str:
+    """Format as ISO-8601 UTC with ``Z``; whole seconds stay whole so values round-trip."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    spec = "seconds" if moment.microsecond == 0 else "milliseconds"
+    return moment.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+
+
+def new_run_id(moment: datetime | None = None) -> str:
+    """A run id like ``run_20261123_170000_ab12cd``: UTC time plus 6 random hex digits."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return f"run_{moment:%Y%m%d_%H%M%S}_{secrets.token_hex(3)}"
+
+
+def watchdog_reason(timeout: float) -> str:
+    """The failure reason the progress watchdog writes (tests import it)."""
+    return f"no progress for {timeout:g} s: the load generator went silent"
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _run_from_row(row: sqlite3.Row) -> JSON:
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "endpoint": {
+            "id": row["endpoint_id"],
+            "name": row["endpoint_name"],
+            "argument_schema": _loads(row["argument_schema"]),
+        },
+        "environment": {
+            "id": row["environment_id"],
+            "name": row["environment_name"],
+            "host": row["environment_host"],
+        },
+        "arguments": _loads(row["arguments"]),
+        "host": row["host"],
+        "locust": _loads(row["locust"]),
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+        "reason": row["reason"],
+        "exit_code": row["exit_code"],
+        "summary": _loads(row["summary"]),
+        "progress": _loads(row["progress"]),
+    }
+
+
+def _conflict_message(run_id: str, call: str, status: str) -> str:
+    if call == "start":
+        return f"run {run_id} is already {status}; create a new run"
+    if call == "progress":
+        return f"run {run_id} is {status}, not running: progress is accepted only while running"
+    if status in ("completed", "failed"):
+        return f"run {run_id} is already {status}; a final status is accepted only once"
+    return f"run {run_id} is pending, not running: call start before complete"
+
+
+class Store:
+    """All reads and writes of one SQLite file.
+
+    >>> store = Store("perfx-platform.sqlite3")
+    >>> endpoint_id = store.upsert_endpoint("demo", {"parameters": []})
+    >>> environment_id = store.upsert_environment("local", "http://127.0.0.1:8089")
+    >>> store.create_run(None, endpoint_id, environment_id)["status"]
+    'pending'
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken before reading so check-then-update is atomic."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- endpoints and environments ---------------------------------------------------
+
+    def create_endpoint(self, name: str, argument_schema: JSON) -> JSON:
+        with self._write() as conn:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO endpoints (name, argument_schema) VALUES (?, ?)",
+                    (name, _dumps(argument_schema)),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(
+                    f"endpoint {name!r} already exists; pick another name or create the run "
+                    "with an inline endpoint to update it"
+                ) from None
+        return {"id": cur.lastrowid, "name": name, "argument_schema": argument_schema}
+
+    def create_environment(self, name: str, host: str) -> JSON:
+        with self._write() as conn:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO environments (name, host) VALUES (?, ?)", (name, host)
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(
+                    f"environment {name!r} already exists; pick another name or create the run "
+                    "with an inline environment to update it"
+                ) from None
+        return {"id": cur.lastrowid, "name": name, "host": host}
+
+    def upsert_endpoint(self, name: str, argument_schema: JSON) -> int:
+        """Reuse the endpoint called ``name``, replacing its schema; create it if new."""
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO endpoints (name, argument_schema) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET argument_schema = excluded.argument_schema "
+                "RETURNING id",
+                (name, _dumps(argument_schema)),
+            ).fetchone()
+        return int(row["id"])
+
+    def upsert_environment(self, name: str, host: str) -> int:
+        """Reuse the environment called ``name``, replacing its host; create it if new."""
+        with self._write() as conn:
+            row = conn.execute(
+                "INSERT INTO environments (name, host) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET host = excluded.host RETURNING id",
+                (name, host),
+            ).fetchone()
+        return int(row["id"])
+
+    # -- runs --------------------------------------------------------------------------
+
+    def create_run(self, run_id: str | None, endpoint_id: int, environment_id: int) -> JSON:
+        run_id = run_id or new_run_id()
+        with self._write() as conn:
+            for table, key, value in (
+                ("endpoints", "endpoint_id", endpoint_id),
+                ("environments", "environment_id", environment_id),
+            ):
+                if conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (value,)).fetchone() is None:
+                    raise Invalid(
+                        f"{key} {value}: no such {table[:-1]}; create it with "
+                        f"POST /api/perf/{table} or pass it inline"
+                    )
+            try:
+                conn.execute(
+                    "INSERT INTO runs (id, status, endpoint_id, environment_id, created_at) "
+                    "VALUES (?, 'pending', ?, ?, ?)",
+                    (run_id, endpoint_id, environment_id, utc_iso()),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(
+                    f"run {run_id} already exists; choose another id or omit it"
+                ) from None
+            return self._get(conn, run_id)
+
+    def get_run(self, run_id: str) -> JSON:
+        with self._connect() as conn:
+            return self._get(conn, run_id)
+
+    def list_runs(self) -> list[JSON]:
+        """Every run, newest first."""
+        with self._connect() as conn:
+            rows = conn.execute(_RUN_SELECT + " ORDER BY r.seq DESC").fetchall()
+        return [_run_from_row(row) for row in rows]
+
+    def calls(self, run_id: str) -> list[JSON]:
+        """Every state call the run received, in arrival order, refused ones included."""
+        with self._connect() as conn:
+            self._get(conn, run_id)
+            rows = conn.execute(
+                "SELECT call, http_status, at FROM calls WHERE run_id = ? ORDER BY seq", (run_id,)
+            ).fetchall()
+        return [dict(row) for row in rows]
+
+    def transition(self, run_id: str, call: str, body: JSON, *, progress_timeout: float) -> JSON:
+        """Apply a state call, log it, and return the updated run; raise Conflict if refused.
+
+        The watchdog runs first in the same transaction, so a call never succeeds on a
+        run that a read at the same moment would already show as failed.
+        """
+        refused: str | None = None
+        with self._write() as conn:
+            self._expire(conn, progress_timeout)
+            status = self._get(conn, run_id)["status"]
+            if status in _ALLOWED_FROM[call]:
+                self._apply(conn, run_id, call, body)
+                http_status = 200
+            else:
+                refused = _conflict_message(run_id, call, status)
+                http_status = 409
+            conn.execute(
+                "INSERT INTO calls (run_id, call, http_status, at) VALUES (?, ?, ?, ?)",
+                (run_id, call, http_status, utc_iso()),
+            )
+            run = self._get(conn, run_id)
+        # Raised after COMMIT: the refused call must stay in the log.
+        if refused is not None:
+            raise Conflict(refused)
+        return run
+
+    def expire_silent_runs(self, progress_timeout: float) -> list[str]:
+        """Fail running runs with no start/progress for ``progress_timeout`` s (0 disables)."""
+        with self._write() as conn:
+            return self._expire(conn, progress_timeout)
+
+    # -- internals ---------------------------------------------------------------------
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, run_id: str) -> JSON:
+        row = conn.execute(_RUN_SELECT + " WHERE r.id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(
+                f"run {run_id} not found: create it first "
+                "(POST /api/perf/runs or `perfx-platform new-run`)"
+            )
+        return _run_from_row(row)
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, run_id: str, call: str, body: JSON) -> None:
+        now = time.time()
+        if call == "start":
+            conn.execute(
+                "UPDATE runs SET status = ?, arguments = ?, host = ?, started_at = ?, locust = ?, "
+                "last_seen = ? WHERE id = ?",
+                (
+                    _NEXT_STATUS[call],
+                    _dumps(body["arguments"]),
+                    body["host"],
+                    body["started_at"],
+                    _dumps(body.get("locust")),
+                    now,
+                    run_id,
+                ),
+            )
+        elif call == "progress":
+            conn.execute(
+                "UPDATE runs SET progress = ?, last_seen = ? WHERE id = ?",
+                (_dumps(body), now, run_id),
+            )
+        else:
+            conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, reason = ?, exit_code = ?, "
+                "summary = ? WHERE id = ?",
+                (
+                    _NEXT_STATUS[call],
+                    body["finished_at"],
+                    body.get("reason"),
+                    body.get("exit_code"),
+                    _dumps(body.get("summary")),
+                    run_id,
+                ),
+            )
+
+    @staticmethod
+    def _expire(conn: sqlite3.Connection, progress_timeout: float) -> list[str]:
+        if progress_timeout <= 0:
+            return []
+        rows = conn.execute(
+            "UPDATE runs SET status = 'failed', reason = ?, finished_at = ? "
+            "WHERE status = 'running' AND last_seen < ? RETURNING id",
+            (watchdog_reason(progress_timeout), utc_iso(), time.time() - progress_timeout),
+        ).fetchall()
+        expired = [str(row["id"]) for row in rows]
+        for run_id in expired:
+            logger.warning("run %s: %s", run_id, watchdog_reason(progress_timeout))
+        return expired

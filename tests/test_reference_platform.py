@@ -1,0 +1,555 @@
+"""The reference platform's API, over real HTTP against the real server process.
+
+Every response is checked against openapi.yaml, and every well-formed request body too.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from locust_perfx.reference.app import AUTH_MESSAGE
+from locust_perfx.reference.store import watchdog_reason
+from tests.fixtures.openapi import validate_request, validate_response
+from tests.fixtures.platform import PlatformFactory, PlatformServer
+from tests.fixtures.waiting import wait_until
+
+if TYPE_CHECKING:
+    import requests
+
+SCHEMA = {
+    "parameters": [
+        {"name": "model", "type": "string", "required": True, "default": None},
+        {"name": "batch_size", "type": "int", "required": False, "default": "32"},
+        {"name": "gpu", "type": "choice", "required": True, "choices": ["A100", "H100"]},
+    ]
+}
+START = {
+    "arguments": {"model": "gpt-4", "batch_size": 32, "gpu": "H100"},
+    "host": "http://127.0.0.1:1",
+    "started_at": "2026-11-23T10:00:00Z",
+    "locust": {
+        "version": "2.47.0",
+        "mode": "local",
+        "users": 10,
+        "spawn_rate": 5,
+        "run_time": "1m",
+        "locustfile": "locustfile.py",
+    },
+}
+TOTALS = {
+    "requests": 100,
+    "failures": 2,
+    "failure_ratio": 0.02,
+    "rps": 9.5,
+    "avg_ms": 12.5,
+    "min_ms": 1.0,
+    "max_ms": 80.0,
+    "median_ms": 10.0,
+    "p90_ms": 20.0,
+    "p95_ms": 30.0,
+    "p99_ms": 70.0,
+    "bytes": 12345,
+}
+SUMMARY = {
+    "duration_s": 10.5,
+    "started_at": "2026-11-23T10:00:00Z",
+    "finished_at": "2026-11-23T10:00:10Z",
+    "users_peak": 10,
+    "workers": 0,
+    "total": TOTALS,
+    "requests": [{"method": "GET", "name": "/", **TOTALS}],
+    "errors": [{"method": "GET", "name": "/", "error": "HTTPError(500)", "occurrences": 2}],
+    "export": {"influxdb": {"points_written": 10}},
+}
+COMPLETE = {"finished_at": "2026-11-23T10:00:10Z", "summary": SUMMARY}
+FAIL = {
+    "finished_at": "2026-11-23T10:00:10Z",
+    "reason": "locust exited with code 1",
+    "exit_code": 1,
+    "summary": None,
+}
+PROGRESS = {
+    "at": "2026-11-23T10:00:05Z",
+    "users": 10,
+    "workers": 0,
+    "rps": 9.5,
+    "fail_ratio": 0.0,
+    "requests": 50,
+    "failures": 0,
+}
+BODIES: dict[str, dict[str, Any]] = {
+    "start": START,
+    "complete": COMPLETE,
+    "fail": FAIL,
+    "progress": PROGRESS,
+}
+RUN_ID = re.compile(r"^run_\d{8}_\d{6}_[0-9a-f]{6}$")
+
+
+def call(
+    platform: PlatformServer,
+    method: str,
+    template: str,
+    body: Any = None,
+    *,
+    run_id: str = "",
+    raw: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
+    """Call the platform and check the response against openapi.yaml."""
+    path = template.replace("{run_id}", run_id)
+    extra: dict[str, Any] = {} if headers is None else {"headers": headers}
+    if raw is not None:
+        extra["data"] = raw
+        extra["headers"] = {**platform.headers, "Content-Type": "application/json"}
+    response = platform.api(method, path, body, **extra)
+    is_json = response.headers["Content-Type"].startswith("application/json")
+    payload = response.json() if is_json else response.text
+    validate_response(method, template, response.status_code, payload, envelope=platform.envelope)
+    return response
+
+
+def post(platform: PlatformServer, run_id: str, what: str, **changes: Any) -> requests.Response:
+    """A well-formed state call (checked against openapi.yaml before it is sent)."""
+    body = {**BODIES[what], **changes}
+    template = f"/api/perf/runs/{{run_id}}/{what}"
+    validate_request("POST", template, body)
+    return call(platform, "POST", template, body, run_id=run_id)
+
+
+def message(response: requests.Response) -> str:
+    return str(response.json()["message"])
+
+
+def test_a_new_run_is_pending_with_its_endpoint_and_environment(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run(SCHEMA, "http://target:8080", endpoint="rerank")
+
+    run = call(platform_server, "GET", "/api/perf/runs/{run_id}", run_id=run_id).json()
+
+    assert RUN_ID.match(run_id)
+    assert run["status"] == "pending"
+    assert run["endpoint"]["name"] == "rerank"
+    assert run["endpoint"]["argument_schema"] == SCHEMA
+    assert run["environment"] == {"id": 1, "name": "local", "host": "http://target:8080"}
+    assert run["arguments"] is None and run["host"] is None and run["locust"] is None
+    assert run["created_at"].endswith("Z")
+
+
+def test_a_run_goes_from_pending_to_running_to_completed(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run(SCHEMA)
+
+    started = post(platform_server, run_id, "start").json()
+    assert started["status"] == "running"
+    assert started["arguments"] == START["arguments"]
+    assert started["host"] == START["host"]
+    assert started["locust"] == START["locust"]
+    assert started["started_at"] == "2026-11-23T10:00:00Z"
+
+    assert post(platform_server, run_id, "progress").json()["progress"] == PROGRESS
+
+    completed = post(platform_server, run_id, "complete").json()
+    assert completed["status"] == "completed"
+    assert completed["summary"] == SUMMARY
+    assert completed["finished_at"] == "2026-11-23T10:00:10Z"
+    assert platform_server.get_run(run_id) == completed
+
+
+def test_a_second_start_is_refused_with_a_message_that_says_what_to_do(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run()
+    post(platform_server, run_id, "start")
+
+    again = post(platform_server, run_id, "start")
+    assert again.status_code == 409
+    assert again.json() == {
+        "code": 409,
+        "message": f"run {run_id} is already running; create a new run",
+    }
+
+    post(platform_server, run_id, "complete")
+    after_end = post(platform_server, run_id, "start")
+    assert message(after_end) == f"run {run_id} is already completed; create a new run"
+
+
+def test_complete_is_refused_unless_the_run_is_running(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run()
+
+    early = post(platform_server, run_id, "complete")
+    assert early.status_code == 409
+    assert message(early) == f"run {run_id} is pending, not running: call start before complete"
+
+    post(platform_server, run_id, "start")
+    assert post(platform_server, run_id, "complete").status_code == 200
+    twice = post(platform_server, run_id, "complete")
+    assert twice.status_code == 409
+    assert "already completed; a final status is accepted only once" in message(twice)
+
+
+def test_fail_is_accepted_from_pending(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run()
+
+    failed = post(platform_server, run_id, "fail", reason="--model: missing", exit_code=2)
+
+    assert failed.status_code == 200
+    assert failed.json()["status"] == "failed"
+    assert failed.json()["reason"] == "--model: missing"
+    assert failed.json()["exit_code"] == 2
+    assert failed.json()["started_at"] is None
+
+
+def test_fail_is_refused_once_the_run_has_a_final_status(platform_server: PlatformServer) -> None:
+    completed = platform_server.create_run()
+    post(platform_server, completed, "start")
+    post(platform_server, completed, "complete")
+    failed = platform_server.create_run()
+    post(platform_server, failed, "fail")
+
+    late_fail = post(platform_server, completed, "fail")
+    second_fail = post(platform_server, failed, "fail", summary=SUMMARY)
+
+    assert late_fail.status_code == second_fail.status_code == 409
+    assert message(late_fail) == (
+        f"run {completed} is already completed; a final status is accepted only once"
+    )
+    assert message(second_fail) == (
+        f"run {failed} is already failed; a final status is accepted only once"
+    )
+    assert platform_server.get_run(completed)["status"] == "completed"
+    assert platform_server.get_run(failed)["summary"] is None
+
+
+def test_progress_is_accepted_only_while_running(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run()
+
+    before = post(platform_server, run_id, "progress")
+    post(platform_server, run_id, "start")
+    during = post(platform_server, run_id, "progress", users=7)
+    post(platform_server, run_id, "complete")
+    after = post(platform_server, run_id, "progress")
+
+    assert (before.status_code, during.status_code, after.status_code) == (409, 200, 409)
+    assert message(before) == (
+        f"run {run_id} is pending, not running: progress is accepted only while running"
+    )
+    assert platform_server.get_run(run_id)["progress"]["users"] == 7
+
+
+def test_the_calls_log_keeps_every_state_call_in_order_refused_ones_included(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run()
+    for what in ("complete", "start", "progress", "start", "complete", "fail", "complete"):
+        post(platform_server, run_id, what)
+
+    calls = call(platform_server, "GET", "/api/perf/runs/{run_id}/calls", run_id=run_id).json()
+
+    assert [(c["call"], c["http_status"]) for c in calls] == [
+        ("complete", 409),
+        ("start", 200),
+        ("progress", 200),
+        ("start", 409),
+        ("complete", 200),
+        ("fail", 409),
+        ("complete", 409),
+    ]
+    assert all(c["at"].endswith("Z") for c in calls)
+
+
+def test_concurrent_final_calls_are_accepted_exactly_once(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run()
+    post(platform_server, run_id, "start")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(
+            pool.map(
+                lambda what: post(platform_server, run_id, what).status_code,
+                ["complete", "fail"] * 8,
+            )
+        )
+
+    assert sorted(statuses) == [200] + [409] * 15
+    finals = [c for c in platform_server.calls(run_id) if c["http_status"] == 200]
+    assert len(finals) == 2  # the start and exactly one final status
+
+
+def test_an_unknown_run_is_404_on_every_run_route(platform_server: PlatformServer) -> None:
+    responses = [
+        call(platform_server, "GET", "/api/perf/runs/{run_id}", run_id="run_nope"),
+        call(platform_server, "GET", "/api/perf/runs/{run_id}/calls", run_id="run_nope"),
+        *(
+            call(
+                platform_server,
+                "POST",
+                f"/api/perf/runs/{{run_id}}/{what}",
+                body,
+                run_id="run_nope",
+            )
+            for what, body in BODIES.items()
+        ),
+    ]
+
+    assert {r.status_code for r in responses} == {404}
+    assert message(responses[0]) == (
+        "run run_nope not found: create it first (POST /api/perf/runs or `perfx-platform new-run`)"
+    )
+
+
+def test_malformed_json_is_a_400_that_says_so(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run()
+
+    response = call(
+        platform_server, "POST", "/api/perf/runs/{run_id}/start", raw="{not json", run_id=run_id
+    )
+    not_an_object = call(
+        platform_server, "POST", "/api/perf/runs/{run_id}/start", raw="[1, 2]", run_id=run_id
+    )
+
+    assert response.status_code == 400
+    assert message(response).startswith("malformed JSON body (")
+    assert message(response).endswith("); send a JSON object")
+    assert message(not_an_object) == "the body must be a JSON object, got list"
+    assert platform_server.calls(run_id) == []
+
+
+def test_missing_and_mistyped_fields_are_named(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run()
+    start = {k: v for k, v in START.items() if k != "host"}
+
+    no_host = call(platform_server, "POST", "/api/perf/runs/{run_id}/start", start, run_id=run_id)
+    post(platform_server, run_id, "start")
+    bad_progress = call(
+        platform_server,
+        "POST",
+        "/api/perf/runs/{run_id}/progress",
+        {**PROGRESS, "users": "ten", "at": "yesterday"},
+        run_id=run_id,
+    )
+    bad_run = call(platform_server, "POST", "/api/perf/runs", {"environment_id": "x"})
+
+    assert no_host.status_code == bad_progress.status_code == bad_run.status_code == 400
+    assert message(no_host) == "invalid start body: missing field 'host'"
+    assert message(bad_progress) == (
+        "invalid progress body: field 'at' must be an ISO-8601 timestamp, got str \"yesterday\"; "
+        "field 'users' must be an integer, got str \"ten\""
+    )
+    assert message(bad_run) == (
+        "invalid run body: missing field 'endpoint' (an object) or 'endpoint_id'; "
+        "field 'environment_id' must be an integer"
+    )
+
+
+def test_timestamps_are_stored_in_utc_with_z(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run()
+
+    run = post(platform_server, run_id, "start", started_at="2026-11-23T12:00:00.250+02:00").json()
+
+    assert run["started_at"] == "2026-11-23T10:00:00.250Z"
+
+
+def test_a_duplicate_run_id_is_409(platform_server: PlatformServer) -> None:
+    platform_server.create_run(run_id="nightly-42")
+
+    again = call(
+        platform_server,
+        "POST",
+        "/api/perf/runs",
+        {"id": "nightly-42", "endpoint_id": 1, "environment_id": 1},
+    )
+
+    assert again.status_code == 409
+    assert message(again) == "run nightly-42 already exists; choose another id or omit it"
+
+
+def test_runs_can_be_created_from_endpoint_and_environment_ids(
+    platform_server: PlatformServer,
+) -> None:
+    endpoint_body = {"name": "rerank", "argument_schema": SCHEMA}
+    environment_body = {"name": "staging", "host": "http://rerank.staging:8080"}
+    validate_request("POST", "/api/perf/endpoints", endpoint_body)
+    validate_request("POST", "/api/perf/environments", environment_body)
+
+    endpoint = call(platform_server, "POST", "/api/perf/endpoints", endpoint_body)
+    environment = call(platform_server, "POST", "/api/perf/environments", environment_body)
+    body = {"endpoint_id": endpoint.json()["id"], "environment_id": environment.json()["id"]}
+    validate_request("POST", "/api/perf/runs", body)
+    run = call(platform_server, "POST", "/api/perf/runs", body)
+    same_name = call(platform_server, "POST", "/api/perf/endpoints", endpoint_body)
+    unknown = call(platform_server, "POST", "/api/perf/runs", {**body, "endpoint_id": 99})
+
+    assert (endpoint.status_code, environment.status_code, run.status_code) == (201, 201, 201)
+    assert run.json()["endpoint"] == endpoint.json()
+    assert run.json()["environment"] == environment.json()
+    assert same_name.status_code == 409
+    assert unknown.status_code == 400
+    assert message(unknown) == (
+        "endpoint_id 99: no such endpoint; create it with POST /api/perf/endpoints "
+        "or pass it inline"
+    )
+
+
+def test_an_inline_endpoint_and_environment_are_reused_by_name_and_updated(
+    platform_server: PlatformServer,
+) -> None:
+    first = platform_server.create_run({"parameters": []}, "http://old:1")
+    second = platform_server.create_run(SCHEMA, "http://new:2")
+
+    old, new = platform_server.get_run(first), platform_server.get_run(second)
+
+    assert old["endpoint"]["id"] == new["endpoint"]["id"]
+    assert old["environment"]["id"] == new["environment"]["id"]
+    assert new["endpoint"]["argument_schema"] == SCHEMA
+    assert new["environment"]["host"] == "http://new:2"
+
+
+def test_runs_are_listed_newest_first(platform_server: PlatformServer) -> None:
+    ids = [platform_server.create_run(run_id=f"run-{n}") for n in range(3)]
+
+    listed = call(platform_server, "GET", "/api/perf/runs").json()
+
+    assert [run["id"] for run in listed] == ids[::-1]
+
+
+def test_unknown_routes_and_methods_answer_json_errors(platform_server: PlatformServer) -> None:
+    missing = platform_server.api("GET", "/api/perf/nope")
+    wrong_method = platform_server.api("DELETE", "/api/perf/runs")
+
+    assert missing.json() == {
+        "code": 404,
+        "message": "no route GET /api/perf/nope; see openapi.yaml for the API",
+    }
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["message"].startswith("DELETE is not allowed on /api/perf/runs")
+
+
+def test_envelope_mode_wraps_success_bodies_but_not_errors(
+    platform_factory: PlatformFactory,
+) -> None:
+    platform = platform_factory(envelope=True)
+    run_id = platform.create_run(SCHEMA)
+
+    got = call(platform, "GET", "/api/perf/runs/{run_id}", run_id=run_id)
+    started = post(platform, run_id, "start")
+    refused = post(platform, run_id, "start")
+    listed = call(platform, "GET", "/api/perf/runs")
+
+    assert got.json()["code"] == 0 and got.json()["data"]["id"] == run_id
+    assert started.json()["data"]["status"] == "running"
+    assert listed.json() == {"code": 0, "data": [started.json()["data"]]}
+    assert refused.json() == {
+        "code": 409,
+        "message": f"run {run_id} is already running; create a new run",
+    }
+
+
+def test_token_mode_requires_the_bearer_token_and_never_prints_it(
+    platform_factory: PlatformFactory,
+) -> None:
+    token = "tok-7f3a9c-never-print-me"
+    platform = platform_factory(token=token)
+    run_id = platform.create_run()
+    post(platform, run_id, "start")
+
+    anonymous = call(platform, "GET", "/api/perf/runs/{run_id}", run_id=run_id, headers={})
+    wrong = call(
+        platform,
+        "POST",
+        "/api/perf/runs/{run_id}/complete",
+        COMPLETE,
+        run_id=run_id,
+        headers={"Authorization": "Bearer not-it"},
+    )
+    page = call(platform, "GET", "/runs/{run_id}", run_id=run_id, headers={})
+
+    assert anonymous.status_code == wrong.status_code == 401
+    assert anonymous.json() == {"code": 401, "message": AUTH_MESSAGE}
+    assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+    assert platform.get_run(run_id)["status"] == "running"
+    assert page.status_code == 200  # the HTML pages are read-only and not protected
+    assert platform.stop() == 0
+    assert "run " in platform.output  # the server did log something...
+    assert token not in platform.output  # ...but never the token
+
+
+def test_the_watchdog_fails_a_run_whose_load_generator_went_silent(
+    platform_factory: PlatformFactory,
+) -> None:
+    platform = platform_factory(progress_timeout=0.5)
+    run_id = platform.create_run()
+    post(platform, run_id, "start")
+
+    run = wait_until(
+        lambda: (r := platform.get_run(run_id))["status"] == "failed" and r,
+        timeout=10,
+        message="the watchdog to fail the silent run",
+    )
+
+    assert run["reason"] == watchdog_reason(0.5)
+    assert run["reason"] == "no progress for 0.5 s: the load generator went silent"
+    assert run["finished_at"] is not None
+    late_progress = post(platform, run_id, "progress")
+    assert late_progress.status_code == 409
+    assert message(late_progress) == (
+        f"run {run_id} is failed, not running: progress is accepted only while running"
+    )
+    assert post(platform, run_id, "complete").status_code == 409
+    assert [c["call"] for c in platform.calls(run_id)] == ["start", "progress", "complete"]
+
+
+def test_the_watchdog_spares_a_run_that_keeps_reporting_progress(
+    platform_factory: PlatformFactory,
+) -> None:
+    platform = platform_factory(progress_timeout=0.5)
+    run_id = platform.create_run()
+    post(platform, run_id, "start")
+    keep_until = time.monotonic() + 1.5  # three timeouts' worth of heartbeats
+
+    wait_until(
+        lambda: (
+            post(platform, run_id, "progress").status_code == 200 and time.monotonic() > keep_until
+        ),
+        timeout=10,
+        interval=0.1,
+        message="1.5 s of accepted progress calls",
+    )
+
+    assert platform.get_run(run_id)["status"] == "running"
+
+
+def test_the_html_pages_show_runs_and_escape_what_they_show(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run(endpoint="<script>alert(1)</script>")
+    post(platform_server, run_id, "start", arguments={"model": "<b>gpt</b>"})
+    post(platform_server, run_id, "complete")
+
+    index = call(platform_server, "GET", "/")
+    page = call(platform_server, "GET", "/runs/{run_id}", run_id=run_id)
+    missing = call(platform_server, "GET", "/runs/{run_id}", run_id="run_nope")
+
+    assert index.headers["Content-Type"].startswith("text/html")
+    assert f'href="runs/{run_id}"' in index.text
+    assert "<script>" not in index.text and "&lt;script&gt;" in index.text
+    assert "completed" in page.text
+    assert "&lt;b&gt;gpt&lt;/b&gt;" in page.text
+    assert "<th>p95_ms</th><td>30.0</td>" in page.text
+    assert missing.status_code == 404
+    assert "run run_nope not found" in missing.text
+
+
+def test_runs_survive_a_restart_on_the_same_port(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run()
+    post(platform_server, run_id, "start")
+    url = platform_server.url
+
+    assert platform_server.stop(kill=True) == -9
+    platform_server.start()
+
+    assert platform_server.url == url
+    assert platform_server.get_run(run_id)["status"] == "running"
+    assert post(platform_server, run_id, "complete").status_code == 200
