@@ -1,3 +1,5 @@
+import locust  # noqa: F401  (gevent must monkey-patch before requests/urllib3 load)
+
 """Shared fixtures live in tests/fixtures/, one module per real component."""
 
 pytest_plugins = [

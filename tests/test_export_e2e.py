@@ -1,0 +1,179 @@
+"""Live metrics from real locust processes into a real TSDB (VictoriaMetrics, InfluxDB v2 API)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.fixtures.faults import FaultServer
+from tests.fixtures.locust import ROOT, LocustRunner, Target
+from tests.fixtures.platform import PlatformServer
+from tests.fixtures.tsdb import VictoriaMetrics
+from tests.fixtures.waiting import wait_until
+
+BEHAVIOURS = ROOT / "tests" / "locustfiles" / "behaviours.py"
+
+
+def influx_args(vm: VictoriaMetrics) -> tuple[str, ...]:
+    return (
+        "--influxdb-url",
+        vm.url,
+        "--influxdb-token",
+        "tsdb-token",
+        "--influxdb-org",
+        "perf",
+        "--influxdb-bucket",
+        "locust",
+        "--influxdb-interval",
+        "1",
+        "--influxdb-tags",
+        "team=search",
+    )
+
+
+def requests_per_name(vm: VictoriaMetrics, run_id: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for series in vm.export(f'{{__name__="locust_requests_requests",run_id="{run_id}"}}'):
+        metric: dict[str, Any] = series["metric"]  # type: ignore[assignment]
+        assert metric["team"] == "search"
+        counts[metric["name"]] += int(sum(series["values"]))  # type: ignore[arg-type]
+    return counts
+
+
+def arrived(vm: VictoriaMetrics, run_id: str, target: Target) -> None:
+    """VictoriaMetrics makes a write searchable a moment after acknowledging it."""
+    wait_until(
+        lambda: (
+            requests_per_name(vm, run_id) == target.counts and len(event_kinds(vm, run_id)) == 2
+        ),
+        timeout=5,
+        message=f"interval counts {requests_per_name(vm, run_id)} add up to {target.counts}",
+    )
+
+
+def event_kinds(vm: VictoriaMetrics, run_id: str) -> list[str]:
+    series = vm.export(f'{{__name__="locust_events_text",run_id="{run_id}"}}')
+    return sorted(s["metric"]["kind"] for s in series)  # type: ignore[index]
+
+
+def test_a_local_run_streams_interval_counts_that_add_up(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    run_id = platform_server.create_run(None, target.url, endpoint="shop", environment="ci")
+    code, output = locust_runner.run(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        "-u",
+        "3",
+        "-r",
+        "3",
+        "-t",
+        "3s",
+        *influx_args(victoria_metrics),
+        locustfile=BEHAVIOURS,
+    )
+    assert code == 0, output
+    arrived(victoria_metrics, run_id, target)
+    summary = platform_server.get_run(run_id)["summary"]
+    assert summary["export"]["points_dropped"] == 0
+    assert summary["export"]["points_queued"] == 0
+    [series] = victoria_metrics.export(f'{{__name__="locust_totals_users",run_id="{run_id}"}}')
+    assert series["metric"]["endpoint"] == "shop"  # type: ignore[index]
+    assert max(series["values"]) == 3  # type: ignore[type-var]
+
+
+@pytest.mark.slow
+def test_only_the_master_writes_and_it_counts_the_workers_last_reports(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    victoria_metrics: VictoriaMetrics,
+    fault_server: FaultServer,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    # Workers inherit an InfluxDB URL that records any request: none may arrive.
+    master, workers = locust_runner.start_distributed(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        "-u",
+        "6",
+        "-r",
+        "6",
+        "-t",
+        "4s",
+        *influx_args(victoria_metrics),
+        locustfile=BEHAVIOURS,
+        env={"PERFX_INFLUXDB_URL": fault_server.url},
+    )
+    assert master.wait(60) == 0, master.output
+    for worker in workers:
+        assert worker.wait(30) == 0
+    assert fault_server.requests == []
+    arrived(victoria_metrics, run_id, target)
+    assert event_kinds(victoria_metrics, run_id) == ["complete", "start"]
+
+
+def test_an_unreachable_tsdb_stops_the_run_before_any_load(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    victoria_metrics.stop()
+    code, output = locust_runner.run(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        "-t",
+        "5s",
+        *influx_args(victoria_metrics),
+        locustfile=BEHAVIOURS,
+    )
+    assert code == 1, output
+    [refusal] = [line for line in output.splitlines() if line.startswith("perfx:")]
+    assert refusal.startswith(f"perfx: InfluxDB at {victoria_metrics.url} is unreachable (")
+    assert refusal.endswith("); check --influxdb-url and that the server is running")
+    assert "Traceback" not in output
+    assert target.total == 0
+    assert platform_server.get_run(run_id)["status"] == "pending"
+
+
+def test_a_rejected_token_stops_the_run_before_any_load(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    victoria_metrics_with_auth: VictoriaMetrics,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    code, output = locust_runner.run(
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--headless",
+        "-t",
+        "5s",
+        *influx_args(victoria_metrics_with_auth),
+        locustfile=BEHAVIOURS,
+    )
+    assert code == 1, output
+    assert (
+        f"perfx: InfluxDB at {victoria_metrics_with_auth.url} rejected the token (HTTP 401); "
+        "check --influxdb-token" in output
+    )
+    assert "tsdb-token" not in output
+    assert target.total == 0
