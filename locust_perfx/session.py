@@ -36,7 +36,7 @@ from locust_perfx.lifecycle import (
     decide,
     spawn_ticker,
 )
-from locust_perfx.options import Settings, export_to_environ, value_sources
+from locust_perfx.options import SECRET_DESTS, Settings, export_to_environ, value_sources
 from locust_perfx.platform import PlatformClient, RunInfo
 from locust_perfx.schema import Value, render, resolve_value
 from locust_perfx.snapshot import summarize
@@ -155,6 +155,10 @@ class RunSession:
             setattr(options, name, value)
         setattr(options, ARGUMENT_NAMES_KEY, list(self.arguments))
         export_to_environ(self.info.id, self.arguments, self.arguments)
+        # Locust sends parsed_options to every worker: the tokens, already held by our
+        # clients, need not travel.
+        for secret in SECRET_DESTS:
+            setattr(options, secret, None)
 
     def describe(self) -> dict[str, Any]:
         """The resolved run, for ``--dry-run`` and the web UI; holds no secret."""
@@ -174,6 +178,19 @@ class RunSession:
                 "bucket": self.settings.influx.bucket,
                 "layout": self.settings.influx.layout,
             },
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The live state of the run for the web UI's PerfX tab; holds no secret."""
+        verdict = self.lifecycle.verdict
+        return {
+            **self.describe(),
+            "state": self.lifecycle.state.value,
+            "outcome": None if verdict is None else ("failed" if verdict.failed else "completed"),
+            "reason": None if verdict is None else verdict.reason,
+            "last_platform_error": self.lifecycle.last_error,
+            "run_url": f"{self.client.base_url}/runs/{self.info.id}",
+            "export": None if self.exporter is None else self.exporter.health(),
         }
 
     def check_export(self) -> None:
