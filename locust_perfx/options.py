@@ -15,14 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from locust.argument_parser import LocustArgumentParser
+
 from locust_perfx.exceptions import ConfigError
-from locust_perfx.influx import (
-    DEFAULT_BUFFER_POINTS,
-    DEFAULT_INTERVAL,
-    DEFAULT_MAX_NAMES,
-    InfluxConfig,
-    parse_tags,
-)
+from locust_perfx.influx import DEFAULT_BUFFER_POINTS, DEFAULT_INTERVAL, InfluxConfig, parse_tags
 from locust_perfx.platform import (
     DEFAULT_PLATFORM_URL,
     DEFAULT_RETRY_FOR,
@@ -31,6 +27,7 @@ from locust_perfx.platform import (
     RunInfo,
 )
 from locust_perfx.schema import Parameter, RunSchema, Value, render
+from locust_perfx.snapshot import DEFAULT_MAX_NAMES
 
 
 @dataclass(frozen=True)
@@ -152,7 +149,7 @@ class _AnyChoices(list[str]):
         return True
 
 
-def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+def add_plugin_options(parser: LocustArgumentParser) -> None:
     """Register the option table on a fresh parser (Locust builds one per web UI page load)."""
     for opt in OPTIONS:
         if opt.flag in parser._option_string_actions:
@@ -180,7 +177,7 @@ def add_plugin_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def add_schema_options(parser: argparse.ArgumentParser, schema: RunSchema) -> list[str]:
+def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> list[str]:
     """Register one option per schema parameter; returns the clashes instead of raising.
 
     A parameter named like an existing option (``host``, ``run_time``) cannot be given a
@@ -314,7 +311,7 @@ def _ui_default(param: Parameter) -> str | bool | None:
     return param.default
 
 
-def _clashing_flag(parser: argparse.ArgumentParser, param: Parameter) -> str:
+def _clashing_flag(parser: LocustArgumentParser, param: Parameter) -> str:
     for action in parser._actions:
         if param.option in action.option_strings or action.dest == param.dest:
             return "/".join(action.option_strings) or action.dest
@@ -335,7 +332,7 @@ class OptionRegistry:
         self.info: RunInfo | None = None
         self.problems: list[str] = []
 
-    def register(self, parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    def register(self, parser: LocustArgumentParser, argv: Sequence[str]) -> None:
         """Add every option to ``parser``; raises PerfxError if the run cannot be fetched."""
         add_plugin_options(parser)
         if not self._looked:

@@ -56,7 +56,7 @@ def on_init(environment: Environment, **_: Any) -> None:
     try:
         session = RunSession.open(environment, registry.info, registry.problems)
         session.check_export()
-        if environment.parsed_options.dry_run:
+        if session.settings.dry_run:
             print_dry_run(session)
             sys.exit(0)
         session.attach()

@@ -7,6 +7,7 @@ and registers its own bound methods on ``environment.events``.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import json
 import logging
@@ -24,9 +25,9 @@ import gevent.lock
 from locust import __version__ as locust_version
 from locust import log as locust_log
 from locust.env import Environment
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, Runner
 
-from locust_perfx.exceptions import ConfigError, RunStateConflict
+from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
 from locust_perfx.influx import MetricsExporter
 from locust_perfx.lifecycle import (
     TICK,
@@ -62,6 +63,7 @@ class RunSession:
         exporter: MetricsExporter | None,
     ) -> None:
         self.environment = environment
+        self.options, self.runner = _owned(environment)
         self.settings = settings
         self.info = info
         self.arguments = arguments
@@ -95,7 +97,7 @@ class RunSession:
         cls, environment: Environment, info: RunInfo, schema_problems: list[str]
     ) -> RunSession:
         """Validate everything about the run at once; raises ConfigError or PlatformError."""
-        options = environment.parsed_options
+        options, _ = _owned(environment)
         problems = list(schema_problems)
         settings: Settings | None = None
         try:
@@ -148,7 +150,7 @@ class RunSession:
 
     def apply(self) -> None:
         """Make the host and typed arguments visible to the locustfile, here and on workers."""
-        options = self.environment.parsed_options
+        options = self.options
         self.environment.host = self.host
         options.host = self.host
         for name, value in self.arguments.items():
@@ -213,14 +215,14 @@ class RunSession:
         if callable(previous):
             signal.signal(signal.SIGINT, self._chain_sigint(previous))
         atexit.register(self._at_exit)
-        options = self.environment.parsed_options
+        options = self.options
         if options.headless or options.autostart:
             self.start(options.num_users or 1, options.spawn_rate or 1)
 
     def start(self, users: int, spawn_rate: float) -> None:
         """Start the platform run; PlatformError when the platform (or this process) refuses."""
-        options = self.environment.parsed_options
-        runner = self.environment.runner
+        options = self.options
+        runner = self.runner
         locust_info = {
             "version": locust_version,
             "mode": "master" if isinstance(runner, MasterRunner) else "local",
@@ -303,17 +305,17 @@ class RunSession:
 
     def tick(self) -> None:
         """Once a second: peak users, and progress to the platform when it is due."""
-        runner = self.environment.runner
+        runner = self.runner
         self.users_peak = max(self.users_peak, runner.user_count)
         self.workers_peak = max(self.workers_peak, self._workers())
         self.lifecycle.progress(self.progress_body)
 
     def _workers(self) -> int:
-        runner = self.environment.runner
+        runner = self.runner
         return runner.worker_count if isinstance(runner, MasterRunner) else 0
 
     def progress_body(self) -> dict[str, Any]:
-        runner = self.environment.runner
+        runner = self.runner
         total = runner.stats.total
         return {
             "users": runner.user_count,
@@ -326,17 +328,17 @@ class RunSession:
 
     def on_test_stopping(self, **_: Any) -> None:
         """Locust stops a master's test when its last worker goes missing, then idles to -t."""
-        runner = self.environment.runner
+        runner = self.runner
         if isinstance(runner, MasterRunner) and runner.worker_count == 0 and self._running:
             self.workers_lost = True
             logger.error("perfx: every worker is gone (heartbeat timeout); ending the run")
-            if self.environment.parsed_options.headless:
+            if self.options.headless:
                 gevent.spawn(runner.quit)
 
     def on_test_stop(self, **_: Any) -> None:
         """A web UI Stop ends the run: once the workers' last reports are in, send the verdict."""
         self._test_running = False
-        options = self.environment.parsed_options
+        options = self.options
         if options.headless or self.lifecycle.state is not RunState.RUNNING:
             return  # headless runs end at quit, when the exit code is known
         gevent.spawn(self._finish_after_late_reports)
@@ -344,12 +346,12 @@ class RunSession:
     def on_worker_report(self, client_id: str = "", **_: Any) -> None:
         if not self._test_running:
             self._reports_after_stop.add(client_id)
-            runner = self.environment.runner
+            runner = self.runner
             if len(self._reports_after_stop) >= getattr(runner, "worker_count", 0):
                 self._late_reports.set()
 
     def _finish_after_late_reports(self) -> None:
-        if isinstance(self.environment.runner, MasterRunner):
+        if isinstance(self.runner, MasterRunner):
             self._late_reports.wait(LATE_REPORT_WAIT)
         self.finish(self._expected_exit_code())
 
@@ -373,7 +375,7 @@ class RunSession:
                 self._finish(exit_code, plugin_error)
 
     def _finish(self, exit_code: int, plugin_error: str) -> None:
-        runner = self.environment.runner
+        runner = self.runner
         stats = runner.stats
         outcome = Outcome(
             exit_code=exit_code,
@@ -405,11 +407,11 @@ class RunSession:
 
     def _expected_exit_code(self) -> int:
         """The code Locust would exit with now (``main.py`` shutdown), for web UI runs."""
-        runner = self.environment.runner
+        runner = self.runner
         if self.environment.process_exit_code is not None:
             return int(self.environment.process_exit_code)
         if runner.errors or runner.exceptions:
-            return int(self.environment.parsed_options.exit_code_on_error)
+            return int(self.options.exit_code_on_error)
         return 2 if locust_log.unhandled_greenlet_exception else 0
 
     def _on_sigterm(self) -> None:
@@ -429,6 +431,13 @@ class RunSession:
     def _at_exit(self) -> None:
         """Last resort: a process that dies without Locust's quit event still ends the run."""
         self.finish(1, "" if self.signal else "the Locust process exited without a verdict")
+
+
+def _owned(environment: Environment) -> tuple[argparse.Namespace, Runner]:
+    """The parsed options and runner Locust always sets up before ``init``."""
+    if environment.parsed_options is None or environment.runner is None:
+        raise PerfxError("the perfx plugin runs inside the locust command: locust -f ...")
+    return environment.parsed_options, environment.runner
 
 
 def expose_arguments_on_worker(environment: Environment) -> None:

@@ -15,6 +15,7 @@ from tests.fixtures.locust import ROOT, LocustRunner, Target
 from tests.fixtures.openapi import validate_request
 from tests.fixtures.platform import PlatformServer
 from tests.fixtures.waiting import wait_until
+from tests.test_cli import perfx
 
 BEHAVIOURS = ROOT / "tests" / "locustfiles" / "behaviours.py"
 STARTED = r"perfx: run \S+ started on"
@@ -348,13 +349,8 @@ def test_platform_gone_for_good_leaves_a_file_perfx_resend_delivers(
     assert json.loads(saved.read_text())["call"] == "complete"
     platform_server.start()
     assert platform_server.get_run(run_id)["status"] == "running"
-    code, output = (
-        __import__("tests.test_cli", fromlist=["perfx"])
-        .perfx("resend", str(saved), "--platform-url", platform_server.url)
-        .returncode,
-        "",
-    )
-    assert code == 0
+    resent = perfx("resend", str(saved), "--platform-url", platform_server.url)
+    assert resent.returncode == 0, resent.stderr
     assert platform_server.get_run(run_id)["status"] == "completed"
 
 
