@@ -18,3 +18,12 @@ def test_the_two_newcomer_commands_exist() -> None:
     assert "bash examples/demo.sh" in README and (ROOT / "examples" / "demo.sh").exists()
     assert "bash .ci/run" in README and (ROOT / ".ci" / "run").exists()
     assert ".venv/bin/tox" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_renders_without_errors() -> None:
+    """docutils raises on the first warning (a malformed table, a broken reference)."""
+    import docutils.core
+
+    docutils.core.publish_string(
+        README, writer_name="null", settings_overrides={"halt_level": 2, "report_level": 5}
+    )
