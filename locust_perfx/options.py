@@ -326,7 +326,7 @@ class OptionRegistry:
     Workers never fetch (they receive the arguments from the master).
     """
 
-    def __init__(self, fetch: Callable[[str, str, str], RunInfo]) -> None:
+    def __init__(self, fetch: Callable[[str, str, str, float], RunInfo]) -> None:
         self._fetch = fetch
         self._looked = False
         self.info: RunInfo | None = None
@@ -341,6 +341,8 @@ class OptionRegistry:
             # would swallow the values of schema options not registered yet.
             known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
             if known.run_id and not known.worker:
-                self.info = self._fetch(known.run_id, known.platform_url, known.platform_token)
+                self.info = self._fetch(
+                    known.run_id, known.platform_url, known.platform_token, known.platform_timeout
+                )
         if self.info is not None:
             self.problems = add_schema_options(parser, self.info.schema)

@@ -28,9 +28,9 @@ EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 1
 
 
-def _fetch(run_id: str, platform_url: str, token: str | None) -> RunInfo:
+def _fetch(run_id: str, platform_url: str, token: str | None, retry_for: float) -> RunInfo:
     with PlatformClient(platform_url, token or "") as client:
-        return client.get_run(run_id)
+        return client.get_run(run_id, retry_for=retry_for)
 
 
 registry = OptionRegistry(_fetch)

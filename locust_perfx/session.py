@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any, Final
 
@@ -50,6 +51,24 @@ LATE_REPORT_WAIT: Final = 5.0
 """Seconds to wait after a web UI Stop for each worker's last report (workers report every 3 s)."""
 
 
+def _guard(method: Callable[..., None]) -> Callable[..., None]:
+    """A bug in one of our listeners must still end the run truthfully, not vanish in a log.
+
+    Locust swallows listener exceptions; this records the first one so the verdict names it.
+    """
+
+    @functools.wraps(method)
+    def guarded(self: RunSession, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception as err:
+            logger.exception("perfx: %s failed", method.__name__)
+            if not self.plugin_error:
+                self.plugin_error = f"{type(err).__name__}: {err} (in {method.__name__})"
+
+    return guarded
+
+
 class RunSession:
     """Ties a validated platform run to a Locust environment."""
 
@@ -72,7 +91,9 @@ class RunSession:
         self.client = PlatformClient(settings.platform_url, settings.platform_token)
         self.lifecycle = self._new_lifecycle(info)
         self.signal = ""
+        self.plugin_error = ""
         self.workers_lost = False
+        self._set_exit_code = False
         self.users_peak = 0
         self.workers_peak = 0
         self._test_running = False
@@ -291,6 +312,7 @@ class RunSession:
                 environment=info.environment,
             )
 
+    @_guard
     def on_test_start(self, **_: Any) -> None:
         self.apply()  # the web UI form wrote raw strings into parsed_options
         self._test_running = True
@@ -303,6 +325,7 @@ class RunSession:
         if self._ticker is None:
             self._ticker = spawn_ticker(TICK, self.tick)
 
+    @_guard
     def tick(self) -> None:
         """Once a second: peak users, and progress to the platform when it is due."""
         runner = self.runner
@@ -326,6 +349,7 @@ class RunSession:
             "failures": total.num_failures,
         }
 
+    @_guard
     def on_test_stopping(self, **_: Any) -> None:
         """Locust stops a master's test when its last worker goes missing, then idles to -t."""
         runner = self.runner
@@ -335,6 +359,7 @@ class RunSession:
             if self.options.headless:
                 gevent.spawn(runner.quit)
 
+    @_guard
     def on_test_stop(self, **_: Any) -> None:
         """A web UI Stop ends the run: once the workers' last reports are in, send the verdict."""
         self._test_running = False
@@ -343,6 +368,7 @@ class RunSession:
             return  # headless runs end at quit, when the exit code is known
         gevent.spawn(self._finish_after_late_reports)
 
+    @_guard
     def on_worker_report(self, client_id: str = "", **_: Any) -> None:
         if not self._test_running:
             self._reports_after_stop.add(client_id)
@@ -355,16 +381,19 @@ class RunSession:
             self._late_reports.wait(LATE_REPORT_WAIT)
         self.finish(self._expected_exit_code())
 
+    @_guard
     def on_quitting(self, **_: Any) -> None:
         """Make the process exit code tell the truth about causes Locust does not count."""
-        untold = self.workers_lost or self.signal
+        untold = self.workers_lost or self.signal or self.plugin_error
         if untold and self.environment.process_exit_code is None and self._running:
             self.environment.process_exit_code = 1
+            self._set_exit_code = True
 
     @property
     def _running(self) -> bool:
         return self.lifecycle.state is RunState.RUNNING
 
+    @_guard
     def on_quit(self, exit_code: int = 0, **_: Any) -> None:
         self.finish(exit_code)
 
@@ -383,10 +412,10 @@ class RunSession:
             failures=stats.total.num_failures,
             exceptions=tuple(str(e["msg"]) for e in runner.exceptions.values()),
             exit_code_set_by_user=self.environment.process_exit_code is not None
-            and not (self.workers_lost or self.signal),
+            and not self._set_exit_code,
             signal=self.signal,
             workers_lost=self.workers_lost,
-            plugin_error=plugin_error,
+            plugin_error=plugin_error or self.plugin_error,
         )
         verdict = decide(outcome)
         summary = summarize(

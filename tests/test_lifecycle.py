@@ -97,6 +97,7 @@ def test_a_clean_local_run_completes_with_its_summary(
         ("raise_in_task", 1, r"unhandled exception in user code: .*bad user code"),
         ("raise_in_test_start", 2, r"Locust exited with code 2 \(an event listener raised"),
         ("exit_code", 3, r"exit code 3 set by the locustfile \(process_exit_code\)"),
+        ("plugin_crash", 1, r"the perfx plugin failed: RuntimeError: injected fault \(in tick\)"),
     ],
 )
 def test_locusts_verdict_decides_and_the_reason_says_why(
@@ -117,6 +118,8 @@ def test_locusts_verdict_decides_and_the_reason_says_why(
         "2",
         "-t",
         "2s",
+        "--platform-progress",
+        "0.5",
         behaviour=behaviour,
     )
     assert exit_code == code, output

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.fixtures.faults import FaultServer
-from tests.fixtures.locust import EXAMPLES, ROOT, LocustRunner, Target
+from tests.fixtures.locust import EXAMPLES, ROOT, LocustRunner, Target, free_port
 from tests.fixtures.platform import PlatformFactory, PlatformServer
+from tests.fixtures.waiting import wait_until
 
 SCHEMA: dict[str, Any] = json.loads((EXAMPLES / "schema.json").read_text())
 ECHO = ROOT / "tests" / "locustfiles" / "echo.py"
@@ -289,7 +291,9 @@ def test_platform_problems_are_one_line_each(
 
 def test_unreachable_platform_is_named(locust_runner: LocustRunner, target: Target) -> None:
     url = "http://127.0.0.1:9"
-    code, output = locust_runner.run("--run-id", "run_1", "--platform-url", url, "--headless")
+    code, output = locust_runner.run(
+        "--run-id", "run_1", "--platform-url", url, "--platform-timeout", "0", "--headless"
+    )
     assert (code, refusal(output)) == (
         1,
         [f"perfx: cannot reach the platform at {url}: check --platform-url or PERFX_PLATFORM_URL"],
@@ -435,3 +439,43 @@ def test_perfx_help_lists_plugin_and_schema_options(platform_server: PlatformSer
         "documents per request.",
     ):
         assert flag in result.stdout
+
+
+def test_the_run_is_fetched_once_however_often_the_web_ui_rebuilds_the_parser(
+    locust_runner: LocustRunner, fault_server: FaultServer, target: Target
+) -> None:
+    # The fault server stands in for the platform only to count every request it gets.
+    fault_server.fallback = (
+        200,
+        {
+            "id": "run_1",
+            "status": "pending",
+            "endpoint": {"name": "e", "argument_schema": SCHEMA},
+            "environment": {"name": "x", "host": target.url},
+        },
+    )
+    port = free_port()
+    proc = locust_runner.start(
+        "--run-id",
+        "run_1",
+        "--platform-url",
+        fault_server.url,
+        *GOOD_ARGS,
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        str(port),
+    )
+    proc.wait_for("Starting web interface")
+    for _ in range(3):
+        page = wait_until(lambda: _get(f"http://127.0.0.1:{port}/"), message="the web UI answers")
+        assert "gpu_model" in page
+    assert [(r.method, r.path) for r in fault_server.requests] == [("GET", "/api/perf/runs/run_1")]
+    assert target.total == 0
+
+
+def _get(url: str) -> str | None:
+    try:
+        return requests.get(url, timeout=5).text
+    except requests.ConnectionError:
+        return None

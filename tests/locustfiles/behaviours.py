@@ -1,5 +1,5 @@
 """A locustfile whose behaviour a test picks with BEHAVIOUR (ok, fail, raise_in_task,
-raise_in_test_start, exit_code)."""
+raise_in_test_start, exit_code, plugin_crash)."""
 
 import os
 
@@ -37,3 +37,13 @@ if BEHAVIOUR == "exit_code":
     @events.quitting.add_listener
     def strict(environment: object, **kwargs: object) -> None:
         environment.process_exit_code = 3  # type: ignore[attr-defined]
+
+
+if BEHAVIOUR == "plugin_crash":
+    # Fault injection: no real input makes the plugin crash, so the test breaks it on purpose.
+    import locust_perfx.session
+
+    def broken_progress_body(self: object) -> dict[str, object]:
+        raise RuntimeError("injected fault")
+
+    locust_perfx.session.RunSession.progress_body = broken_progress_body  # type: ignore[method-assign]
