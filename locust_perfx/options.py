@@ -177,17 +177,17 @@ def add_plugin_options(parser: LocustArgumentParser) -> None:
         )
 
 
-def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> list[str]:
+def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> dict[str, str]:
     """Register one option per schema parameter; returns the clashes instead of raising.
 
     A parameter named like an existing option (``host``, ``run_time``) cannot be given a
     flag; the clash is reported with every other problem when the run is validated.
     """
     taken_dests = {a.dest for a in parser._actions}
-    problems: list[str] = []
+    clashes: dict[str, str] = {}
     for param in schema.parameters:
         if param.option in parser._option_string_actions or param.dest in taken_dests:
-            problems.append(
+            clashes[param.dest] = (
                 f"schema parameter {param.name!r} clashes with the option "
                 f"{_clashing_flag(parser, param)}; rename the parameter on the platform"
             )
@@ -203,7 +203,7 @@ def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> list[
             is_required=param.required,
         )
         taken_dests.add(param.dest)
-    return problems
+    return clashes
 
 
 def schema_help(param: Parameter) -> str:
@@ -330,7 +330,7 @@ class OptionRegistry:
         self._fetch = fetch
         self._looked = False
         self.info: RunInfo | None = None
-        self.problems: list[str] = []
+        self.clashes: dict[str, str] = {}
 
     def register(self, parser: LocustArgumentParser, argv: Sequence[str]) -> None:
         """Add every option to ``parser``; raises PerfxError if the run cannot be fetched."""
@@ -345,4 +345,4 @@ class OptionRegistry:
                     known.run_id, known.platform_url, known.platform_token, known.platform_timeout
                 )
         if self.info is not None:
-            self.problems = add_schema_options(parser, self.info.schema)
+            self.clashes = add_schema_options(parser, self.info.schema)

@@ -54,7 +54,7 @@ def on_init(environment: Environment, **_: Any) -> None:
     if registry.info is None:
         return  # no --run-id: stay inert
     try:
-        session = RunSession.open(environment, registry.info, registry.problems)
+        session = RunSession.open(environment, registry.info, registry.clashes)
         session.check_export()
         if session.settings.dry_run:
             print_dry_run(session)

@@ -115,18 +115,20 @@ class RunSession:
 
     @classmethod
     def open(
-        cls, environment: Environment, info: RunInfo, schema_problems: list[str]
+        cls, environment: Environment, info: RunInfo, clashes: Mapping[str, str]
     ) -> RunSession:
-        """Validate everything about the run at once; raises ConfigError or PlatformError."""
+        """Validate everything about the run at once; raises ConfigError or PlatformError.
+
+        ``clashes`` maps parameters that could not get an option to the problem.
+        """
         options, _ = _owned(environment)
-        problems = list(schema_problems)
+        problems = list(clashes.values())
         settings: Settings | None = None
         try:
             settings = Settings.from_options(options)
         except ConfigError as err:
             problems.extend(err.problems)
-        clashing = {p.split("'")[1] for p in schema_problems}
-        params = [p for p in info.schema.parameters if p.name not in clashing]
+        params = [p for p in info.schema.parameters if p.dest not in clashes]
         sources = value_sources(info.schema, sys.argv[1:], os.environ)
         arguments: dict[str, Value] = {}
         for param in params:
@@ -143,15 +145,13 @@ class RunSession:
                 f"run {info.id} is already {info.status}; create a new run on the platform",
                 run_id=info.id,
             )
-        host = info.host
-        if options.host and info.host and options.host != info.host:
+        host = options.host or info.host
+        if host != info.host and info.host:
             logger.info(
                 "perfx: using --host %s given on the command line, not the platform's %s",
-                options.host,
+                host,
                 info.host,
             )
-            host = options.host
-        host = options.host or host
         if not host:
             raise ConfigError(
                 f"run {info.id} has no host: its environment {info.environment!r} on the "
