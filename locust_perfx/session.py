@@ -259,13 +259,19 @@ class RunSession:
             self.exporter.event("start", f"run {self.info.id} started: {users} users")
 
     def start_from_form(self, form: Mapping[str, str]) -> None:
-        """Validate a web UI start form and start the platform run, or raise PerfxError."""
+        """Validate a web UI start form and start the platform run, or raise PerfxError.
+
+        The same form also changes the user count of a running test ("Edit"): that is the
+        same run, already started, so it passes through untouched.
+        """
         run_id = (form.get("run_id") or "").strip()
         if not run_id:
             raise ConfigError("enter the platform run id in the Run id field")
         if self._test_running:
+            if run_id == self.info.id:
+                return
             raise RunStateConflict(
-                f"run {self.info.id} is running; stop it before starting another test",
+                f"run {self.info.id} is running; stop it before starting run {run_id}",
                 run_id=self.info.id,
             )
         if run_id != self.info.id:
