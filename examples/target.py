@@ -10,8 +10,8 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 from socketserver import ThreadingMixIn
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 
