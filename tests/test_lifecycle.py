@@ -413,3 +413,42 @@ def test_a_locustfile_without_users_leaves_the_run_pending(
     assert code == 1
     assert "No User class found" in output
     assert platform_server.get_run(run_id)["status"] == "pending"
+
+
+def test_a_platform_without_progress_is_not_sent_it_again(
+    locust_runner: LocustRunner, fault_server: FaultServer, target: Target
+) -> None:
+    # The fault server plays a platform that lacks the optional progress endpoint.
+    run = {
+        "id": "run_1",
+        "status": "pending",
+        "endpoint": {"name": "e"},
+        "environment": {"name": "x", "host": target.url},
+    }
+    fault_server.script = [
+        (200, run),
+        (200, {**run, "status": "running"}),
+        (404, {"code": 404, "message": "no such route"}),
+    ]
+    code, output = locust_runner.run(
+        "--run-id",
+        "run_1",
+        "--platform-url",
+        fault_server.url,
+        "--headless",
+        "-u",
+        "1",
+        "-t",
+        "3s",
+        "--platform-progress",
+        "0.5",
+        locustfile=BEHAVIOURS,
+    )
+    assert code == 0, output
+    assert [r.path.rsplit("/", 1)[-1] for r in fault_server.requests] == [
+        "run_1",
+        "start",
+        "progress",
+        "complete",
+    ]
+    assert "the platform has no progress endpoint; not sending progress" in output
