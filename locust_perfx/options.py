@@ -22,7 +22,6 @@ from locust_perfx.influx import DEFAULT_BUFFER_POINTS, DEFAULT_INTERVAL, InfluxC
 from locust_perfx.platform import (
     DEFAULT_PLATFORM_URL,
     DEFAULT_RETRY_FOR,
-    DEFAULT_TIMEOUT,
     PROGRESS_INTERVAL,
     RunInfo,
 )
@@ -154,26 +153,19 @@ def add_plugin_options(parser: LocustArgumentParser) -> None:
     for opt in OPTIONS:
         if opt.flag in parser._option_string_actions:
             continue
-        extras = {"include_in_web_ui": opt.in_web_ui, "is_secret": opt.secret}
-        if opt.flag_only:
-            parser.add_argument(
-                opt.flag,
-                action="store_true",
-                default=opt.default,
-                help=opt.help,
-                env_var=opt.env_var,
-                **extras,
-            )
-            continue
+        kind: dict[str, Any] = (
+            {"action": "store_true"}
+            if opt.flag_only
+            else {"metavar": opt.metavar, "type": opt.type, "choices": opt.choices}
+        )
         parser.add_argument(
             opt.flag,
-            metavar=opt.metavar,
             default=opt.default,
-            type=opt.type,
-            choices=opt.choices,
             help=opt.help,
             env_var=opt.env_var,
-            **extras,
+            include_in_web_ui=opt.in_web_ui,
+            is_secret=opt.secret,
+            **kind,
         )
 
 
@@ -240,7 +232,6 @@ class Settings:
     platform_progress: float = PROGRESS_INTERVAL
     influx: InfluxConfig | None = None
     dry_run: bool = False
-    request_timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
     def from_options(cls, options: argparse.Namespace) -> Settings:
