@@ -1,9 +1,12 @@
 """Stream interval aggregates of the master's stats to InfluxDB 2 (or its v2-compatible API).
 
-The only module that imports ``influxdb_client``. One background greenlet takes a snapshot
-each interval, turns it into points with a layout (``perfx`` or ``jmeter``), queues them in a
-bounded buffer and sends the buffer with one SYNCHRONOUS write per interval. The batching
-``WriteApi`` is never used: its close waits up to minutes when the database is down. An
+The only module that imports ``influxdb_client``. One background greenlet takes an interval
+each ``interval`` seconds, turns it into points with a layout (``perfx`` or ``jmeter``), queues
+them in a bounded buffer and sends the buffer with one SYNCHRONOUS write per interval. On a
+master the interval is the sum of the workers' reports (``ReportAccumulator``), elsewhere a
+diff of the cumulative stats (``IntervalTracker``). The greenlet yields to the gevent loop
+every ``SLICE_SECONDS`` of work rather than running a whole interval's work at once. The
+batching ``WriteApi`` is never used: its close waits up to minutes when the database is down. An
 outage degrades the export (retry with backoff, drop the oldest points when full, report it
 in ``health()``); it never slows or stops the load test.
 
@@ -18,29 +21,36 @@ in ``health()``); it never slows or stops the load test.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
 import gevent
 import gevent.event
+import gevent.lock
 import urllib3.exceptions
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
+from locust.runners import MasterRunner
 
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.snapshot import (
     DEFAULT_MAX_NAMES,
+    PAUSE_EVERY,
+    PERCENTILES,
     EntryDelta,
     Interval,
     IntervalTracker,
+    Pause,
+    ReportAccumulator,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,6 +70,10 @@ MAX_BACKOFF = 60.0
 
 BATCH_POINTS = 5_000
 """Points per HTTP request when the queue is long (after an outage)."""
+
+SLICE_SECONDS = 0.002
+"""Longest stretch of export work between two yields to the gevent loop: the export may
+delay a user's next request by about this much, never by a whole interval's work."""
 
 LAYOUTS = ("perfx", "jmeter")
 
@@ -221,24 +235,54 @@ class Sample:
 class Layout(Protocol):
     """Turns intervals and events into line-protocol points for one schema."""
 
-    def interval_points(self, interval: Interval, sample: Sample, ms: int) -> list[str]: ...
+    def interval_points(
+        self, interval: Interval, sample: Sample, ms: int, pause: Pause | None = None
+    ) -> list[str]:
+        """Points of one interval; ``pause`` runs every ``PAUSE_EVERY`` names."""
+        ...
 
     def event_point(self, kind: str, text: str, ms: int) -> str: ...
 
 
 def _timing_fields(delta: EntryDelta, suffix: str = "_ms") -> dict[str, FieldValue]:
     """avg/min/max/percentiles in ms, only when the interval has timed requests."""
-    percentiles = delta.percentiles()
+    low, high, percentiles = delta.timings()
     if not percentiles:
         return {}
     fields: dict[str, FieldValue] = {
         f"avg{suffix}": round(delta.avg_ms or 0.0, 3),
-        f"min{suffix}": delta.min_ms or 0,
-        f"max{suffix}": delta.max_ms or 0,
+        f"min{suffix}": low or 0,
+        f"max{suffix}": high or 0,
     }
     for percent, value in percentiles.items():
         fields[f"p{round(percent * 100):d}{suffix}"] = value
     return fields
+
+
+def _request_fields(delta: EntryDelta, seconds: float) -> str:
+    """The fields of one ``locust_requests`` point, formatted directly.
+
+    The same text as ``line()`` makes from the field dict (a test checks), without the dict
+    and the per-value type dispatch: this runs for every name every interval.
+    """
+    requests, failures = delta.requests, delta.failures
+    avg_bytes = round(delta.content_length / requests, 3) if requests else 0.0
+    counts = (
+        f"requests={requests}i,failures={failures}i,rps={round(requests / seconds, 3)!r},"
+        f"failures_per_s={round(failures / seconds, 3)!r}"
+    )
+    low, high, percentiles = delta.timings()
+    if not percentiles:
+        return f"{counts},avg_bytes={float(avg_bytes)!r}"
+    avg = float(round(delta.avg_ms or 0.0, 3))
+    timings = ",".join([f"p{_PERCENT_NAMES[p]}_ms={v}i" for p, v in percentiles.items()])
+    return (
+        f"{counts},avg_ms={avg!r},min_ms={low or 0}i,max_ms={high or 0}i,{timings},"
+        f"avg_bytes={float(avg_bytes)!r}"
+    )
+
+
+_PERCENT_NAMES = {percent: f"{round(percent * 100):d}" for percent in PERCENTILES}
 
 
 class PerfxLayout:
@@ -253,21 +297,30 @@ class PerfxLayout:
 
     def __init__(self, tags: Mapping[str, str]) -> None:
         self._tags = dict(tags)
+        # Escaped measurement and tags of each request name's series, made once: bounded by
+        # max_names x methods, since names past max_names arrive folded.
+        self._request_series: dict[tuple[str, str], str] = {}
 
-    def interval_points(self, interval: Interval, sample: Sample, ms: int) -> list[str]:
+    def _series_of(self, name: str, method: str) -> str:
+        key = (name, method)
+        found = self._request_series.get(key)
+        if found is None:
+            tags = {**self._tags, "name": name, "method": method}
+            found = _series("locust_requests", tuple(sorted(tags.items())))
+            self._request_series[key] = found
+        return found
+
+    def interval_points(
+        self, interval: Interval, sample: Sample, ms: int, pause: Pause | None = None
+    ) -> list[str]:
         seconds = interval.duration or math.inf
         points = []
-        for delta in interval.entries:
-            fields: dict[str, FieldValue] = {
-                "requests": delta.requests,
-                "failures": delta.failures,
-                "rps": round(delta.requests / seconds, 3),
-                "failures_per_s": round(delta.failures / seconds, 3),
-                **_timing_fields(delta),
-                "avg_bytes": round(delta.avg_bytes, 3),
-            }
-            tags = {**self._tags, "name": delta.name, "method": delta.method}
-            points.append(line("locust_requests", tags, fields, ms))
+        series_of = self._series_of
+        for done, delta in enumerate(interval.entries, 1):
+            if pause is not None and not done % PAUSE_EVERY:
+                pause()
+            series = series_of(delta.name, delta.method)
+            points.append(f"{series} {_request_fields(delta, seconds)} {ms}")
         total = interval.total
         totals: dict[str, FieldValue] = {
             "users": sample.users,
@@ -286,7 +339,10 @@ class PerfxLayout:
                 "method": error.method,
                 "error_id": error.error_id,
             }
-            fields = {"occurrences": error.occurrences, "message": error.message}
+            fields: dict[str, FieldValue] = {
+                "occurrences": error.occurrences,
+                "message": error.message,
+            }
             points.append(line("locust_errors", tags, fields, ms))
         return points
 
@@ -310,9 +366,13 @@ class JMeterLayout:
     def __init__(self, tags: Mapping[str, str], run_id: str) -> None:
         self._tags = {**tags, "application": run_id}
 
-    def interval_points(self, interval: Interval, sample: Sample, ms: int) -> list[str]:
+    def interval_points(
+        self, interval: Interval, sample: Sample, ms: int, pause: Pause | None = None
+    ) -> list[str]:
         points = []
-        for delta in interval.entries:
+        for done, delta in enumerate(interval.entries, 1):
+            if pause is not None and not done % PAUSE_EVERY:
+                pause()
             transaction = {**self._tags, "transaction": delta.name, "method": delta.method}
             hit = delta.requests
             rows = (
@@ -349,13 +409,13 @@ class JMeterLayout:
 
     @staticmethod
     def _timings(delta: EntryDelta) -> dict[str, FieldValue]:
-        percentiles = delta.percentiles(JMETER_PERCENTILES)
+        low, high, percentiles = delta.timings(JMETER_PERCENTILES)
         if not percentiles:
             return {}
         fields: dict[str, FieldValue] = {
             "avg": round(delta.avg_ms or 0.0, 3),
-            "min": float(delta.min_ms or 0),
-            "max": float(delta.max_ms or 0),
+            "min": float(low or 0),
+            "max": float(high or 0),
         }
         for percent, value in percentiles.items():
             fields[f"pct{percent * 100:.1f}"] = float(value)
@@ -369,12 +429,13 @@ class JMeterLayout:
 class _PointBuffer:
     """A bounded FIFO of points that drops the oldest when full.
 
-    Points carry a sequence number so a write in flight (the greenlet yields during I/O) can
-    be acknowledged even if overflow dropped some of its points meanwhile.
+    Points are numbered in order (the head's number is ``next - len``), so a write in flight
+    (the greenlet yields during I/O) can be acknowledged even if overflow dropped some of its
+    points meanwhile. No per-point tuple: a full default buffer is 150,000 plain strings.
     """
 
     def __init__(self, capacity: int) -> None:
-        self._points: deque[tuple[int, str]] = deque()
+        self._points: deque[str] = deque()
         self._capacity = capacity
         self._next_seq = 0
         self.dropped = 0
@@ -382,11 +443,10 @@ class _PointBuffer:
     def __len__(self) -> int:
         return len(self._points)
 
-    def extend(self, points: list[str]) -> int:
+    def extend(self, points: Sequence[str]) -> int:
         """Queue ``points``; returns how many old points were dropped to make room."""
-        for point in points:
-            self._points.append((self._next_seq, point))
-            self._next_seq += 1
+        self._points.extend(points)
+        self._next_seq += len(points)
         overflow = max(len(self._points) - self._capacity, 0)
         for _ in range(overflow):
             self._points.popleft()
@@ -395,11 +455,11 @@ class _PointBuffer:
 
     def head(self, limit: int) -> tuple[int, list[str]]:
         """The oldest ``limit`` points and the sequence number of the last one."""
-        batch = [self._points[i] for i in range(min(limit, len(self._points)))]
-        return batch[-1][0], [point for _, point in batch]
+        batch = list(itertools.islice(self._points, limit))
+        return self._next_seq - len(self._points) + len(batch) - 1, batch
 
     def discard_through(self, seq: int) -> None:
-        while self._points and self._points[0][0] <= seq:
+        for _ in range(min(seq - (self._next_seq - len(self._points)) + 1, len(self._points))):
             self._points.popleft()
 
 
@@ -455,6 +515,13 @@ class MetricsExporter:
         self._clock = clock
         self._stamp = _Stamper()
         self._tracker = IntervalTracker(max_names=config.max_names, clock=clock)
+        self._reports = ReportAccumulator(max_names=config.max_names, clock=clock)
+        # The events we listen to for worker reports (a master only), to stop at close().
+        self._report_events: Any = None
+        # One interval at a time: start() on a new test may collect while the greenlet is
+        # paused in the middle of its own collect.
+        self._collecting = gevent.lock.Semaphore()
+        self._slice_started = 0.0
         self._buffer = _PointBuffer(config.buffer_points)
         # influxdb_client is only partly typed: its client and write API stay Any here.
         self._client: Any = None
@@ -488,12 +555,21 @@ class MetricsExporter:
             ) from None
 
     def start(self, environment: Any) -> None:
-        """Baseline ``environment.stats`` and export from now on (again after a new test)."""
+        """Baseline ``environment.stats`` and export from now on (again after a new test).
+
+        On a master, listen to ``worker_report`` until ``close()``: each interval is the sum
+        of the reports that arrived in it, so the master never diffs 1,000 histograms.
+        """
         if self._state is _State.RUNNING:
             # A new test in the same process: count what the last one still reported.
             self._collect()
+        else:
+            self._reports.reset()  # reports between two tests belong to neither
         self._environment = environment
         self._tracker.reset(environment.stats)
+        if isinstance(environment.runner, MasterRunner) and self._report_events is None:
+            self._report_events = environment.events
+            environment.events.worker_report.add_listener(self._on_worker_report)
         if self._greenlet is None or self._greenlet.dead:
             self._stopping.clear()
             self._greenlet = gevent.spawn(self._run)
@@ -524,6 +600,9 @@ class MetricsExporter:
             self._greenlet = None
         if self._state is _State.RUNNING:
             self._collect()
+        if self._report_events is not None:
+            self._report_events.worker_report.remove_listener(self._on_worker_report)
+            self._report_events = None
         self._state = _State.CLOSED
         with gevent.Timeout(max(ends - time.monotonic(), 0.0), False):
             while len(self._buffer) and not self._flush():
@@ -561,15 +640,31 @@ class MetricsExporter:
             if time.monotonic() >= self._retry_at:
                 self._flush()
 
+    def _on_worker_report(self, data: Mapping[str, Any] | None = None, **_: Any) -> None:
+        # Queue only: summing runs in the export greenlet, in slices.
+        if data is not None:
+            self._reports.add(data)
+
     def _collect(self) -> None:
-        interval = self._tracker.take(self._environment.stats)
-        runner = self._environment.runner
-        sample = Sample(
-            users=runner.user_count if runner else 0,
-            workers=getattr(runner, "worker_count", 0),
-        )
-        ms = self._stamp(interval.ended_at)
-        self._queue(self._layout.interval_points(interval, sample, ms))
+        with self._collecting:
+            self._slice_started = time.perf_counter()
+            if self._report_events is not None:
+                interval = self._reports.take(self._pause)
+            else:
+                interval = self._tracker.take(self._environment.stats, self._pause)
+            runner = self._environment.runner
+            sample = Sample(
+                users=runner.user_count if runner else 0,
+                workers=getattr(runner, "worker_count", 0),
+            )
+            ms = self._stamp(interval.ended_at)
+            self._queue(self._layout.interval_points(interval, sample, ms, self._pause))
+
+    def _pause(self) -> None:
+        """Yield to the gevent loop once this slice of work has lasted ``SLICE_SECONDS``."""
+        if time.perf_counter() - self._slice_started >= SLICE_SECONDS:
+            gevent.sleep(0)
+            self._slice_started = time.perf_counter()
 
     def _queue(self, points: list[str]) -> None:
         if self._buffer.extend(points) and not self._warned_full:

@@ -1,8 +1,14 @@
-"""Turn Locust's cumulative stats into exact interval deltas and an end-of-run summary.
+"""Turn Locust's stats into exact interval deltas and an end-of-run summary.
 
-Pure: no I/O, no clocks except the one passed in. The master's ``environment.stats`` already
-holds every worker's reports, so diffing two snapshots of it gives exact interval counts and
-an exact interval histogram (percentiles come from that histogram, never from averaging).
+Pure: no I/O, no clocks except the one passed in. Two sources, one result (``Interval``):
+
+- ``IntervalTracker`` (local runner) diffs two snapshots of the cumulative stats;
+- ``ReportAccumulator`` (master) sums the workers' reports, which are deltas already: no
+  cumulative histogram is copied or diffed, so an interval costs what the workers did in it.
+
+Either way the interval histogram is exact, and percentiles come from it, never from
+averaging. Both take a ``pause`` callable, called every ``PAUSE_EVERY`` entries, so a caller
+under gevent can yield and no single slice of a 1,000-name interval blocks the loop.
 
 >>> from locust.stats import RequestStats
 >>> stats = RequestStats()
@@ -18,9 +24,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 from locust.stats import (
@@ -38,6 +46,11 @@ DEFAULT_MAX_NAMES = 500
 """Distinct request names kept as their own series; later names fold into ``OTHER_NAME``."""
 
 OTHER_NAME = "__other__"
+
+PAUSE_EVERY = 50
+"""Entries handled between two calls of a ``take()``'s ``pause`` callable."""
+
+Pause = Callable[[], None]
 
 
 def error_id(method: str, name: str, message: str) -> str:
@@ -82,23 +95,32 @@ class EntryDelta(NamedTuple):
     def percentiles(self, percents: Sequence[float] = PERCENTILES) -> dict[float, int]:
         """Percentiles of this interval's histogram, by Locust's rule; empty if no timings.
 
-        Equal to ``calculate_response_time_percentile`` for each percent (a test checks),
-        with one sort instead of one per percent: it runs for every changed name.
+        Equal to ``calculate_response_time_percentile`` for each percent (a test checks).
         """
-        count = sum(self.response_times.values())
+        return self.timings(percents)[2]
+
+    def timings(
+        self, percents: Sequence[float] = PERCENTILES
+    ) -> tuple[int | None, int | None, dict[float, int]]:
+        """``(min_ms, max_ms, percentiles)`` with one sort: it runs for every changed name.
+
+        Locust walks the buckets from the slowest down and returns the first one where
+        ``count - processed <= int(count * percent)``; with ``processed`` as a running sum
+        (``accumulate``) that is a ``bisect``, so the walk runs in C.
+        """
+        histogram = self.response_times
+        if not histogram:
+            return None, None, {}
+        keys = sorted(histogram, reverse=True)
+        processed = list(accumulate(map(histogram.__getitem__, keys)))
+        count = processed[-1]
         if not count:
-            return {}
-        result: dict[float, int] = {}
-        # Walk from the slowest bucket down; lower percentiles are met further down.
-        pending = sorted(percents, reverse=True)
-        processed = 0
-        for response_time in sorted(self.response_times, reverse=True):
-            processed += self.response_times[response_time]
-            while pending and count - processed <= int(count * pending[0]):
-                result[pending.pop(0)] = response_time
-        for percent in pending:  # unreachable with counts > 0; kept total for safety
-            result[percent] = 0
-        return result
+            return keys[-1], keys[0], {}
+        result = {
+            percent: keys[bisect_left(processed, count - int(count * percent))]
+            for percent in percents
+        }
+        return keys[-1], keys[0], result
 
     def merged(self, other: EntryDelta) -> EntryDelta:
         """Both deltas as one (used to fold names past ``max_names``)."""
@@ -208,6 +230,31 @@ def _diff_histogram(latest: dict[int, int], old: dict[int, int]) -> dict[int, in
     }
 
 
+class _NameFolder:
+    """Keeps the first ``max_names`` request names; later ones become ``OTHER_NAME``."""
+
+    def __init__(self, max_names: int) -> None:
+        self._max_names = max_names
+        self.kept: set[str] = set()
+        self._logged = False
+
+    def __call__(self, name: str) -> str:
+        if name in self.kept:
+            return name
+        if len(self.kept) < self._max_names:
+            self.kept.add(name)
+            return name
+        if not self._logged:
+            self._logged = True
+            logger.warning(
+                "More than %d distinct request names: exporting the rest as %r. "
+                "Group dynamic URLs with the name= argument of your requests.",
+                self._max_names,
+                OTHER_NAME,
+            )
+        return OTHER_NAME
+
+
 class IntervalTracker:
     """Cumulative ``RequestStats`` in, one ``Interval`` of deltas out per ``take()``.
 
@@ -224,10 +271,8 @@ class IntervalTracker:
         max_names: int = DEFAULT_MAX_NAMES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._max_names = max_names
         self._clock = clock
-        self._kept_names: set[str] = set()
-        self._folded_logged = False
+        self._fold = _NameFolder(max_names)
         self._entries: dict[tuple[str, str], _Cumulative] = {}
         self._total = _ZERO
         self._errors: dict[str, int] = {}
@@ -240,8 +285,12 @@ class IntervalTracker:
         self._errors = {key: error.occurrences for key, error in stats.errors.items()}
         self._last = self._clock()
 
-    def take(self, stats: RequestStats) -> Interval:
-        """The deltas since the previous ``take()`` or ``reset()``; moves the baseline."""
+    def take(self, stats: RequestStats, pause: Pause | None = None) -> Interval:
+        """The deltas since the previous ``take()`` or ``reset()``; moves the baseline.
+
+        ``pause`` runs every ``PAUSE_EVERY`` entries; requests logged meanwhile land in this
+        interval or the next, never in both (each entry is copied whole, without a pause).
+        """
         now = self._clock()
         started, self._last = self._last, now
         if self._total.was_reset_in(stats.total):
@@ -253,7 +302,10 @@ class IntervalTracker:
         self._total = total_now
 
         entries: dict[tuple[str, str], EntryDelta] = {}
-        for key, entry in stats.entries.items():
+        # A copy: a pause lets users add new names to the dict while we walk it.
+        for seen, (key, entry) in enumerate(list(stats.entries.items()), 1):
+            if pause is not None and not seen % PAUSE_EVERY:
+                pause()
             base = self._entries.get(key, _ZERO)
             was_reset = base.was_reset_in(entry)
             unchanged = entry.num_requests == base.requests and entry.num_failures == base.failures
@@ -284,7 +336,7 @@ class IntervalTracker:
 
     def _error_deltas(self, errors: Mapping[str, StatsError]) -> tuple[ErrorDelta, ...]:
         deltas: dict[tuple[str, str, str], int] = {}
-        for key, error in errors.items():
+        for key, error in list(errors.items()):
             before = self._errors.get(key, 0)
             if error.occurrences == before:
                 continue
@@ -299,21 +351,153 @@ class IntervalTracker:
             deltas[folded] = deltas.get(folded, 0) + count
         return tuple(ErrorDelta(m, n, msg, count) for (m, n, msg), count in deltas.items())
 
-    def _fold(self, name: str) -> str:
-        if name in self._kept_names:
-            return name
-        if len(self._kept_names) < self._max_names:
-            self._kept_names.add(name)
-            return name
-        if not self._folded_logged:
-            self._folded_logged = True
-            logger.warning(
-                "More than %d distinct request names: exporting the rest as %r. "
-                "Group dynamic URLs with the name= argument of your requests.",
-                self._max_names,
-                OTHER_NAME,
-            )
-        return OTHER_NAME
+
+# One name's running sums in an interval: requests, none_requests, failures,
+# total_response_time, content_length, and the histograms of its reports, merged only once
+# per interval. A list: summed in place, fast.
+_Sums = list[Any]
+
+
+class ReportAccumulator:
+    """Workers' reports in, one ``Interval`` of their summed deltas out per ``take()``.
+
+    For the master. A worker resets its stats after each report, so a report
+    (``worker_report``'s ``data``) is already that worker's delta, serialized by Locust's
+    own ``StatsEntry.get_stripped_report``. ``add()`` only queues the report, so the
+    listener costs nothing however many names it holds; ``take()`` sums the queue, with a
+    ``pause`` every ``PAUSE_EVERY`` entries. Each report lands in exactly one interval, and
+    the master's ``environment.stats`` is the sum of the same reports, so interval counts
+    add up exactly to Locust's final totals, and a histogram summed from the reports is
+    the interval's exact histogram. The cost is what the workers did in the interval (its
+    requests' buckets), not the size of the run's cumulative histograms.
+
+    >>> from locust.event import Events
+    >>> from locust.stats import RequestStats, setup_distributed_stats_event_listeners
+    >>> worker, events = RequestStats(), Events()
+    >>> setup_distributed_stats_event_listeners(events, worker)
+    >>> worker.log_request("GET", "/", 120, 512)
+    >>> data = {}
+    >>> events.report_to_master.fire(client_id="w1", data=data)
+    >>> accumulator = ReportAccumulator()
+    >>> accumulator.add(data)
+    >>> [(e.name, e.requests, e.percentiles()[0.5]) for e in accumulator.take().entries]
+    [('/', 1, 120)]
+    """
+
+    def __init__(
+        self,
+        *,
+        max_names: int = DEFAULT_MAX_NAMES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self._fold = _NameFolder(max_names)
+        self._pending: list[Mapping[str, Any]] = []
+        self._last = clock()
+
+    def __len__(self) -> int:
+        """Reports queued for the next ``take()``."""
+        return len(self._pending)
+
+    def add(self, data: Mapping[str, Any]) -> None:
+        """Queue one worker report. Locust neither keeps nor changes ``data`` after its own
+        ``worker_report`` listener merged it, and neither do we: holding it costs no copy."""
+        self._pending.append(data)
+
+    def reset(self) -> None:
+        """Forget the queued reports: the next interval starts now."""
+        self._pending = []
+        self._last = self._clock()
+
+    def take(self, pause: Pause | None = None) -> Interval:
+        """The sum of the reports queued since the previous ``take()`` or ``reset()``."""
+        now = self._clock()
+        started, self._last = self._last, now
+        # Swapped first: reports arriving during a pause go to the next interval.
+        pending, self._pending = self._pending, []
+        sums: dict[tuple[str, str], _Sums] = {}
+        get = sums.get
+        total: _Sums = [0, 0, 0, 0.0, 0, []]
+        errors: dict[tuple[str, str, str], int] = {}
+        fold, kept = self._fold, self._fold.kept
+        seen = 0
+        for data in pending:
+            for report in data.get("stats", ()):
+                seen += 1
+                if pause is not None and not seen % PAUSE_EVERY:
+                    pause()
+                name = report["name"]
+                key = (name if name in kept else fold(name), report["method"] or "")
+                found = get(key)
+                if found is None:
+                    sums[key] = [
+                        report["num_requests"],
+                        report["num_none_requests"],
+                        report["num_failures"],
+                        report["total_response_time"],
+                        report["total_content_length"],
+                        [report["response_times"]],
+                    ]
+                else:  # _add(), inlined: this line runs for every name of every report
+                    found[0] += report["num_requests"]
+                    found[1] += report["num_none_requests"]
+                    found[2] += report["num_failures"]
+                    found[3] += report["total_response_time"]
+                    found[4] += report["total_content_length"]
+                    found[5].append(report["response_times"])
+            if "stats_total" in data:
+                _add(total, data["stats_total"])
+            for error in data.get("errors", {}).values():
+                folded = (error["method"] or "", fold(error["name"]), error["error"])
+                errors[folded] = errors.get(folded, 0) + error["occurrences"]
+        entries = []
+        for done, ((name, method), found) in enumerate(sums.items(), 1):
+            if pause is not None and not done % PAUSE_EVERY:
+                pause()
+            if found[0] or found[2]:
+                entries.append(_entry_delta(name, method, found))
+        return Interval(
+            started_at=started,
+            ended_at=now,
+            total=_entry_delta("Aggregated", "", total),
+            entries=tuple(entries),
+            errors=tuple(ErrorDelta(m, n, msg, count) for (m, n, msg), count in errors.items()),
+        )
+
+
+def _add(sums: _Sums, report: Mapping[str, Any]) -> None:
+    sums[0] += report["num_requests"]
+    sums[1] += report["num_none_requests"]
+    sums[2] += report["num_failures"]
+    sums[3] += report["total_response_time"]
+    sums[4] += report["total_content_length"]
+    sums[5].append(report["response_times"])
+
+
+def _entry_delta(name: str, method: str, sums: _Sums) -> EntryDelta:
+    requests, none_requests, failures, total_time, length, histograms = sums
+    return EntryDelta(
+        name,
+        method,
+        requests,
+        failures,
+        requests - none_requests,
+        total_time,
+        length,
+        _merge_histograms(histograms),
+    )
+
+
+def _merge_histograms(histograms: list[dict[int, int]]) -> dict[int, int]:
+    """One histogram from several; the only per-bucket work of the master's export."""
+    if not histograms:
+        return {}
+    merged = dict(histograms[0])  # a copy: the reports stay as Locust gave them
+    get = merged.get
+    for histogram in histograms[1:]:
+        for key, count in histogram.items():
+            merged[key] = get(key, 0) + count
+    return merged
 
 
 def _iso(timestamp: float) -> str:

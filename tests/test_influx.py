@@ -16,6 +16,7 @@ from gevent.pywsgi import WSGIServer
 from influxdb_client import Point, WritePrecision
 from locust.env import Environment
 from locust.event import Events
+from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.influx import (
@@ -24,11 +25,12 @@ from locust_perfx.influx import (
     InfluxConfig,
     JMeterLayout,
     MetricsExporter,
+    PerfxLayout,
     Sample,
     line,
     parse_tags,
 )
-from locust_perfx.snapshot import IntervalTracker
+from locust_perfx.snapshot import PERCENTILES, IntervalTracker
 from tests.fixtures.tsdb import VictoriaMetrics, free_port
 from tests.fixtures.waiting import wait_until
 
@@ -466,3 +468,90 @@ def test_start_again_after_close_exports_the_new_test_only(
         "run-2x",
         lambda rows: summed(rows, "locust_requests_requests") == 4,
     )
+
+
+def test_request_points_are_the_lines_line_makes_from_the_documented_fields() -> None:
+    stats = Environment(events=Events()).stats
+    for response_time in (3, 17, 250, 1234):
+        stats.log_request("GET", "/a b", response_time, 100)
+    stats.log_error("GET", "/a b", "boom")
+    stats.log_request("POST", "/untimed", None, 0)  # type: ignore[arg-type]
+    clock = iter([100.0, 102.0])
+    interval = IntervalTracker(clock=lambda: next(clock)).take(stats)
+    tags = {"run_id": "r", "team": "t"}
+
+    points = PerfxLayout(tags).interval_points(interval, Sample(users=1, workers=0), 7)
+
+    for delta, point in zip(interval.entries, points, strict=False):
+        fields: dict[str, int | float | str] = {
+            "requests": delta.requests,
+            "failures": delta.failures,
+            "rps": round(delta.requests / 2.0, 3),
+            "failures_per_s": round(delta.failures / 2.0, 3),
+        }
+        if delta.timed_requests:
+            fields.update(
+                avg_ms=round(delta.avg_ms or 0.0, 3), min_ms=delta.min_ms, max_ms=delta.max_ms
+            )
+            for percent, value in delta.percentiles().items():
+                fields[f"p{round(percent * 100)}_ms"] = value
+            assert len(delta.percentiles()) == len(PERCENTILES)
+        fields["avg_bytes"] = round(delta.avg_bytes, 3)
+        expected = {**tags, "name": delta.name, "method": delta.method}
+        assert point == line("locust_requests", expected, fields, 7)
+
+
+@pytest.fixture
+def master_environment() -> Iterator[Environment]:
+    """A real MasterRunner on 127.0.0.1 (no workers connect: reports are fired at it)."""
+    env = Environment(events=Events())
+    runner = env.create_master_runner("127.0.0.1", free_port())
+    yield env
+    runner.quit()
+
+
+def test_a_master_exports_the_sum_of_worker_reports_including_late_ones(
+    victoria_metrics: VictoriaMetrics, master_environment: Environment
+) -> None:
+    exporter = MetricsExporter(config(victoria_metrics.url), run_id="run-master")
+    exporter.start(master_environment)
+    workers = []
+    for _ in range(3):
+        events, stats = Events(), RequestStats()
+        setup_distributed_stats_event_listeners(events, stats)
+        workers.append((events, stats))
+
+    def report(worker: int) -> None:
+        events, _ = workers[worker]
+        data: dict[str, Any] = {"user_classes_count": {}}
+        events.report_to_master.fire(client_id=f"w{worker}", data=data)
+        master_environment.events.worker_report.fire(client_id=f"w{worker}", data=data)
+
+    def requests(i: int) -> None:
+        for worker, (_, stats) in enumerate(workers):
+            stats.log_request("GET", f"/w{worker}", 10 + i, 5)
+            stats.log_request("GET", "/shared", 100 + i, 5)
+            stats.log_error("GET", "/shared", "HTTP 503")
+            if (i + worker) % 2:
+                report(worker)
+
+    run_intervals(exporter, 6, requests)
+    for worker in range(3):  # the last reports: after test_stop, before close()
+        report(worker)
+    exporter.close()
+    master = master_environment.stats
+    assert master_environment.events.worker_report._handlers.count(exporter._on_worker_report) == 0
+
+    rows = series(
+        victoria_metrics,
+        "run-master",
+        lambda rows: summed(rows, "locust_totals_requests") == master.total.num_requests,
+    )
+    for (name, method), entry in master.entries.items():
+        assert summed(rows, "locust_requests_requests", name=name, method=method) == (
+            entry.num_requests
+        )
+    assert summed(rows, "locust_requests_failures", name="/shared") == 18
+    assert summed(rows, "locust_errors_occurrences") == 18
+    for row in rows:
+        assert len(row["timestamps"]) == len(set(row["timestamps"])), row["metric"]

@@ -26,6 +26,7 @@ from locust_perfx.snapshot import (
     EntryDelta,
     Interval,
     IntervalTracker,
+    ReportAccumulator,
     _diff_histogram,
     summarize,
 )
@@ -246,6 +247,143 @@ def test_percentiles_equal_locusts_function_for_any_histogram(histogram: dict[in
     assert delta.percentiles() == {
         p: calculate_response_time_percentile(histogram, count, p) for p in PERCENTILES
     }
+
+
+class Cluster:
+    """A master's ``RequestStats`` and workers' ones, wired by Locust's own report listeners.
+
+    ``report(w)`` is what a worker's heartbeat does every 3 s: serialize and reset the
+    worker's stats (``report_to_master``) and merge them on the master (``worker_report``);
+    the same ``data`` goes to the accumulator, as the exporter's listener gets it.
+    """
+
+    def __init__(self, workers: int, accumulator: ReportAccumulator) -> None:
+        self.master_events, self.master = Events(), RequestStats()
+        setup_distributed_stats_event_listeners(self.master_events, self.master)
+        self.master_events.worker_report.add_listener(
+            lambda data, **_: accumulator.add(data)  # type: ignore[misc]
+        )
+        self.workers = []
+        for _ in range(workers):
+            events, stats = Events(), RequestStats()
+            setup_distributed_stats_event_listeners(events, stats)
+            self.workers.append((events, stats))
+
+    def report(self, worker: int) -> None:
+        events, _ = self.workers[worker]
+        data: dict[str, Any] = {}
+        events.report_to_master.fire(client_id=f"w{worker}", data=data)
+        self.master_events.worker_report.fire(client_id=f"w{worker}", data=data)
+
+
+report_requests = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # worker
+        st.sampled_from(["/a", "/b", "/c"]),
+        st.sampled_from(["GET", "POST"]),
+        st.integers(min_value=0, max_value=70_000),
+        st.booleans(),
+        st.booleans(),  # the worker reports right after this request
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(intervals=st.lists(report_requests, min_size=1, max_size=5))
+def test_summed_worker_reports_add_up_to_the_masters_totals_with_exact_percentiles(
+    intervals: list[list[tuple[int, str, str, int, bool, bool]]],
+) -> None:
+    accumulator = ReportAccumulator()
+    cluster = Cluster(3, accumulator)
+    summed: dict[tuple[str, str], int] = {}
+    failures = errors = total = 0
+    pauses: list[int] = []
+    unreported: dict[int, list[tuple[str, str, int, bool]]] = {0: [], 1: [], 2: []}
+    for requests in intervals:
+        reported: list[tuple[str, str, int, bool]] = []
+        for worker, name, method, response_time, failed, report in requests:
+            stats = cluster.workers[worker][1]
+            stats.log_request(method, name, response_time, 1)
+            if failed:
+                stats.log_error(method, name, "failed")
+            unreported[worker].append((name, method, response_time, failed))
+            if report:
+                cluster.report(worker)
+                reported += unreported[worker]
+                unreported[worker] = []
+        interval = accumulator.take(pause=lambda: pauses.append(1))
+        # Requests not reported yet belong to a later interval, as on a real master.
+        for key, delta in by_name(interval).items():
+            summed[key] = summed.get(key, 0) + delta.requests
+            times = [t for n, m, t, _ in reported if (n, m) == key]
+            assert delta.requests == len(times)
+            assert delta.failures == sum(f for n, m, _, f in reported if (n, m) == key)
+            assert delta.percentiles() == {p: oracle_percentile(times, p) for p in PERCENTILES}
+            assert (delta.min_ms, delta.max_ms) == (
+                bucket_response_time(min(times)),
+                bucket_response_time(max(times)),
+            )
+        total += interval.total.requests
+        failures += interval.total.failures
+        errors += sum(e.occurrences for e in interval.errors)
+    for worker in range(3):  # the last reports, after test_stop: the final interval
+        cluster.report(worker)
+    final = accumulator.take()
+    for key, delta in by_name(final).items():
+        summed[key] = summed.get(key, 0) + delta.requests
+    total += final.total.requests
+    failures += final.total.failures
+    errors += sum(e.occurrences for e in final.errors)
+
+    master = cluster.master
+    assert summed == {key: e.num_requests for key, e in master.entries.items() if e.num_requests}
+    assert (total, failures) == (master.total.num_requests, master.total.num_failures)
+    assert errors == sum(e.occurrences for e in master.errors.values())
+
+
+def test_summed_reports_fold_names_past_max_names_and_pause_between_slices() -> None:
+    accumulator = ReportAccumulator(max_names=2)
+    cluster = Cluster(1, accumulator)
+    stats = cluster.workers[0][1]
+    for i in range(120):
+        stats.log_request("GET", f"/n{i}", 10 + i, 0)
+    stats.log_error("GET", "/n99", "boom")
+    cluster.report(0)
+    pauses: list[int] = []
+
+    interval = accumulator.take(pause=lambda: pauses.append(1))
+
+    other = by_name(interval)[(OTHER_NAME, "GET")]
+    assert sorted(by_name(interval)) == [("/n0", "GET"), ("/n1", "GET"), (OTHER_NAME, "GET")]
+    assert (other.requests, other.min_ms, other.max_ms) == (118, 12, 130)
+    assert [(e.name, e.occurrences) for e in interval.errors] == [(OTHER_NAME, 1)]
+    assert pauses  # 120 entries: at least one pause
+    assert accumulator.take().entries == ()  # each report lands in one interval only
+
+
+def test_reset_forgets_reports_queued_before_the_test() -> None:
+    accumulator = ReportAccumulator()
+    cluster = Cluster(1, accumulator)
+    cluster.workers[0][1].log_request("GET", "/a", 10, 0)
+    cluster.report(0)
+    accumulator.reset()
+
+    assert accumulator.take().total.requests == 0
+
+
+@given(histogram=histograms.filter(bool))
+def test_timings_give_min_max_and_locusts_percentiles_in_one_pass(
+    histogram: dict[int, int],
+) -> None:
+    delta = EntryDelta("/", "GET", 0, 0, 0, 0.0, 0, histogram)
+    count = sum(histogram.values())
+
+    assert delta.timings() == (
+        min(histogram),
+        max(histogram),
+        {p: calculate_response_time_percentile(histogram, count, p) for p in PERCENTILES},
+    )
 
 
 @pytest.fixture

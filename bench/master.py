@@ -1,0 +1,310 @@
+"""Part 3: what one export interval costs a master with 8 workers at 1,000 and 10,000 names.
+
+Real worker reports: 8 worker ``RequestStats`` log requests and serialize them with Locust's
+own ``report_to_master`` listener; the master (a real ``MasterRunner`` on 127.0.0.1) gets
+them through ``environment.events.worker_report``, where Locust's own listener merges them
+into ``environment.stats`` exactly as over ZeroMQ. The exporter writes to a real
+VictoriaMetrics. Time is compressed: each real ``--interval`` carries the reports of a
+5-second export interval (8 workers reporting every 3 s: 13 reports).
+
+Two measurements, side by side in one process:
+
+- live: the exporter's own greenlet under gevent; ``greenlet.settrace`` times every slice it
+  runs between two switches (the longest is the longest it blocks the loop), summed per
+  interval (collect + points + write);
+- direct: the same reports through the design of commit ``BASELINE_COMMIT`` (diff the
+  master's cumulative stats, generic line formatting) and through this one (sum the
+  reports, direct formatting), each timed without pauses, plus their memory (tracemalloc).
+
+Prints one JSON object on stdout.
+"""
+
+# Locust monkey-patches the process at import: it must come before anything else.
+import locust  # noqa: F401  # isort: skip
+
+import argparse
+import importlib
+import json
+import logging
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import gevent
+import greenlet
+import psutil
+from locust.env import Environment
+from locust.event import Events
+from locust.stats import RequestStats, setup_distributed_stats_event_listeners
+
+from bench.common import BASELINE_COMMIT, ROOT, free_port, median, percentile
+from locust_perfx.influx import InfluxConfig, MetricsExporter, PerfxLayout, Sample
+from locust_perfx.snapshot import ReportAccumulator
+from tests.fixtures.tsdb import VictoriaMetrics
+
+WORKERS = 8
+REPORT_EVERY = 3.0  # seconds: Locust's worker report interval
+EXPORT_INTERVAL = 5.0  # seconds: the exporter's default interval
+REPORTS_PER_INTERVAL = round(WORKERS * EXPORT_INTERVAL / REPORT_EVERY)  # 13
+TAGS = {"run_id": "bench", "endpoint": "bench", "environment": "bench"}
+
+
+def make_reports(names: int, rps: float, seed: int = 1) -> list[dict[str, Any]]:
+    """One report per worker and a few more: real serialized ``StatsEntry`` deltas.
+
+    Each covers ``REPORT_EVERY`` seconds of one worker at ``rps / WORKERS`` requests/s,
+    spread over all names, response times log-normal around 50 ms, 1% failures.
+    """
+    rng = random.Random(seed)
+    per_report = int(rps / WORKERS * REPORT_EVERY)
+    reports = []
+    for worker in range(WORKERS * 2):
+        stats, events = RequestStats(), Events()
+        setup_distributed_stats_event_listeners(events, stats)
+        for i in range(per_report):
+            name = f"/api/item/{(i * 7919 + worker) % names}"
+            stats.log_request("GET", name, rng.lognormvariate(3.9, 0.6), 512)
+            if rng.random() < 0.01:
+                stats.log_error("GET", name, f"HTTP {rng.choice((500, 503))}")
+        data: dict[str, Any] = {"user_classes_count": {}}
+        events.report_to_master.fire(client_id=f"w{worker}", data=data)
+        reports.append(data)
+    return reports
+
+
+def baseline_modules() -> tuple[Any, Any] | None:
+    """``snapshot`` and ``influx`` as of ``BASELINE_COMMIT``, importable beside today's."""
+    package = Path(tempfile.mkdtemp(prefix="perfx-baseline-")) / "perfx_baseline"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for module in ("snapshot", "influx"):
+        shown = subprocess.run(
+            ["git", "-C", str(ROOT), "show", f"{BASELINE_COMMIT}:locust_perfx/{module}.py"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if shown.returncode:
+            return None
+        source = shown.stdout.replace("locust_perfx.snapshot", "perfx_baseline.snapshot")
+        (package / f"{module}.py").write_text(source)
+    sys.path.insert(0, str(package.parent))
+    return (
+        importlib.import_module("perfx_baseline.snapshot"),
+        importlib.import_module("perfx_baseline.influx"),
+    )
+
+
+def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
+    """Baseline design against this one on the same reports, timed without pauses."""
+    stats, events = RequestStats(), Events()
+    setup_distributed_stats_event_listeners(events, stats)
+    accumulator = ReportAccumulator(max_names=names + 10)
+    layout = PerfxLayout(TAGS)
+    baseline = baseline_modules()
+    old_tracker = old_layout = None
+    if baseline is not None:
+        old_tracker = baseline[0].IntervalTracker(max_names=names + 10)
+        old_tracker.reset(stats)
+        old_layout = baseline[1].PerfxLayout(TAGS)
+    sample = Sample(users=1000, workers=WORKERS)
+    old_ms: list[float] = []
+    new_ms: list[float] = []
+    merge_ms: list[float] = []
+    counted = 0
+    for round_ in range(rounds):
+        for i in range(REPORTS_PER_INTERVAL):
+            data = reports[(round_ * REPORTS_PER_INTERVAL + i) % len(reports)]
+            started = time.thread_time()
+            events.worker_report.fire(client_id="w", data=data)  # Locust's own merge
+            merge_ms.append((time.thread_time() - started) * 1000)
+            accumulator.add(data)
+        if old_tracker is not None:
+            started = time.thread_time()
+            old_points = old_layout.interval_points(old_tracker.take(stats), sample, round_)
+            old_ms.append((time.thread_time() - started) * 1000)
+            assert len(old_points) > names * 0.9
+        started = time.thread_time()
+        interval = accumulator.take()
+        points = layout.interval_points(interval, sample, round_)
+        new_ms.append((time.thread_time() - started) * 1000)
+        counted += sum(e.requests for e in interval.entries)
+    assert counted == sum(e.num_requests for e in stats.entries.values())
+
+    # Memory: what each design keeps between intervals, and its peak within one.
+    def measured(take: Any) -> tuple[float, float]:
+        tracemalloc.start()
+        kept = take()
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        del kept
+        return current / 2**20, peak / 2**20
+
+    def new_design() -> Any:
+        fresh = ReportAccumulator(max_names=names + 10)
+        new_layout = PerfxLayout(TAGS)
+        for i in range(REPORTS_PER_INTERVAL):
+            fresh.add(reports[i % len(reports)])
+        points = new_layout.interval_points(fresh.take(), sample, 1)
+        return fresh, new_layout, points
+
+    def old_design() -> Any:
+        tracker = baseline[0].IntervalTracker(max_names=names + 10)  # type: ignore[index]
+        points = (
+            baseline[1]
+            .PerfxLayout(TAGS)
+            .interval_points(  # type: ignore[index]
+                tracker.take(stats), sample, 1
+            )
+        )
+        return tracker, points
+
+    new_kept, new_peak = measured(new_design)
+    old_kept, old_peak = measured(old_design) if baseline else (float("nan"),) * 2
+    return {
+        "points": len(points),
+        "baseline_ms": old_ms,
+        "new_ms": new_ms,
+        "locust_merge_ms": merge_ms,
+        "new_mem_mib": (new_kept, new_peak),
+        "baseline_mem_mib": (old_kept, old_peak),
+    }
+
+
+def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float) -> dict[str, Any]:
+    """The exporter's greenlet under gevent, fed worker reports at 13 per interval."""
+    data_dir = Path(tempfile.mkdtemp(prefix="perfx-bench-vm-"))
+    vm = VictoriaMetrics(data_dir / "data")
+    vm.start()
+    environment = Environment(events=Events())
+    runner = environment.create_master_runner("127.0.0.1", free_port())
+    process = psutil.Process()
+    try:
+        config = InfluxConfig(
+            vm.url,
+            token="bench",
+            org="perf",
+            bucket="bench",
+            interval=real,
+            max_names=names + 10,
+        )
+        exporter = MetricsExporter(config, run_id=f"bench-master-{names}")
+        listener_ms: list[float] = []
+        listener = exporter._on_worker_report  # timed from outside; the bench owns it
+
+        def timed_listener(**kwargs: Any) -> None:
+            started = time.thread_time()
+            listener(**kwargs)
+            listener_ms.append((time.thread_time() - started) * 1000)
+
+        exporter._on_worker_report = timed_listener  # type: ignore[method-assign]
+        per_interval: list[list[float]] = [[]]  # CPU ms of each slice, per interval
+        walls: list[float] = []  # wall ms of every slice: how long the loop was ours
+        long_slices: list[tuple[float, str]] = []  # and where each long one yielded
+        collect = exporter._collect
+
+        def counted_collect() -> None:
+            per_interval.append([])
+            collect()
+
+        exporter._collect = counted_collect  # type: ignore[method-assign]
+        rss_before = process.memory_info().rss
+        exporter.start(environment)
+        ours = exporter._greenlet
+        switched_in = [0.0, 0.0]
+
+        def trace(event: str, args: Any) -> None:
+            if event in ("switch", "throw"):
+                origin, target = args
+                if target is ours:
+                    switched_in[:] = time.perf_counter(), time.thread_time()
+                elif origin is ours and switched_in[0]:
+                    walls.append((time.perf_counter() - switched_in[0]) * 1000)
+                    if walls[-1] > 5 and len(long_slices) < 20:
+                        long_slices.append((round(walls[-1], 1), _where(ours)))
+                    per_interval[-1].append((time.thread_time() - switched_in[1]) * 1000)
+
+        greenlet.settrace(trace)
+        fed = 0
+        deadline = time.monotonic() + intervals * real
+        while time.monotonic() < deadline:
+            data = reports[fed % len(reports)]
+            environment.events.worker_report.fire(client_id=f"w{fed % WORKERS}", data=data)
+            fed += 1
+            gevent.sleep(real / REPORTS_PER_INTERVAL)
+        greenlet.settrace(None)
+        rss_peak = process.memory_info().rss
+        exporter.close()
+        health = exporter.health()
+        written = sum(
+            len(series["values"])
+            for series in vm.export(
+                f'{{__name__="locust_requests_requests",run_id="bench-master-{names}"}}'
+            )
+        )
+    finally:
+        runner.quit()
+        vm.stop()
+    costs = [sum(slices) for slices in per_interval[1:] if slices]
+    return {
+        "intervals": len(costs),
+        "interval_ms": costs,
+        "longest_slice_ms": max(walls, default=0.0),
+        "longest_slice_cpu_ms": max((max(s) for s in per_interval if s), default=0.0),
+        "slices_over_5ms": sum(wall > 5 for wall in walls),
+        "slices": len(walls),
+        "long_slices": long_slices,
+        "listener_ms": listener_ms,
+        "rss_growth_mib": (rss_peak - rss_before) / 2**20,
+        "points_written": health["points_written"],
+        "request_points_in_vm": written,
+        "points_dropped": health["points_dropped"],
+    }
+
+
+def _where(ours: Any) -> str:
+    """Where our greenlet yielded: the functions of ours on its stack, innermost last."""
+    frame, names = ours.gr_frame, []
+    while frame is not None:
+        if (
+            "locust_perfx" in frame.f_code.co_filename
+            or "influxdb_client" in frame.f_code.co_filename
+        ):
+            names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return "<".join(names[:6])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--names", type=int, default=1000)
+    parser.add_argument("--rps", type=float, default=10_000, help="all workers together")
+    parser.add_argument("--intervals", type=int, default=12)
+    parser.add_argument("--interval", type=float, default=1.0, help="real seconds each")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    reports = make_reports(args.names, args.rps)
+    result: dict[str, Any] = {"names": args.names, "rps": args.rps}
+    result["direct"] = direct(args.names, reports, rounds=args.intervals)
+    result["live"] = live(args.names, reports, args.intervals, args.interval)
+    summary = {
+        "live_median_ms": median(result["live"]["interval_ms"]),
+        "live_p99_ms": percentile(result["live"]["interval_ms"], 0.99),
+        "live_longest_slice_ms": result["live"]["longest_slice_ms"],
+        "live_longest_slice_cpu_ms": result["live"]["longest_slice_cpu_ms"],
+        "listener_max_ms": max(result["live"]["listener_ms"], default=0.0),
+        "direct_new_median_ms": median(result["direct"]["new_ms"]),
+        "direct_baseline_median_ms": median(result["direct"]["baseline_ms"]),
+        "locust_merge_median_ms": median(result["direct"]["locust_merge_ms"]),
+    }
+    result["summary"] = summary
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Run every benchmark part, each in its own process, and print one table of ratios.
+
+    bash bench/run            # installs nginx/influxdb/the peer venv if missing, then this
+    python -m bench.run --quick
+
+Not part of the test suite: it asserts nothing and prints what it measured, with the goal
+beside each number and whether it was met. Everything binds to 127.0.0.1 and is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import ROOT, log, median, versions
+
+
+def part(module: str, *args: str) -> dict[str, Any]:
+    log(f"running {module} {' '.join(args)}")
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def paired(runs: list[dict[str, Any]], mode: str, config: str, key: str) -> list[float]:
+    """Per round: ``config``'s value over plain's, from the same round (adjacent runs)."""
+    ratios = []
+    for run in runs:
+        if run["mode"] == mode and run["config"] == config:
+            [plain] = [
+                r
+                for r in runs
+                if r["mode"] == mode and r["round"] == run["round"] and r["config"] == "plain"
+            ]
+            ratios.append(run[key] / plain[key])
+    return ratios
+
+
+def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    runs = load["runs"]
+    rows = []
+    for mode in ("local", "distributed"):
+        label = "local" if mode == "local" else "master + 2 workers"
+        plain = [r for r in runs if r["mode"] == mode and r["config"] == "plain"]
+        if not plain:
+            continue
+        ours_rps = paired(runs, mode, "perfx", "rps")
+        ours_cpu = paired(runs, mode, "perfx", "cpu_us_per_request")
+        rps_ratio = median(ours_rps)
+        rows.append(
+            (
+                f"1. plugin on / plain, req/s ({label})",
+                f"{rps_ratio:.3f} (rounds {', '.join(f'{r:.3f}' for r in ours_rps)}); "
+                f"plain {median([r['rps'] for r in plain]):,.0f} req/s",
+                ">= 0.99",
+                _met(rps_ratio >= 0.99),
+            )
+        )
+        rows.append(
+            (
+                f"1. plugin on / plain, CPU per request ({label})",
+                f"{median(ours_cpu):.3f}; plain "
+                f"{median([r['cpu_us_per_request'] for r in plain]):.0f} us/request",
+                "<= 1.01",
+                _met(median(ours_cpu) <= 1.01),
+            )
+        )
+        if load["peer_problem"]:
+            continue
+        peer_rps = median(paired(runs, mode, "peer", "rps"))
+        peer_cpu = median(paired(runs, mode, "peer", "cpu_us_per_request"))
+        rows.append(
+            (
+                f"2. peer on / plain, req/s ({label})",
+                f"{peer_rps:.3f} (overhead {1 - peer_rps:.1%})",
+                "(seen: 0.78)",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"2. peer on / plain, CPU per request ({label})",
+                f"{peer_cpu:.3f} (overhead {peer_cpu - 1:.1%})",
+                "",
+                "",
+            )
+        )
+        for what, ours_overhead, peer_overhead in (
+            ("req/s", 1 - rps_ratio, 1 - peer_rps),
+            ("CPU/request", median(ours_cpu) - 1, peer_cpu - 1),
+        ):
+            if ours_overhead <= 0:
+                text = f"ours {ours_overhead:+.1%} (no overhead measured), peer {peer_overhead:.1%}"
+                met = peer_overhead > 0
+            else:
+                text = f"{peer_overhead / ours_overhead:.0f}x (ours {ours_overhead:.2%})"
+                met = peer_overhead / ours_overhead >= 20
+            rows.append((f"2. peer overhead / ours, {what} ({label})", text, ">= 20x", _met(met)))
+    if load["peer_problem"]:
+        rows.append(("2. peer", f"not run: {load['peer_problem']}", ">= 20x", "NOT RUN"))
+    return rows
+
+
+def master_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    names = f"{result['names']:,} names"
+    summary, live, direct = result["summary"], result["live"], result["direct"]
+    cheap = summary["live_median_ms"] < 10
+    rows = [
+        (
+            f"3. master export CPU per interval, {names} (median, p99)",
+            f"{summary['live_median_ms']:.1f} ms, {summary['live_p99_ms']:.1f} ms "
+            f"({live['intervals']} intervals, 8 workers, {result['rps']:,.0f} req/s)",
+            "< 10 ms median" if result["names"] == 1000 else "",
+            _met(cheap) if result["names"] == 1000 else "",
+        ),
+        (
+            f"3. longest gevent-loop block by the export, {names}",
+            f"{summary['live_longest_slice_ms']:.1f} ms wall "
+            f"({summary['live_longest_slice_cpu_ms']:.1f} ms CPU); "
+            f"{live['slices_over_5ms']} of {live['slices']} slices > 5 ms; "
+            f"worker_report listener max {summary['listener_max_ms'] * 1000:.0f} us",
+            "<= 5 ms",
+            _met(summary["live_longest_slice_ms"] <= 5),
+        ),
+        (
+            f"3. this design / {_baseline()} design, CPU per interval, {names}",
+            f"{summary['direct_new_median_ms']:.1f} / {summary['direct_baseline_median_ms']:.1f}"
+            f" ms = {summary['direct_new_median_ms'] / summary['direct_baseline_median_ms']:.2f}"
+            f"; Locust's own merge of one report: {summary['locust_merge_median_ms']:.1f} ms",
+            "",
+            "",
+        ),
+        (
+            f"3. export memory, {names} (kept between intervals, peak in one)",
+            "this design {:.1f} / {:.1f} MiB; {} design {:.1f} / {:.1f} MiB; "
+            "RSS +{:.1f} MiB".format(
+                *direct["new_mem_mib"],
+                _baseline(),
+                *direct["baseline_mem_mib"],
+                live["rss_growth_mib"],
+            ),
+            "",
+            "",
+        ),
+    ]
+    return rows
+
+
+def outage_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    within = result["peak_queued"] <= result["buffer"]
+    delivered = (
+        result["points_dropped"] == 0
+        and result["points_queued_after"] == 0
+        and result["requests_read_back"] == result["requests_master_total"]
+    )
+    return [
+        (
+            f"4. 10-min outage, {result['names']:,} names: peak buffer",
+            f"{result['peak_queued']:,} points of {result['buffer']:,} "
+            f"({result['buffer_mib']:.1f} MiB, {result['bytes_per_point']:.0f} B/point; "
+            f"RSS +{result['rss_growth_mib']:.1f} MiB)",
+            "<= --influxdb-buffer",
+            _met(within),
+        ),
+        (
+            "4. delivered after recovery (read back from VictoriaMetrics)",
+            f"{result['request_points_read_back']:,} request points, "
+            f"{result['requests_read_back']:,} of {result['requests_master_total']:,} requests "
+            f"in {result['delivery_s']:.1f} s; dropped {result['points_dropped']}",
+            "all",
+            _met(delivered),
+        ),
+    ]
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def _baseline() -> str:
+    from bench.common import BASELINE_COMMIT
+
+    return BASELINE_COMMIT
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    header = ("measure", "result", "goal", "met")
+    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+    rule = "  ".join("=" * w for w in widths)
+    print(rule)
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print(rule)
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(rule)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one round, short windows")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--skip-load", action="store_true", help="parts 3 and 4 only")
+    args = parser.parse_args()
+    started = time.monotonic()
+    rows: list[tuple[str, str, str, str]] = []
+    if not args.skip_load:
+        rounds = "1" if args.quick else str(args.rounds)
+        window = "3" if args.quick else "8"
+        rows += load_rows(part("bench.load", "--rounds", rounds, "--window", window))
+    intervals = "6" if args.quick else "15"
+    rows += master_rows(part("bench.master", "--names", "1000", "--intervals", intervals))
+    rows += master_rows(
+        part("bench.master", "--names", "10000", "--intervals", intervals, "--interval", "2")
+    )
+    rows += outage_rows(part("bench.outage"))
+    info = versions()
+    print(f"locust-perfx benchmark, {time.strftime('%Y-%m-%d')}, {info.pop('cores')} cores")
+    print(", ".join(f"{key} {value}" for key, value in info.items()))
+    print(f"took {time.monotonic() - started:.0f} s")
+    print()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
