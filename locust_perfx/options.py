@@ -25,7 +25,7 @@ from locust_perfx.platform import (
     PROGRESS_INTERVAL,
     RunInfo,
 )
-from locust_perfx.schema import Parameter, RunSchema, Value, render
+from locust_perfx.schema import FALSE_WORDS, TRUE_WORDS, Parameter, RunSchema, Value, render
 from locust_perfx.snapshot import DEFAULT_MAX_NAMES
 
 
@@ -187,7 +187,7 @@ def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> dict[
         parser.add_argument(
             param.option,
             metavar=param.type.upper() if param.type != "choice" else "CHOICE",
-            type=str,
+            type=_bool_or_text if param.type == "bool" else str,
             default=_ui_default(param),
             choices=_AnyChoices(param.choices) if param.choices else None,
             help=schema_help(param),
@@ -296,10 +296,28 @@ def export_to_environ(run_id: str, values: Mapping[str, Value], names: Iterable[
 
 
 def _ui_default(param: Parameter) -> str | bool | None:
-    """A bool default must be a real bool for the web UI to draw a checkbox."""
+    """A bool default must be a real bool for the web UI to draw a checkbox.
+
+    A bool without a default stays ``None`` (a text box), so that a required one is still
+    reported as missing when it is not given.
+    """
     if param.type == "bool" and param.default is not None:
-        return param.default.lower() in ("true", "1", "yes", "on")
+        return _bool_or_text(param.default)
     return param.default
+
+
+def _bool_or_text(text: str) -> bool | str:
+    """A bool option's value as a real bool; other text is left for coerce() to refuse.
+
+    The web UI re-parses the command line and environment on every page load and draws a
+    checkbox only for a bool value, so ``--warm_up yes`` must parse to ``True`` already.
+    """
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    return text
 
 
 def _clashing_flag(parser: LocustArgumentParser, param: Parameter) -> str:

@@ -53,8 +53,11 @@ def on_init(environment: Environment, **_: Any) -> None:
         return
     if registry.info is None:
         return  # no --run-id: stay inert
+    clashes = dict(registry.clashes)
+    if environment.web_ui:  # the start form keeps only the letters and digits of a name
+        clashes |= webui.form_clashes(p.dest for p in registry.info.schema.parameters)
     try:
-        session = RunSession.open(environment, registry.info, registry.clashes)
+        session = RunSession.open(environment, registry.info, clashes)
         session.check_export()
         if session.settings.dry_run:
             print_dry_run(session)
@@ -63,7 +66,7 @@ def on_init(environment: Environment, **_: Any) -> None:
     except PerfxError as err:
         _exit(err)
     if environment.web_ui:
-        webui.install(environment.web_ui, session, registry)
+        webui.install(environment.web_ui, session)
 
 
 def _exit(err: PerfxError) -> None:

@@ -131,11 +131,15 @@ class RunSession:
         params = [p for p in info.schema.parameters if p.dest not in clashes]
         sources = value_sources(info.schema, sys.argv[1:], os.environ)
         arguments: dict[str, Value] = {}
+        # From the web UI, required values may still come with the start form.
+        from_form = not (options.headless or options.autostart)
         for param in params:
+            raw = getattr(options, param.dest, None)
+            if from_form and param.required and raw in (None, ""):
+                arguments[param.dest] = None
+                continue
             try:
-                arguments[param.dest] = resolve_value(
-                    param, getattr(options, param.dest, None), sources[param.dest]
-                )
+                arguments[param.dest] = resolve_value(param, raw, sources[param.dest])
             except ConfigError as err:
                 problems.extend(err.problems)
         if problems or settings is None:
@@ -242,6 +246,9 @@ class RunSession:
 
     def start(self, users: int, spawn_rate: float) -> None:
         """Start the platform run; PlatformError when the platform (or this process) refuses."""
+        self._start(self.arguments, self.host, users, spawn_rate)
+
+    def _start(self, arguments: dict[str, Value], host: str, users: int, spawn_rate: float) -> None:
         options = self.options
         runner = self.runner
         locust_info = {
@@ -254,15 +261,18 @@ class RunSession:
             "workers": options.expect_workers if isinstance(runner, MasterRunner) else 0,
             "headless": bool(options.headless),
         }
-        self.lifecycle.start(self.arguments, self.host, locust_info)
+        self.lifecycle.start(arguments, host, locust_info)
+        self.arguments, self.host = arguments, host
         if self.exporter is not None:
             self.exporter.event("start", f"run {self.info.id} started: {users} users")
 
     def start_from_form(self, form: Mapping[str, str]) -> None:
         """Validate a web UI start form and start the platform run, or raise PerfxError.
 
-        The same form also changes the user count of a running test ("Edit"): that is the
-        same run, already started, so it passes through untouched.
+        The web UI has already checked Locust's own fields (users, ramp up, run time). The
+        same form also changes the user count of a running test ("Edit"): that is the same
+        run, already started, so it passes through untouched. Nothing changes here unless
+        the platform accepts the start.
         """
         run_id = (form.get("run_id") or "").strip()
         if self._test_running:
@@ -276,27 +286,23 @@ class RunSession:
             raise ConfigError("enter the platform run id in the Run id field")
         if run_id != self.info.id:
             self._switch_run(run_id)
-        raw = {p.dest: form.get(p.dest) for p in self.info.schema.parameters}
-        sources = {p.dest: "the web UI form" for p in self.info.schema.parameters}
-        problems: list[str] = []
-        try:
-            self.arguments = self.info.schema.resolve(raw, sources)
-        except ConfigError as err:
-            problems.extend(err.problems)
-        users, spawn_rate = form.get("user_count", "1"), form.get("spawn_rate", "1")
-        if not users.isdigit():
-            problems.append(f'Number of users: expected a whole number, got "{users}"')
-        try:
-            rate = float(spawn_rate)
-        except ValueError:
-            problems.append(f'Ramp up: expected a number, got "{spawn_rate}"')
-        if problems:
-            raise ConfigError(problems)
-        self.host = (form.get("host") or "").strip() or self.host
-        self.start(int(users), rate)
+        params = self.info.schema.parameters
+        missing = [p for p in params if p.required and not (form.get(p.dest) or "").strip()]
+        if missing:
+            raise ConfigError(f"{p.name} is required: fill it in the form" for p in missing)
+        arguments = self.info.schema.resolve(
+            {p.dest: form.get(p.dest) for p in params}, {p.dest: "the web UI form" for p in params}
+        )
+        host = (form.get("host") or "").strip() or self.host
+        self._start(arguments, host, int(form["user_count"]), float(form["spawn_rate"]))
 
     def _switch_run(self, run_id: str) -> None:
         """A fresh run id entered in the form: the next test belongs to that run."""
+        if self._running:
+            raise RunStateConflict(
+                f"run {self.info.id} is still being completed; press Start again in a moment",
+                run_id=self.info.id,
+            )
         info = self.client.get_run(run_id)
         if info.status != "pending":
             raise RunStateConflict(

@@ -33,7 +33,6 @@ from locust_perfx.schema import Value, render
 if TYPE_CHECKING:
     from locust.web import WebUI
 
-    from locust_perfx.options import OptionRegistry
     from locust_perfx.session import RunSession
 
 logger = logging.getLogger(__name__)
@@ -187,10 +186,9 @@ def tab_rows(status: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"field": field, "value": str(value)} for field, value in rows]
 
 
-def install(web_ui: WebUI, session: RunSession, registry: OptionRegistry) -> None:
+def install(web_ui: WebUI, session: RunSession) -> None:
     """Hook the start form of ``web_ui`` to ``session`` and add the PerfX tab.
 
-    ``registry`` is accepted for the glue's call; the session already holds the run.
     Call it in Locust's ``init``, before the first page is served.
     """
     app = web_ui.app

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.tsdb",
     "tests.fixtures.locust",
     "tests.fixtures.faults",
+    "tests.fixtures.browser",
 ]

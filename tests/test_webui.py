@@ -250,10 +250,6 @@ def test_with_web_login_a_visitor_who_is_not_signed_in_sees_nothing_and_starts_n
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs plugin.py to pass webui.form_clashes(...) to RunSession.open (see the report)",
-)
 def test_parameters_the_form_cannot_tell_apart_are_refused_at_start_up(
     platform_server: Any, locust_runner: LocustRunner, target: Target
 ) -> None:
@@ -270,3 +266,28 @@ def test_parameters_the_form_cannot_tell_apart_are_refused_at_start_up(
         "drops '_', '-' and case; rename one of them on the platform"
     ) in output
     assert platform_server.get_run(run_id)["status"] == "pending"
+
+
+def test_required_arguments_may_wait_for_the_start_form(
+    platform_factory: PlatformFactory, locust_runner: LocustRunner, target: Target
+) -> None:
+    platform = platform_factory()
+    run_id = platform.create_run(SCHEMA, target.url)
+    port = free_port()
+    proc = locust_runner.start(
+        *("--run-id", run_id, "--platform-url", platform.url),
+        *("--web-host", "127.0.0.1", "--web-port", str(port)),
+    )
+    proc.wait_for("Starting web interface")
+    ui = Ui(f"http://127.0.0.1:{port}")
+    ui.ready()
+    refused = ui.post("/swarm", {**GOOD_FORM, "run_id": run_id, "model": ""}).json()
+    assert refused == {
+        "success": False,
+        "message": "model is required: fill it in the form",
+        "host": target.url,
+    }
+    assert platform.calls(run_id) == []
+    assert ui.post("/swarm", {**GOOD_FORM, "run_id": run_id}).json()["success"] is True
+    run = wait_until(lambda: platform.get_run(run_id), message="the run")
+    assert (run["status"], run["arguments"]["model"]) == ("running", "m2")

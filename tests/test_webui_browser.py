@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from locust_perfx.webui import TAB_TITLE
-from tests.fixtures.browser import Browser, browser  # noqa: F401  (fixture)
+from tests.fixtures.browser import Browser
 from tests.fixtures.locust import EXAMPLES, LocustProcess, LocustRunner, Target, free_port
 from tests.fixtures.platform import PlatformFactory, PlatformServer
 from tests.fixtures.tsdb import VictoriaMetrics
@@ -113,7 +113,7 @@ def ui(
     locust_runner: LocustRunner,
     target: Target,
     victoria_metrics: VictoriaMetrics,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ) -> tuple[Page, PlatformServer, LocustProcess, str]:
     platform = platform_factory(token=PLATFORM_TOKEN)
     run_id = platform.create_run(SCHEMA, target.url)
@@ -163,7 +163,7 @@ def test_a_run_started_checked_watched_and_stopped_in_the_browser(
     page.type("batchSize", "8")
     page.type("model", " ")
     page.start()
-    page.refused("--model is required")
+    page.refused("model is required: fill it in the form")
     shot("03-missing-required-refused")
     assert platform.get_run(run_id)["status"] == "pending"
     assert platform.calls(run_id) == []
@@ -228,10 +228,6 @@ def test_a_run_started_checked_watched_and_stopped_in_the_browser(
         assert secret not in proc.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs options.py: schema bool options must parse to a real bool (see the report)",
-)
 def test_bool_arguments_are_checkboxes(
     ui: tuple[Page, PlatformServer, LocustProcess, str],
 ) -> None:
