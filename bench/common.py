@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
-PEER_VENV = Path(os.environ.get("PERFX_BENCH_PEER_VENV", "/tmp/perfx-bench-peer-venv"))
+PEER_VENV = Path(os.environ.get("PERFX_BENCH_PEER_VENV", ROOT / ".venv-bench-peer"))
 BASELINE_COMMIT = "ca68261"
 """The commit before the report-summing master design: its export code is measured beside."""
 

@@ -176,12 +176,24 @@ class Run:
     cpu_us_per_request: float
     requests: int
     exit_codes: list[int]
+    plugin_cpu_s: float = 0.0
+    process_cpu_s: float = 0.0
 
 
 def run_once(
-    servers: Servers, config: str, mode: str, round_: int, users: int, warmup: float, window: float
+    servers: Servers,
+    config: str,
+    mode: str,
+    round_: int,
+    users: int,
+    warmup: float,
+    window: float,
+    account: bool = False,
 ) -> Run:
-    """One headless test; measure the window [warm-up, warm-up + window] after load starts."""
+    """One headless test; measure the window [warm-up, warm-up + window] after load starts.
+
+    With ``account``, each process also reports the CPU its plugin greenlets took.
+    """
     python = str(PEER_VENV / "bin" / "python") if config == "peer" else sys.executable
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFX_", "LOCUST_"))}
     env["BENCH_INFLUXDB_PORT"] = str(servers.influxdb_port)
@@ -217,6 +229,8 @@ def run_once(
     logs.mkdir()
     procs = []
     for i, command in enumerate(commands):
+        if account:
+            env = {**env, "BENCH_ACCOUNT_FILE": str(logs / f"account-{i}.json")}
         with (logs / f"locust-{i}.log").open("wb") as out:
             procs.append(
                 subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=BENCH, env=env)
@@ -238,7 +252,18 @@ def run_once(
     if any(codes):
         output = "".join(p.read_text(errors="replace")[-2000:] for p in logs.glob("*.log"))
         raise RuntimeError(f"{config} {mode} exited with {codes}:\n{output}")
-    return Run(config, mode, round_, served / (t2 - t1), (c2 - c1) / served * 1e6, served, codes)
+    shares = [json.loads(p.read_text()) for p in sorted(logs.glob("account-*.json"))]
+    return Run(
+        config,
+        mode,
+        round_,
+        served / (t2 - t1),
+        (c2 - c1) / served * 1e6,
+        served,
+        codes,
+        plugin_cpu_s=sum(s["perfx_s"] for s in shares),
+        process_cpu_s=sum(s["all_s"] for s in shares),
+    )
 
 
 def _cpu(procs: list[subprocess.Popen[bytes]]) -> float:
@@ -296,6 +321,13 @@ def main() -> None:
                         f"{run.cpu_us_per_request:.1f} us CPU/request"
                     )
                     runs.append(run)
+            # Not timed side by side: the exact share of the plugin's own greenlets.
+            account = run_once(servers, "perfx", mode, -1, users, args.warmup, args.window, True)
+            log(
+                f"{mode} accounting: plugin {account.plugin_cpu_s * 1000:.1f} ms of "
+                f"{account.process_cpu_s:.2f} s process CPU"
+            )
+            runs.append(account)
     finally:
         servers.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -35,7 +35,7 @@ def paired(runs: list[dict[str, Any]], mode: str, config: str, key: str) -> list
     """Per round: ``config``'s value over plain's, from the same round (adjacent runs)."""
     ratios = []
     for run in runs:
-        if run["mode"] == mode and run["config"] == config:
+        if run["mode"] == mode and run["config"] == config and run["round"] >= 0:
             [plain] = [
                 r
                 for r in runs
@@ -74,6 +74,20 @@ def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _met(median(ours_cpu) <= 1.01),
             )
         )
+        accounted = [r for r in runs if r["mode"] == mode and r["round"] < 0]
+        share = None
+        if accounted and accounted[0]["process_cpu_s"]:
+            run = accounted[0]
+            share = run["plugin_cpu_s"] / run["process_cpu_s"]
+            rows.append(
+                (
+                    f"1. plugin greenlets' share of Locust's CPU, in-process ({label})",
+                    f"{share:.3%} ({run['plugin_cpu_s'] * 1000:.1f} ms of "
+                    f"{run['process_cpu_s']:.1f} s; no per-request code)",
+                    "<= 1%",
+                    _met(share <= 0.01),
+                )
+            )
         if load["peer_problem"]:
             continue
         peer_rps = median(paired(runs, mode, "peer", "rps"))
@@ -105,6 +119,15 @@ def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 text = f"{peer_overhead / ours_overhead:.0f}x (ours {ours_overhead:.2%})"
                 met = peer_overhead / ours_overhead >= 20
             rows.append((f"2. peer overhead / ours, {what} ({label})", text, ">= 20x", _met(met)))
+        if share:
+            rows.append(
+                (
+                    f"2. peer CPU overhead / our in-process share ({label})",
+                    f"{(peer_cpu - 1) / share:.0f}x (peer {peer_cpu - 1:.1%}, ours {share:.3%})",
+                    ">= 20x",
+                    _met((peer_cpu - 1) / share >= 20),
+                )
+            )
     if load["peer_problem"]:
         rows.append(("2. peer", f"not run: {load['peer_problem']}", ">= 20x", "NOT RUN"))
     return rows

@@ -1,11 +1,13 @@
 #!/bin/sh
-# Install what the benchmark needs beside the project's venv: nginx and InfluxDB 1.x from
-# Debian, and locust-influxdb-listener (the peer) in its own venv, with the same Locust.
+# Install what the benchmark needs beside the project's venv: nginx, InfluxDB 1.x and
+# VictoriaMetrics from Debian, and locust-influxdb-listener (the peer) in its own venv, with
+# the same Locust.
 set -eu
-PEER_VENV=${PERFX_BENCH_PEER_VENV:-/tmp/perfx-bench-peer-venv}
-if ! command -v nginx >/dev/null || ! command -v influxd >/dev/null; then
+PEER_VENV=${PERFX_BENCH_PEER_VENV:-.venv-bench-peer}
+if ! command -v nginx >/dev/null || ! command -v influxd >/dev/null \
+        || ! command -v victoria-metrics >/dev/null; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx influxdb >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx influxdb victoria-metrics >/dev/null
 fi
 if [ ! -x "$PEER_VENV/bin/python" ]; then
     "${BENCH_PYTHON:-python3}" -m venv "$PEER_VENV"
