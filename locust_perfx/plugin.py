@@ -48,17 +48,14 @@ def on_command_line_parser(parser: Any, **_: Any) -> None:
 def on_init(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner):
         environment.events.test_start.add_listener(
-            lambda **kw: expose_arguments_on_worker(environment)
+            lambda **_: expose_arguments_on_worker(environment)
         )
         return
     if registry.info is None:
         return  # no --run-id: stay inert
-    clashes = dict(registry.clashes)
-    if environment.web_ui:  # the start form keeps only the letters and digits of a name
-        clashes |= webui.form_clashes(p.dest for p in registry.info.schema.parameters)
     try:
-        session = RunSession.open(environment, registry.info, clashes)
-        session.check_export()
+        info = registry.info
+        session = RunSession.open(environment, info, _clashes(environment, info))
         if session.settings.dry_run:
             print_dry_run(session)
             sys.exit(0)
@@ -67,6 +64,14 @@ def on_init(environment: Environment, **_: Any) -> None:
         _exit(err)
     if environment.web_ui:
         webui.install(environment.web_ui, session)
+
+
+def _clashes(environment: Environment, info: RunInfo) -> dict[str, str]:
+    """Schema parameters that cannot become options, or cannot round-trip the web UI form."""
+    clashes = dict(registry.clashes)
+    if environment.web_ui:
+        clashes |= webui.form_clashes(p.dest for p in info.schema.parameters)
+    return clashes
 
 
 def _exit(err: PerfxError) -> None:

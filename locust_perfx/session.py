@@ -169,6 +169,8 @@ class RunSession:
                 endpoint=info.endpoint,
                 environment=info.environment,
             )
+        if exporter is not None:
+            exporter.check()
         session = cls(environment, settings, info, arguments, host, exporter)
         session.apply()
         return session
@@ -219,10 +221,6 @@ class RunSession:
             "run_url": f"{self.client.base_url}/runs/{self.info.id}",
             "export": None if self.exporter is None else self.exporter.health(),
         }
-
-    def check_export(self) -> None:
-        if self.exporter is not None:
-            self.exporter.check()
 
     def attach(self) -> None:
         """Listen to the environment's events; in headless or autostart mode, start the run now."""

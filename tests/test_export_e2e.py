@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.faults import FaultServer
-from tests.fixtures.locust import ROOT, LocustRunner, Target
+from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.platform import PlatformServer
 from tests.fixtures.tsdb import VictoriaMetrics
 from tests.fixtures.waiting import wait_until
@@ -66,17 +66,7 @@ def test_a_local_run_streams_interval_counts_that_add_up(
 ) -> None:
     run_id = platform_server.create_run(None, target.url, endpoint="shop", environment="ci")
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-u",
-        "3",
-        "-r",
-        "3",
-        "-t",
-        "3s",
+        *headless(run_id, platform_server.url, "-u 3 -r 3 -t 3s"),
         *influx_args(victoria_metrics),
         locustfile=BEHAVIOURS,
     )
@@ -101,17 +91,7 @@ def test_only_the_master_writes_and_it_counts_the_workers_last_reports(
     run_id = platform_server.create_run(None, target.url)
     # Workers inherit an InfluxDB URL that records any request: none may arrive.
     master, workers = locust_runner.start_distributed(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-u",
-        "6",
-        "-r",
-        "6",
-        "-t",
-        "4s",
+        *headless(run_id, platform_server.url, "-u 6 -r 6 -t 4s"),
         *influx_args(victoria_metrics),
         locustfile=BEHAVIOURS,
         env={"PERFX_INFLUXDB_URL": fault_server.url},
@@ -133,13 +113,7 @@ def test_an_unreachable_tsdb_stops_the_run_before_any_load(
     run_id = platform_server.create_run(None, target.url)
     victoria_metrics.stop()
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-t",
-        "5s",
+        *headless(run_id, platform_server.url, "-t 5s"),
         *influx_args(victoria_metrics),
         locustfile=BEHAVIOURS,
     )
@@ -160,13 +134,7 @@ def test_a_rejected_token_stops_the_run_before_any_load(
 ) -> None:
     run_id = platform_server.create_run(None, target.url)
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-t",
-        "5s",
+        *headless(run_id, platform_server.url, "-t 5s"),
         *influx_args(victoria_metrics_with_auth),
         locustfile=BEHAVIOURS,
     )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.faults import FaultServer
-from tests.fixtures.locust import ROOT, LocustRunner, Target
+from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_request
 from tests.fixtures.platform import PlatformServer
 from tests.fixtures.waiting import wait_until
@@ -49,11 +49,7 @@ def run_headless(
 ) -> tuple[str, int, str]:
     run_id = platform.create_run(None, target.url)
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform.url,
-        "--headless",
+        *headless(run_id, platform.url),
         *args,
         locustfile=BEHAVIOURS,
         env={"BEHAVIOUR": behaviour},
@@ -138,17 +134,7 @@ def test_distributed_summary_includes_the_workers_last_reports(
 ) -> None:
     run_id = platform_server.create_run(None, target.url)
     master, workers = locust_runner.start_distributed(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-u",
-        "6",
-        "-r",
-        "6",
-        "-t",
-        "3s",
+        *headless(run_id, platform_server.url, "-u 6 -r 6 -t 3s"),
         locustfile=BEHAVIOURS,
     )
     assert master.wait(60) == 0, master.output
@@ -205,15 +191,7 @@ def test_an_interrupted_run_fails_with_the_signal(
 ) -> None:
     run_id = platform_server.create_run(None, target.url)
     proc = locust_runner.start(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-u",
-        "2",
-        "-t",
-        "60s",
+        *headless(run_id, platform_server.url, "-u 2 -t 60s"),
         locustfile=BEHAVIOURS,
     )
     proc.wait_for(STARTED)
@@ -269,17 +247,7 @@ def test_a_master_that_loses_every_worker_fails_the_run_at_once(
 ) -> None:
     run_id = platform_server.create_run(None, target.url)
     master, workers = locust_runner.start_distributed(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "-t",
-        "120s",
+        *headless(run_id, platform_server.url, "-u 4 -r 4 -t 120s"),
         locustfile=BEHAVIOURS,
     )
     master.wait_for("All users spawned")
@@ -298,17 +266,7 @@ def test_platform_down_at_the_end_gets_the_final_status_once_it_is_back(
 ) -> None:
     run_id = platform_server.create_run(None, target.url)
     proc = locust_runner.start(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-u",
-        "2",
-        "-t",
-        "2s",
-        "--platform-timeout",
-        "60",
+        *headless(run_id, platform_server.url, "-u 2 -t 2s --platform-timeout 60"),
         locustfile=BEHAVIOURS,
     )
     proc.wait_for(STARTED)
@@ -330,17 +288,7 @@ def test_platform_gone_for_good_leaves_a_file_perfx_resend_delivers(
 ) -> None:
     run_id = platform_server.create_run(None, target.url)
     proc = locust_runner.start(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-u",
-        "2",
-        "-t",
-        "2s",
-        "--platform-timeout",
-        "1",
+        *headless(run_id, platform_server.url, "-u 2 -t 2s --platform-timeout 1"),
         locustfile=BEHAVIOURS,
     )
     proc.wait_for(STARTED)
@@ -403,11 +351,7 @@ def test_a_locustfile_without_users_leaves_the_run_pending(
     empty.write_text("x = 1\n")
     run_id = platform_server.create_run(None, target.url)
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
+        *headless(run_id, platform_server.url),
         locustfile=empty,
     )
     assert code == 1

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.fixtures.faults import FaultServer
-from tests.fixtures.locust import EXAMPLES, ROOT, LocustRunner, Target, free_port
+from tests.fixtures.locust import EXAMPLES, ROOT, LocustRunner, Target, free_port, headless
 from tests.fixtures.platform import PlatformFactory, PlatformServer
 from tests.fixtures.waiting import wait_until
 
@@ -244,13 +244,7 @@ def test_a_broken_schema_is_refused(
     )
     run_id = response.json()["id"]
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--headless",
-        "-t",
-        "5s",
+        *headless(run_id, platform_server.url, "-t 5s"),
     )
     assert code == 2, output
     assert refusal(output) == [f"perfx: {expected}"]
