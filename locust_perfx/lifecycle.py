@@ -112,12 +112,10 @@ class RunLifecycle:
         *,
         retry_for: float,
         progress_every: float = PROGRESS_INTERVAL,
-        summary_dir: Path | None = None,
     ) -> None:
         self.client = client
         self.info = info
         self.retry_for = retry_for
-        self.summary_dir = summary_dir or Path.cwd()
         self.state = RunState.PENDING
         self.started_at = ""
         self.last_error = ""
@@ -206,7 +204,7 @@ class RunLifecycle:
             logger.info("perfx: run %s completed", self.run_id)
 
     def _save(self, call: str, body: Mapping[str, Any]) -> Path:
-        path = self.summary_dir / f"perfx-{self.run_id}.final.json"
+        path = Path.cwd() / f"perfx-{self.run_id}.final.json"
         record = {"run_id": self.run_id, "call": call, "body": body}
         path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
         return path

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import requests
@@ -53,7 +53,6 @@ class RunInfo:
     environment: str
     host: str
     schema: RunSchema
-    raw: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Any, run_id: str, url: str) -> RunInfo:
@@ -77,7 +76,6 @@ class RunInfo:
             environment=str(environment.get("name") or ""),
             host=str(environment.get("host") or ""),
             schema=RunSchema.from_json(endpoint.get("argument_schema")),
-            raw=data,
         )
 
 
