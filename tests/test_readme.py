@@ -24,6 +24,4 @@ def test_readme_renders_without_errors() -> None:
     """docutils raises on the first warning (a malformed table, a broken reference)."""
     import docutils.core
 
-    docutils.core.publish_string(
-        README, writer_name="null", settings_overrides={"halt_level": 2, "report_level": 5}
-    )
+    docutils.core.publish_doctree(README, settings_overrides={"halt_level": 2, "report_level": 5})
