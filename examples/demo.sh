@@ -22,7 +22,8 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+get() { .venv/bin/python -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1"; }
+wait_http() { for _ in $(seq 100); do get "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 
 platform_port=$(port); target_port=$(port)
 platform="http://127.0.0.1:$platform_port"
@@ -64,9 +65,8 @@ if [ ${#influx[@]} -gt 0 ]; then
     echo "== read back from the TSDB: requests of /search per ${influx[-1]} s interval"
     # VictoriaMetrics makes the last write searchable a moment after acknowledging it.
     for _ in $(seq 20); do
-        curl -s "http://127.0.0.1:$vm_port/internal/force_flush" >/dev/null
-        series=$(curl -s "http://127.0.0.1:$vm_port/api/v1/export" \
-            --data-urlencode "match[]=locust_requests_requests{run_id=\"$run_id\"}")
+        get "http://127.0.0.1:$vm_port/internal/force_flush" >/dev/null
+        series=$(get "http://127.0.0.1:$vm_port/api/v1/export?match[]=locust_requests_requests%7Brun_id=%22$run_id%22%7D")
         total=$(echo "$series" | .venv/bin/python -c 'import json,sys; print(sum(sum(json.loads(l)["values"]) for l in sys.stdin if l.strip()))')
         [ "$total" = "$requests" ] && break
         sleep 0.25
