@@ -161,14 +161,7 @@ class RunSession:
                 f"run {info.id} has no host: its environment {info.environment!r} on the "
                 "platform has none; set one there or pass --host"
             )
-        exporter = None
-        if settings.influx is not None:
-            exporter = MetricsExporter(
-                settings.influx,
-                run_id=info.id,
-                endpoint=info.endpoint,
-                environment=info.environment,
-            )
+        exporter = _exporter(settings, info)
         if exporter is not None:
             exporter.check()
         session = cls(environment, settings, info, arguments, host, exporter)
@@ -314,13 +307,7 @@ class RunSession:
             )
         self.info = info
         self.lifecycle = self._new_lifecycle(info)
-        if self.settings.influx is not None:
-            self.exporter = MetricsExporter(
-                self.settings.influx,
-                run_id=info.id,
-                endpoint=info.endpoint,
-                environment=info.environment,
-            )
+        self.exporter = _exporter(self.settings, info)
 
     @_guard
     def on_test_start(self, **_: Any) -> None:
@@ -470,6 +457,15 @@ class RunSession:
     def _at_exit(self) -> None:
         """Last resort: a process that dies without Locust's quit event still ends the run."""
         self.finish(1, "" if self.signal else "the Locust process exited without a verdict")
+
+
+def _exporter(settings: Settings, info: RunInfo) -> MetricsExporter | None:
+    """The run's metrics export, when InfluxDB is configured; it connects nowhere yet."""
+    if settings.influx is None:
+        return None
+    return MetricsExporter(
+        settings.influx, run_id=info.id, endpoint=info.endpoint, environment=info.environment
+    )
 
 
 def _owned(environment: Environment) -> tuple[argparse.Namespace, Runner]:
