@@ -185,6 +185,13 @@ class RunLifecycle:
             body.update(reason=verdict.reason, exit_code=exit_code or 1)
         try:
             self.client.finish(self.run_id, verdict.call, body, retry_for=self.retry_for)
+        except RunStateConflict as err:
+            # Sending it again would be refused again: say why, and keep nothing to resend.
+            self.last_error = str(err)
+            logger.error(
+                "perfx: the platform refused the %s of run %s: %s", verdict.call, self.run_id, err
+            )
+            return
         except PlatformError as err:
             self.last_error = str(err)
             path = self._save(verdict.call, body)

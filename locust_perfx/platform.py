@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -122,16 +123,27 @@ class PlatformClient:
     def finish(self, run_id: str, call: str, body: dict[str, Any], *, retry_for: float) -> None:
         """Send the final status (``complete`` or ``fail``), exactly once.
 
-        A retried call whose first attempt reached the platform but whose answer was lost
-        gets a 409; the run then already shows the status we sent, so that counts as
-        delivered rather than as a conflict.
+        When an earlier attempt may have reached the platform (a timeout, a 5xx) and the
+        retry gets a 409, the run already showing the status we sent means the first
+        attempt was delivered and only its answer was lost. A 409 on the first attempt is
+        a real refusal (say, the platform's own watchdog failed the run).
         """
-        try:
-            self._call("POST", run_id, f"/{call}", body, retry_for)
-        except RunStateConflict:
-            wanted = {"complete": "completed", "fail": "failed"}[call]
-            if self.get_run(run_id, retry_for=retry_for).status != wanted:
+        url = self.run_url(run_id) + f"/{call}"
+        wanted = {"complete": "completed", "fail": "failed"}[call]
+        attempted = False
+
+        def attempt() -> Any:
+            nonlocal attempted
+            try:
+                return self._once("POST", url, run_id, body)
+            except RunStateConflict:
+                if attempted and self.get_run(run_id).status == wanted:
+                    return None
                 raise
+            finally:
+                attempted = True
+
+        self._retrying(attempt, retry_for)
 
     def progress(self, run_id: str, body: dict[str, Any]) -> None:
         """Report live numbers once; never retried (the next report supersedes it)."""
@@ -141,11 +153,16 @@ class PlatformClient:
         self, method: str, run_id: str, suffix: str, body: dict[str, Any] | None, retry_for: float
     ) -> Any:
         url = self.run_url(run_id) + suffix
+        return self._retrying(lambda: self._once(method, url, run_id, body), retry_for)
+
+    @staticmethod
+    def _retrying(attempt: Callable[[], Any], retry_for: float) -> Any:
+        """``attempt()`` until it stops raising PlatformUnavailable or ``retry_for`` runs out."""
         deadline = time.monotonic() + retry_for
         delay = BACKOFF_FIRST
         while True:
             try:
-                return self._once(method, url, run_id, body)
+                return attempt()
             except PlatformUnavailable as err:
                 left = deadline - time.monotonic()
                 if left <= 0:

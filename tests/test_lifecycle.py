@@ -13,7 +13,7 @@ import pytest
 from tests.fixtures.faults import FaultServer
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_request
-from tests.fixtures.platform import PlatformServer
+from tests.fixtures.platform import PlatformFactory, PlatformServer
 from tests.fixtures.waiting import wait_until
 from tests.test_cli import perfx
 
@@ -396,3 +396,29 @@ def test_a_platform_without_progress_is_not_sent_it_again(
         "complete",
     ]
     assert "the platform has no progress endpoint; not sending progress" in output
+
+
+def test_a_final_status_the_platform_refuses_is_reported_not_saved(
+    locust_runner: LocustRunner,
+    platform_factory: PlatformFactory,
+    target: Target,
+    tmp_path: Path,
+) -> None:
+    # The platform's watchdog fails the run while it runs, since it sends no progress.
+    platform = platform_factory(progress_timeout=1.0)
+    run_id = platform.create_run(None, target.url)
+    proc = locust_runner.start(
+        *headless(run_id, platform.url, "-u 1 -t 60s --platform-progress 0"),
+        locustfile=BEHAVIOURS,
+    )
+    proc.wait_for(STARTED)
+    wait_until(lambda: platform.get_run(run_id)["status"] == "failed", message="the watchdog")
+    proc.signal(signal.SIGINT)
+    assert proc.wait(30) != 0
+    refused = re.search(rf"perfx: the platform refused the fail of run {run_id}: (.*)", proc.output)
+    assert refused, proc.output
+    assert refused.group(1) == (
+        f"run {run_id} is already failed; a final status is accepted only once"
+    )
+    assert not (tmp_path / f"perfx-{run_id}.final.json").exists()
+    assert platform.get_run(run_id)["reason"].startswith("no progress for 1")

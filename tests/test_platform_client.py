@@ -88,17 +88,30 @@ def test_second_start_is_refused_with_the_platforms_reason(
 
 
 def test_final_status_whose_answer_was_lost_counts_as_delivered(
+    fault_server: FaultServer,
+) -> None:
+    # A lost answer: the platform stored the first attempt but the gateway answered 504.
+    run = {"id": "run_1", "status": "completed", "endpoint": {}, "environment": {}}
+    fault_server.script = [
+        (504, {}),
+        (409, {"code": 409, "message": "run is completed"}),
+        (200, run),
+    ]
+    with PlatformClient(fault_server.url) as client:
+        client.finish("run_1", "complete", {"summary": {}}, retry_for=10)
+    assert [r.method for r in fault_server.requests] == ["POST", "POST", "GET"]
+
+
+def test_a_first_attempt_refused_is_a_refusal_even_if_the_status_matches(
     platform_server: PlatformServer,
 ) -> None:
     run_id = platform_server.create_run(SCHEMA)
-    body = {"finished_at": "2026-11-23T10:05:00Z", "summary": {}}
+    body = {"finished_at": "2026-11-23T10:05:00Z", "summary": {}, "reason": "x", "exit_code": 1}
     with PlatformClient(platform_server.url) as client:
-        client.start(run_id, START)
-        client.finish(run_id, "complete", body, retry_for=0)
-        client.finish(run_id, "complete", body, retry_for=0)  # a retry after a lost answer
+        client.finish(run_id, "fail", body, retry_for=0)  # e.g. the platform's watchdog
         with pytest.raises(RunStateConflict):
-            client.finish(run_id, "fail", {**body, "reason": "x", "exit_code": 1}, retry_for=0)
-    assert platform_server.get_run(run_id)["status"] == "completed"
+            client.finish(run_id, "fail", body, retry_for=0)
+    assert [c["http_status"] for c in platform_server.calls(run_id)] == [200, 409]
 
 
 def test_unreachable_platform_names_the_url_and_the_variable() -> None:
