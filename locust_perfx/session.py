@@ -229,7 +229,7 @@ class RunSession:
         gevent.signal_handler(signal.SIGTERM, self._on_sigterm)
         previous = signal.getsignal(signal.SIGINT)
         if callable(previous):
-            signal.signal(signal.SIGINT, self._chain_sigint(previous))
+            signal.signal(signal.SIGINT, self._sigint_handler(previous))
         atexit.register(self._at_exit)
         options = self.options
         if options.headless or options.autostart:
@@ -447,10 +447,23 @@ class RunSession:
             self.finish(143)
             raise SystemExit(143)
 
-    def _chain_sigint(self, previous: Any) -> Any:
+    def _sigint_handler(self, previous: Any) -> Any:
+        """Record Ctrl-C, then interrupt the main greenlet as Python would.
+
+        Python runs a signal handler in whichever greenlet is current, and some of Locust's
+        greenlets (``stats_history``) swallow KeyboardInterrupt: Ctrl-C could then be lost,
+        leaving a master waiting for workers forever. So Python's default handler is
+        replaced by one that raises KeyboardInterrupt in the main greenlet; any other
+        handler (the locustfile's own) is chained.
+        """
+        main = gevent.getcurrent()
+
         def handler(signum: int, frame: FrameType | None) -> Any:
             self.signal = "SIGINT (Ctrl-C)"
-            return previous(signum, frame)
+            if previous is not signal.default_int_handler:
+                return previous(signum, frame)
+            gevent.get_hub().loop.run_callback(main.throw, KeyboardInterrupt)
+            return None
 
         return handler
 
