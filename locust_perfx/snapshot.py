@@ -255,7 +255,22 @@ class _NameFolder:
         return OTHER_NAME
 
 
-class IntervalTracker:
+class _IntervalSource:
+    """What both interval sources share: the clock, name folding and window boundaries."""
+
+    def __init__(self, *, max_names: int, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._fold = _NameFolder(max_names)
+        self._last = clock()
+
+    def _window(self) -> tuple[float, float]:
+        """``(started, ended)`` of the interval ending now; the next one starts here."""
+        now = self._clock()
+        started, self._last = self._last, now
+        return started, now
+
+
+class IntervalTracker(_IntervalSource):
     """Cumulative ``RequestStats`` in, one ``Interval`` of deltas out per ``take()``.
 
     Keeps a copy of each entry's counters from the previous snapshot and only touches entries
@@ -266,17 +281,12 @@ class IntervalTracker:
     """
 
     def __init__(
-        self,
-        *,
-        max_names: int = DEFAULT_MAX_NAMES,
-        clock: Callable[[], float] = time.time,
+        self, *, max_names: int = DEFAULT_MAX_NAMES, clock: Callable[[], float] = time.time
     ) -> None:
-        self._clock = clock
-        self._fold = _NameFolder(max_names)
+        super().__init__(max_names=max_names, clock=clock)
         self._entries: dict[tuple[str, str], _Cumulative] = {}
         self._total = _ZERO
         self._errors: dict[str, int] = {}
-        self._last = clock()
 
     def reset(self, stats: RequestStats) -> None:
         """Make the current state of ``stats`` the baseline: the next interval starts now."""
@@ -291,8 +301,7 @@ class IntervalTracker:
         ``pause`` runs every ``PAUSE_EVERY`` entries; requests logged meanwhile land in this
         interval or the next, never in both (each entry is copied whole, without a pause).
         """
-        now = self._clock()
-        started, self._last = self._last, now
+        started, now = self._window()
         if self._total.was_reset_in(stats.total):
             # The whole RequestStats was reset or cleared: everything in it is new.
             self._entries, self._errors = {}, {}
@@ -358,7 +367,7 @@ class IntervalTracker:
 _Sums = list[Any]
 
 
-class ReportAccumulator:
+class ReportAccumulator(_IntervalSource):
     """Workers' reports in, one ``Interval`` of their summed deltas out per ``take()``.
 
     For the master. A worker resets its stats after each report, so a report
@@ -385,15 +394,10 @@ class ReportAccumulator:
     """
 
     def __init__(
-        self,
-        *,
-        max_names: int = DEFAULT_MAX_NAMES,
-        clock: Callable[[], float] = time.time,
+        self, *, max_names: int = DEFAULT_MAX_NAMES, clock: Callable[[], float] = time.time
     ) -> None:
-        self._clock = clock
-        self._fold = _NameFolder(max_names)
+        super().__init__(max_names=max_names, clock=clock)
         self._pending: list[Mapping[str, Any]] = []
-        self._last = clock()
 
     def __len__(self) -> int:
         """Reports queued for the next ``take()``."""
@@ -411,8 +415,7 @@ class ReportAccumulator:
 
     def take(self, pause: Pause | None = None) -> Interval:
         """The sum of the reports queued since the previous ``take()`` or ``reset()``."""
-        now = self._clock()
-        started, self._last = self._last, now
+        started, now = self._window()
         # Swapped first: reports arriving during a pause go to the next interval.
         pending, self._pending = self._pending, []
         sums: dict[tuple[str, str], _Sums] = {}

@@ -19,6 +19,13 @@ from tests.test_cli import perfx
 
 BEHAVIOURS = ROOT / "tests" / "locustfiles" / "behaviours.py"
 STARTED = r"perfx: run \S+ started on"
+SIGNALS = pytest.mark.parametrize(
+    ("signum", "reason"),
+    [
+        (signal.SIGINT, "interrupted by SIGINT (Ctrl-C) before the test finished"),
+        (signal.SIGTERM, "interrupted by SIGTERM before the test finished"),
+    ],
+)
 
 
 def status_calls(platform: PlatformServer, run_id: str) -> list[tuple[str, int]]:
@@ -43,14 +50,13 @@ def run_headless(
     locust_runner: LocustRunner,
     platform: PlatformServer,
     target: Target,
-    *args: str,
+    options: str,
     behaviour: str = "ok",
     timeout: float = 60,
 ) -> tuple[str, int, str]:
     run_id = platform.create_run(None, target.url)
     code, output = locust_runner.run(
-        *headless(run_id, platform.url),
-        *args,
+        *headless(run_id, platform.url, options),
         locustfile=BEHAVIOURS,
         env={"BEHAVIOUR": behaviour},
         timeout=timeout,
@@ -67,14 +73,7 @@ def test_a_clean_local_run_completes_with_its_summary(
         locust_runner,
         platform_server,
         target,
-        "-u",
-        "3",
-        "-r",
-        "3",
-        "-t",
-        "2s",
-        "--platform-progress",
-        "0.5",
+        "-u 3 -r 3 -t 2s --platform-progress 0.5",
     )
     assert code == 0, output
     run = platform_server.get_run(run_id)
@@ -108,14 +107,7 @@ def test_locusts_verdict_decides_and_the_reason_says_why(
         locust_runner,
         platform_server,
         target,
-        "-u",
-        "2",
-        "-r",
-        "2",
-        "-t",
-        "2s",
-        "--platform-progress",
-        "0.5",
+        "-u 2 -r 2 -t 2s --platform-progress 0.5",
         behaviour=behaviour,
     )
     assert exit_code == code, output
@@ -159,14 +151,7 @@ def test_processes_mode_reports_once_from_the_master(
         locust_runner,
         platform_server,
         target,
-        "--processes",
-        "2",
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "-t",
-        "3s",
+        "--processes 2 -u 4 -r 4 -t 3s",
     )
     assert code == 0, output
     run = platform_server.get_run(run_id)
@@ -175,13 +160,7 @@ def test_processes_mode_reports_once_from_the_master(
     assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
 
 
-@pytest.mark.parametrize(
-    ("signum", "reason"),
-    [
-        (signal.SIGINT, "interrupted by SIGINT (Ctrl-C) before the test finished"),
-        (signal.SIGTERM, "interrupted by SIGTERM before the test finished"),
-    ],
-)
+@SIGNALS
 def test_an_interrupted_run_fails_with_the_signal(
     locust_runner: LocustRunner,
     platform_server: PlatformServer,
@@ -204,13 +183,7 @@ def test_an_interrupted_run_fails_with_the_signal(
     assert status_calls(platform_server, run_id) == [("start", 200), ("fail", 200)]
 
 
-@pytest.mark.parametrize(
-    ("signum", "reason"),
-    [
-        (signal.SIGINT, "interrupted by SIGINT (Ctrl-C) before the test finished"),
-        (signal.SIGTERM, "interrupted by SIGTERM before the test finished"),
-    ],
-)
+@SIGNALS
 def test_a_master_interrupted_while_waiting_for_workers_fails_the_run(
     locust_runner: LocustRunner,
     platform_server: PlatformServer,

@@ -87,17 +87,7 @@ def test_workers_see_the_arguments_without_being_given_them(
 ) -> None:
     run_id = platform_server.create_run(SCHEMA, target.url)
     master, workers = locust_runner.start_distributed(
-        "--headless",
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "-t",
-        "3s",
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url, "-u 4 -r 4 -t 3s"),
         *GOOD_ARGS,
         locustfile=ECHO,
         env={"ECHO_DIR": str(tmp_path)},
@@ -117,19 +107,7 @@ def test_processes_mode_workers_see_the_arguments(
 ) -> None:
     run_id = platform_server.create_run(SCHEMA, target.url)
     code, output = locust_runner.run(
-        "--processes",
-        "2",
-        "--headless",
-        "-u",
-        "4",
-        "-r",
-        "4",
-        "-t",
-        "3s",
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url, "--processes 2 -u 4 -r 4 -t 3s"),
         *GOOD_ARGS,
         locustfile=ECHO,
         env={"ECHO_DIR": str(tmp_path)},
