@@ -44,7 +44,7 @@ from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
 from bench.common import BASELINE_COMMIT, ROOT, free_port, median, percentile
 from locust_perfx.influx import InfluxConfig, MetricsExporter, PerfxLayout, Sample
-from locust_perfx.snapshot import ReportAccumulator
+from locust_perfx.snapshot import IntervalTracker
 from tests.fixtures.tsdb import VictoriaMetrics
 
 WORKERS = 8

@@ -1,10 +1,10 @@
 """Stream interval aggregates of the master's stats to InfluxDB 2 (or its v2-compatible API).
 
 The only module that imports ``influxdb_client``. One background greenlet takes an interval
-each ``interval`` seconds, turns it into points with a layout (``perfx`` or ``jmeter``), queues
-them in a bounded buffer and sends the buffer with one SYNCHRONOUS write per interval. On a
-master the interval is the sum of the workers' reports (``ReportAccumulator``), elsewhere a
-diff of the cumulative stats (``IntervalTracker``). The greenlet yields to the gevent loop
+each ``interval`` seconds (a diff of the cumulative stats, which on a master hold the merged
+worker reports: ``IntervalTracker``), turns it into points with a layout (``perfx`` or
+``jmeter``), queues them in a bounded buffer and sends the buffer with one SYNCHRONOUS write
+per interval. The greenlet yields to the gevent loop
 every ``SLICE_SECONDS`` of work rather than running a whole interval's work at once. The
 batching ``WriteApi`` is never used: its close waits up to minutes when the database is down. An
 outage degrades the export (retry with backoff, drop the oldest points when full, report it
@@ -39,7 +39,6 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
-from locust.runners import MasterRunner
 
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.snapshot import (
@@ -47,10 +46,10 @@ from locust_perfx.snapshot import (
     PAUSE_EVERY,
     PERCENTILES,
     EntryDelta,
+    ErrorDelta,
     Interval,
     IntervalTracker,
     Pause,
-    ReportAccumulator,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,6 +67,9 @@ default interval is 120 intervals x ~1,001 points; the rest is room for errors a
 MAX_BACKOFF = 60.0
 """Longest wait, in seconds, between two write attempts during an outage."""
 
+MAX_CACHED_ERRORS = 10_000
+"""Distinct errors whose ``locust_errors`` line text is kept for the next intervals."""
+
 BATCH_POINTS = 5_000
 """Points per HTTP request when the queue is long (after an outage)."""
 
@@ -78,7 +80,8 @@ delay a user's next request by about this much, never by a whole interval's work
 LAYOUTS = ("perfx", "jmeter")
 
 JMETER_PERCENTILES = (0.9, 0.95, 0.99)
-"""JMeter's default ``percentiles`` ("99;95;90"): the pct fields its dashboards chart."""
+"""JMeter's default ``percentiles`` ("99;95;90"): the pct fields its dashboards chart; a
+subset of the ``PERCENTILES`` each interval computes."""
 
 CHECK_MEASUREMENT = "perfx_check"
 """``check()`` writes one point here: the only proof that the token may write to the bucket."""
@@ -246,15 +249,14 @@ class Layout(Protocol):
 
 def _timing_fields(delta: EntryDelta, suffix: str = "_ms") -> dict[str, FieldValue]:
     """avg/min/max/percentiles in ms, only when the interval has timed requests."""
-    low, high, percentiles = delta.timings()
-    if not percentiles:
+    if not delta.percentiles:
         return {}
     fields: dict[str, FieldValue] = {
         f"avg{suffix}": round(delta.avg_ms or 0.0, 3),
-        f"min{suffix}": low or 0,
-        f"max{suffix}": high or 0,
+        f"min{suffix}": delta.min_ms or 0,
+        f"max{suffix}": delta.max_ms or 0,
     }
-    for percent, value in percentiles.items():
+    for percent, value in zip(PERCENTILES, delta.percentiles, strict=True):
         fields[f"p{round(percent * 100):d}{suffix}"] = value
     return fields
 
@@ -271,18 +273,16 @@ def _request_fields(delta: EntryDelta, seconds: float) -> str:
         f"requests={requests}i,failures={failures}i,rps={round(requests / seconds, 3)!r},"
         f"failures_per_s={round(failures / seconds, 3)!r}"
     )
-    low, high, percentiles = delta.timings()
-    if not percentiles:
+    if not delta.percentiles:
         return f"{counts},avg_bytes={float(avg_bytes)!r}"
-    avg = float(round(delta.avg_ms or 0.0, 3))
-    timings = ",".join([f"p{_PERCENT_NAMES[p]}_ms={v}i" for p, v in percentiles.items()])
+    avg = float(round(delta.total_response_time / delta.timed_requests, 3))
     return (
-        f"{counts},avg_ms={avg!r},min_ms={low or 0}i,max_ms={high or 0}i,{timings},"
-        f"avg_bytes={float(avg_bytes)!r}"
+        f"{counts},avg_ms={avg!r},min_ms={delta.min_ms}i,max_ms={delta.max_ms}i,"
+        f"{_PERCENTILE_FIELDS.format(*delta.percentiles)},avg_bytes={float(avg_bytes)!r}"
     )
 
 
-_PERCENT_NAMES = {percent: f"{round(percent * 100):d}" for percent in PERCENTILES}
+_PERCENTILE_FIELDS = ",".join(f"p{round(percent * 100):d}_ms={{}}i" for percent in PERCENTILES)
 
 
 class PerfxLayout:
@@ -300,6 +300,7 @@ class PerfxLayout:
         # Escaped measurement and tags of each request name's series, made once: bounded by
         # max_names x methods, since names past max_names arrive folded.
         self._request_series: dict[tuple[str, str], str] = {}
+        self._error_lines: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     def _series_of(self, name: str, method: str) -> str:
         key = (name, method)
@@ -333,18 +334,28 @@ class PerfxLayout:
         }
         points.append(line("locust_totals", self._tags, totals, ms))
         for error in interval.errors:
+            head, tail = self._error_line_of(error)
+            points.append(f"{head}{error.occurrences}{tail}{ms}")
+        return points
+
+    def _error_line_of(self, error: ErrorDelta) -> tuple[str, str]:
+        """A ``locust_errors`` line around its count and time, made once per error: the
+        same text as ``line()`` makes (a test checks)."""
+        key = (error.method, error.name, error.message)
+        found = self._error_lines.get(key)
+        if found is None:
+            if len(self._error_lines) >= MAX_CACHED_ERRORS:
+                self._error_lines.clear()
             tags = {
                 **self._tags,
                 "name": error.name,
                 "method": error.method,
                 "error_id": error.error_id,
             }
-            fields: dict[str, FieldValue] = {
-                "occurrences": error.occurrences,
-                "message": error.message,
-            }
-            points.append(line("locust_errors", tags, fields, ms))
-        return points
+            series = _series("locust_errors", tuple(sorted(tags.items())))
+            message = _field_value(error.message)
+            found = self._error_lines[key] = (f"{series} occurrences=", f"i,message={message} ")
+        return found
 
     def event_point(self, kind: str, text: str, ms: int) -> str:
         return line("locust_events", {**self._tags, "kind": kind}, {"text": text}, ms)
@@ -409,16 +420,16 @@ class JMeterLayout:
 
     @staticmethod
     def _timings(delta: EntryDelta) -> dict[str, FieldValue]:
-        low, high, percentiles = delta.timings(JMETER_PERCENTILES)
-        if not percentiles:
+        if not delta.percentiles:
             return {}
         fields: dict[str, FieldValue] = {
             "avg": round(delta.avg_ms or 0.0, 3),
-            "min": float(low or 0),
-            "max": float(high or 0),
+            "min": float(delta.min_ms or 0),
+            "max": float(delta.max_ms or 0),
         }
-        for percent, value in percentiles.items():
-            fields[f"pct{percent * 100:.1f}"] = float(value)
+        percentiles = dict(zip(PERCENTILES, delta.percentiles, strict=True))
+        for percent in JMETER_PERCENTILES:
+            fields[f"pct{percent * 100:.1f}"] = float(percentiles[percent])
         return fields
 
     def event_point(self, kind: str, text: str, ms: int) -> str:
@@ -515,9 +526,6 @@ class MetricsExporter:
         self._clock = clock
         self._stamp = _Stamper()
         self._tracker = IntervalTracker(max_names=config.max_names, clock=clock)
-        self._reports = ReportAccumulator(max_names=config.max_names, clock=clock)
-        # The events we listen to for worker reports (a master only), to stop at close().
-        self._report_events: Any = None
         # One interval at a time: start() on a new test may collect while the greenlet is
         # paused in the middle of its own collect.
         self._collecting = gevent.lock.Semaphore()
@@ -555,21 +563,12 @@ class MetricsExporter:
             ) from None
 
     def start(self, environment: Any) -> None:
-        """Baseline ``environment.stats`` and export from now on (again after a new test).
-
-        On a master, listen to ``worker_report`` until ``close()``: each interval is the sum
-        of the reports that arrived in it, so the master never diffs 1,000 histograms.
-        """
+        """Baseline ``environment.stats`` and export from now on (again after a new test)."""
         if self._state is _State.RUNNING:
             # A new test in the same process: count what the last one still reported.
             self._collect()
-        else:
-            self._reports.reset()  # reports between two tests belong to neither
         self._environment = environment
         self._tracker.reset(environment.stats)
-        if isinstance(environment.runner, MasterRunner) and self._report_events is None:
-            self._report_events = environment.events
-            environment.events.worker_report.add_listener(self._on_worker_report)
         if self._greenlet is None or self._greenlet.dead:
             self._stopping.clear()
             self._greenlet = gevent.spawn(self._run)
@@ -600,9 +599,6 @@ class MetricsExporter:
             self._greenlet = None
         if self._state is _State.RUNNING:
             self._collect()
-        if self._report_events is not None:
-            self._report_events.worker_report.remove_listener(self._on_worker_report)
-            self._report_events = None
         self._state = _State.CLOSED
         with gevent.Timeout(max(ends - time.monotonic(), 0.0), False):
             while len(self._buffer) and not self._flush():
@@ -640,18 +636,10 @@ class MetricsExporter:
             if time.monotonic() >= self._retry_at:
                 self._flush()
 
-    def _on_worker_report(self, data: Mapping[str, Any] | None = None, **_: Any) -> None:
-        # Queue only: summing runs in the export greenlet, in slices.
-        if data is not None:
-            self._reports.add(data)
-
     def _collect(self) -> None:
         with self._collecting:
             self._slice_started = time.perf_counter()
-            if self._report_events is not None:
-                interval = self._reports.take(self._pause)
-            else:
-                interval = self._tracker.take(self._environment.stats, self._pause)
+            interval = self._tracker.take(self._environment.stats, self._pause)
             runner = self._environment.runner
             sample = Sample(
                 users=runner.user_count if runner else 0,

@@ -1,21 +1,22 @@
-"""Turn Locust's stats into exact interval deltas and an end-of-run summary.
+"""Turn Locust's cumulative stats into exact interval deltas and an end-of-run summary.
 
-Pure: no I/O, no clocks except the one passed in. Two sources, one result (``Interval``):
+Pure: no I/O, no clocks except the one passed in. ``IntervalTracker`` diffs the cumulative
+``RequestStats`` of a local runner or of a master (where Locust has already merged the
+workers' reports), touching only the names whose counts moved.
 
-- ``IntervalTracker`` (local runner) diffs two snapshots of the cumulative stats;
-- ``ReportAccumulator`` (master) sums the workers' reports, which are deltas already: no
-  cumulative histogram is copied or diffed, so an interval costs what the workers did in it.
-
-Either way the interval histogram is exact, and percentiles come from it, never from
-averaging. Both take a ``pause`` callable, called every ``PAUSE_EVERY`` entries, so a caller
-under gevent can yield and no single slice of a 1,000-name interval blocks the loop.
+A snapshot of 1,000 changing names must cost the master little, so the per-bucket work runs
+in C: each name keeps its histogram's buckets (slowest first), an ``itemgetter`` over them
+and their counts at the previous snapshot; the interval's running counts are then one
+``accumulate(map(sub, now, before))``, and each percentile one ``bisect``. Percentiles come
+from the interval's own histogram, never from averaging. ``take`` calls ``pause`` every
+``PAUSE_EVERY`` names, so a caller under gevent can yield in between.
 
 >>> from locust.stats import RequestStats
 >>> stats = RequestStats()
 >>> tracker = IntervalTracker()
 >>> tracker.reset(stats)
 >>> stats.log_request("GET", "/", 120, 512)
->>> [(e.name, e.requests, e.percentiles()[0.5]) for e in tracker.take(stats).entries]
+>>> [(e.name, e.requests, e.percentile(0.5)) for e in tracker.take(stats).entries]
 [('/', 1, 120)]
 """
 
@@ -24,11 +25,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import itemgetter, sub
 from typing import Any, NamedTuple
 
 from locust.stats import (
@@ -48,9 +50,13 @@ DEFAULT_MAX_NAMES = 500
 OTHER_NAME = "__other__"
 
 PAUSE_EVERY = 50
-"""Entries handled between two calls of a ``take()``'s ``pause`` callable."""
+"""Names handled between two calls of ``take()``'s ``pause`` callable."""
 
 Pause = Callable[[], None]
+Timings = tuple[int | None, int | None, tuple[int, ...]]
+"""``(min_ms, max_ms, percentiles)``: percentiles follow ``PERCENTILES``, empty if untimed."""
+
+_UNTIMED: Timings = (None, None, ())
 
 
 def error_id(method: str, name: str, message: str) -> str:
@@ -61,10 +67,11 @@ def error_id(method: str, name: str, message: str) -> str:
 class EntryDelta(NamedTuple):
     """What one request name and method did during one interval.
 
-    ``response_times`` is the interval's own histogram, keyed like Locust's (response times
-    rounded to about two significant digits), so ``min_ms``/``max_ms``/percentiles carry that
-    rounding; ``avg_ms`` is exact because it comes from the summed response times. A tuple,
-    not a frozen dataclass: a snapshot builds one per changed name and this is twice as fast.
+    ``min_ms``, ``max_ms`` and ``percentiles`` come from the interval's own histogram, in
+    Locust's buckets (response times rounded to about two significant digits), so they carry
+    that rounding; ``avg_ms`` is exact because it comes from the summed response times.
+    ``percentiles`` follows ``PERCENTILES`` and is empty when no request was timed. A tuple,
+    not a frozen dataclass: a snapshot builds one per changed name.
     """
 
     name: str
@@ -74,67 +81,45 @@ class EntryDelta(NamedTuple):
     timed_requests: int
     total_response_time: float
     content_length: int
-    response_times: dict[int, int]
+    min_ms: int | None
+    max_ms: int | None
+    percentiles: tuple[int, ...]
 
     @property
     def avg_ms(self) -> float | None:
         return self.total_response_time / self.timed_requests if self.timed_requests else None
 
     @property
-    def min_ms(self) -> int | None:
-        return min(self.response_times) if self.response_times else None
-
-    @property
-    def max_ms(self) -> int | None:
-        return max(self.response_times) if self.response_times else None
-
-    @property
     def avg_bytes(self) -> float:
         return self.content_length / self.requests if self.requests else 0.0
 
-    def percentiles(self, percents: Sequence[float] = PERCENTILES) -> dict[float, int]:
-        """Percentiles of this interval's histogram, by Locust's rule; empty if no timings.
+    def percentile(self, percent: float) -> int | None:
+        """One of ``PERCENTILES``; ``None`` when no request of the interval was timed."""
+        return dict(zip(PERCENTILES, self.percentiles, strict=False)).get(percent)
 
-        Equal to ``calculate_response_time_percentile`` for each percent (a test checks).
-        """
-        return self.timings(percents)[2]
 
-    def timings(
-        self, percents: Sequence[float] = PERCENTILES
-    ) -> tuple[int | None, int | None, dict[float, int]]:
-        """``(min_ms, max_ms, percentiles)`` with one sort: it runs for every changed name.
+def timings(buckets: Sequence[int], running: Sequence[int]) -> Timings:
+    """Min, max and ``PERCENTILES`` of a histogram given as running counts.
 
-        Locust walks the buckets from the slowest down and returns the first one where
-        ``count - processed <= int(count * percent)``; with ``processed`` as a running sum
-        (``accumulate``) that is a ``bisect``, so the walk runs in C.
-        """
-        histogram = self.response_times
-        if not histogram:
-            return None, None, {}
-        keys = sorted(histogram, reverse=True)
-        processed = list(accumulate(map(histogram.__getitem__, keys)))
-        count = processed[-1]
-        if not count:
-            return keys[-1], keys[0], {}
-        result = {
-            percent: keys[bisect_left(processed, count - int(count * percent))]
-            for percent in percents
-        }
-        return keys[-1], keys[0], result
+    ``buckets`` are response times, slowest first; ``running[i]`` counts the requests in
+    ``buckets[:i + 1]``. Buckets where ``running`` does not grow are empty: skipped. Locust
+    walks the buckets from the slowest and returns the first where ``count - processed <=
+    int(count * percent)``; with ``processed`` as ``running`` that is a ``bisect``, in C.
+    """
+    count = running[-1] if running else 0
+    if not count:
+        return _UNTIMED
+    return (
+        buckets[bisect_left(running, count)],
+        buckets[bisect_right(running, 0)],
+        tuple([buckets[bisect_left(running, count - int(count * p))] for p in PERCENTILES]),
+    )
 
-    def merged(self, other: EntryDelta) -> EntryDelta:
-        """Both deltas as one (used to fold names past ``max_names``)."""
-        histogram = dict(self.response_times)
-        for key, count in other.response_times.items():
-            histogram[key] = histogram.get(key, 0) + count
-        return self._replace(
-            requests=self.requests + other.requests,
-            failures=self.failures + other.failures,
-            timed_requests=self.timed_requests + other.timed_requests,
-            total_response_time=self.total_response_time + other.total_response_time,
-            content_length=self.content_length + other.content_length,
-            response_times=histogram,
-        )
+
+def histogram_timings(histogram: Mapping[int, int]) -> Timings:
+    """``timings`` of a plain ``{response_time: count}`` histogram, as Locust keeps them."""
+    buckets = sorted(histogram, reverse=True)
+    return timings(buckets, list(accumulate(map(histogram.__getitem__, buckets))))
 
 
 class ErrorDelta(NamedTuple):
@@ -165,31 +150,45 @@ class Interval:
         return self.ended_at - self.started_at
 
 
-class _Cumulative(NamedTuple):
-    """A copy of the counters of one ``StatsEntry`` at the last snapshot."""
+def _counts_getter(buckets: Sequence[int]) -> Callable[[Mapping[int, int]], tuple[int, ...]]:
+    """A function giving a histogram's counts for ``buckets``, in order, in one C call."""
+    if len(buckets) > 1:
+        return itemgetter(*buckets)
+    return lambda histogram: tuple(map(histogram.__getitem__, buckets))  # 1 key: no tuple
 
-    start_time: float
-    requests: int
-    none_requests: int
-    failures: int
-    total_response_time: float
-    content_length: int
-    response_times: dict[int, int]
 
-    @classmethod
-    def of(cls, entry: StatsEntry) -> _Cumulative:
-        return cls(
-            entry.start_time,
-            entry.num_requests,
-            entry.num_none_requests,
-            entry.num_failures,
-            entry.total_response_time,
-            entry.total_content_length,
-            dict(entry.response_times),
-        )
+class _Baseline:
+    """One ``StatsEntry`` as the previous snapshot saw it.
 
-    def was_reset_in(self, entry: StatsEntry) -> bool:
-        """True if Locust reset ``entry`` since this copy was taken.
+    Its histogram is kept as ``buckets`` (slowest first), a getter of their counts and the
+    counts themselves, not as a dict copy: the next snapshot reads the new counts with one
+    C call and subtracts the old ones in C. Mutable on purpose: updated in place for every
+    changed name each interval.
+    """
+
+    __slots__ = (
+        "buckets",
+        "content_length",
+        "counts",
+        "counts_of",
+        "failures",
+        "none_requests",
+        "requests",
+        "start_time",
+        "total_response_time",
+    )
+
+    def __init__(self) -> None:
+        # An infinite start time: a baseline of an entry never seen never looks reset.
+        self.start_time = float("inf")
+        self.requests = self.none_requests = self.failures = self.content_length = 0
+        self.total_response_time = 0.0
+        self.buckets: Sequence[int] = ()
+        self.counts_of = _counts_getter(())
+        self.counts: tuple[int, ...] = ()
+
+    def was_reset_by(self, entry: StatsEntry) -> bool:
+        """True if Locust reset ``entry`` since the previous snapshot.
 
         ``StatsEntry.reset()`` moves ``start_time`` forward, while merging worker reports only
         ever moves it back (``extend`` keeps the minimum); falling counts catch the rest.
@@ -200,34 +199,67 @@ class _Cumulative(NamedTuple):
             or entry.num_failures < self.failures
         )
 
+    def advance(self, entry: StatsEntry, name: str) -> tuple[EntryDelta, list[int]] | None:
+        """The delta (named ``name``) since the previous call, and its running counts over
+        ``buckets``; moves the baseline to now. ``None`` if nothing changed."""
+        requests, failures = entry.num_requests, entry.num_failures
+        if self.was_reset_by(entry):
+            self.__init__()  # type: ignore[misc]  # count what came after the reset
+        elif requests == self.requests and failures == self.failures:
+            return None
+        histogram = entry.response_times
+        buckets, counts_of, before = self.buckets, self.counts_of, self.counts
+        if len(histogram) != len(buckets):  # new buckets: a histogram only grows until reset
+            known = dict(zip(buckets, before, strict=True))
+            buckets = self.buckets = sorted(histogram, reverse=True)
+            counts_of = self.counts_of = _counts_getter(buckets)
+            before = tuple(map(known.get, buckets, repeat(0)))
+        counts = self.counts = counts_of(histogram)
+        running = list(accumulate(map(sub, counts, before)))
+        none_requests = entry.num_none_requests
+        total_response_time = entry.total_response_time
+        content_length = entry.total_content_length
+        delta = EntryDelta(
+            name,
+            entry.method or "",
+            requests - self.requests,
+            failures - self.failures,
+            (requests - none_requests) - (self.requests - self.none_requests),
+            total_response_time - self.total_response_time,
+            content_length - self.content_length,
+            *timings(buckets, running),
+        )
+        self.start_time = entry.start_time
+        self.requests, self.none_requests, self.failures = requests, none_requests, failures
+        self.total_response_time, self.content_length = total_response_time, content_length
+        return delta, running
 
-# The baseline of an entry never seen: an infinite start time so it never looks reset.
-_ZERO = _Cumulative(float("inf"), 0, 0, 0, 0.0, 0, {})
 
+class _Folded:
+    """The names of one method past ``max_names``, summed into one ``OTHER_NAME`` entry."""
 
-def _delta(entry: StatsEntry, base: _Cumulative, now: _Cumulative) -> EntryDelta:
-    return EntryDelta(
-        entry.name,
-        entry.method or "",
-        now.requests - base.requests,
-        now.failures - base.failures,
-        (now.requests - now.none_requests) - (base.requests - base.none_requests),
-        now.total_response_time - base.total_response_time,
-        now.content_length - base.content_length,
-        _diff_histogram(now.response_times, base.response_times),
-    )
+    def __init__(self, method: str) -> None:
+        self.delta = EntryDelta(OTHER_NAME, method, 0, 0, 0, 0.0, 0, *_UNTIMED)
+        self.histogram: dict[int, int] = {}
 
+    def add(self, delta: EntryDelta, buckets: Sequence[int], running: Sequence[int]) -> None:
+        """Add ``delta``, whose histogram is ``running`` over ``buckets`` (``advance()``)."""
+        self.delta = self.delta._replace(
+            requests=self.delta.requests + delta.requests,
+            failures=self.delta.failures + delta.failures,
+            timed_requests=self.delta.timed_requests + delta.timed_requests,
+            total_response_time=self.delta.total_response_time + delta.total_response_time,
+            content_length=self.delta.content_length + delta.content_length,
+        )
+        before = 0
+        for bucket, count in zip(buckets, running, strict=True):
+            if count != before:
+                self.histogram[bucket] = self.histogram.get(bucket, 0) + count - before
+                before = count
 
-def _diff_histogram(latest: dict[int, int], old: dict[int, int]) -> dict[int, int]:
-    """``locust.stats.diff_response_time_dicts``, about a third faster (a test checks both agree).
-
-    It runs over every bucket of every changed name each interval: the largest cost of a
-    snapshot at 1,000 names.
-    """
-    get = old.get
-    return {
-        key: count - before for key, count in latest.items() if (before := get(key, 0)) != count
-    }
+    def result(self) -> EntryDelta:
+        low, high, percentiles = histogram_timings(self.histogram)
+        return self.delta._replace(min_ms=low, max_ms=high, percentiles=percentiles)
 
 
 class _NameFolder:
@@ -255,252 +287,99 @@ class _NameFolder:
         return OTHER_NAME
 
 
-class _IntervalSource:
-    """What both interval sources share: the clock, name folding and window boundaries."""
-
-    def __init__(self, *, max_names: int, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._fold = _NameFolder(max_names)
-        self._last = clock()
-
-    def _window(self) -> tuple[float, float]:
-        """``(started, ended)`` of the interval ending now; the next one starts here."""
-        now = self._clock()
-        started, self._last = self._last, now
-        return started, now
+_NOTHING = EntryDelta("Aggregated", "", 0, 0, 0, 0.0, 0, *_UNTIMED)
 
 
-class IntervalTracker(_IntervalSource):
+class IntervalTracker:
     """Cumulative ``RequestStats`` in, one ``Interval`` of deltas out per ``take()``.
 
-    Keeps a copy of each entry's counters from the previous snapshot and only touches entries
-    whose counts moved, so a snapshot of 1,000 idle names costs a few attribute reads each.
-    Interval counts of a name add up exactly to Locust's final total for it, across stats
-    resets (``reset_all``/``clear_all``: detected, the data after the reset is counted from
-    zero) and across folding of names past ``max_names`` into ``OTHER_NAME``.
+    Works the same on a local runner and on a master, whose stats are the merged worker
+    reports: each report lands in exactly one interval. Only entries whose counts moved are
+    touched, so 1,000 idle names cost a few attribute reads each. Interval counts of a name
+    add up exactly to Locust's final total for it, across stats resets (``reset_all``/
+    ``clear_all``: detected, the data after the reset is counted from zero) and across
+    folding of names past ``max_names`` into ``OTHER_NAME``.
     """
 
     def __init__(
         self, *, max_names: int = DEFAULT_MAX_NAMES, clock: Callable[[], float] = time.time
     ) -> None:
-        super().__init__(max_names=max_names, clock=clock)
-        self._entries: dict[tuple[str, str], _Cumulative] = {}
-        self._total = _ZERO
-        self._errors: dict[str, int] = {}
+        self._clock = clock
+        self._fold = _NameFolder(max_names)
+        self._last = clock()
+        self._entries: dict[tuple[str, str], _Baseline] = {}
+        self._total = _Baseline()
+        # Each Locust error's occurrences at the previous snapshot, and its exported identity.
+        self._errors: dict[str, tuple[int, tuple[str, str, str] | None]] = {}
 
     def reset(self, stats: RequestStats) -> None:
         """Make the current state of ``stats`` the baseline: the next interval starts now."""
-        self._entries = {key: _Cumulative.of(entry) for key, entry in stats.entries.items()}
-        self._total = _Cumulative.of(stats.total)
-        self._errors = {key: error.occurrences for key, error in stats.errors.items()}
-        self._last = self._clock()
+        self._entries, self._total, self._errors = {}, _Baseline(), {}
+        self.take(stats)
 
     def take(self, stats: RequestStats, pause: Pause | None = None) -> Interval:
         """The deltas since the previous ``take()`` or ``reset()``; moves the baseline.
 
         ``pause`` runs every ``PAUSE_EVERY`` entries; requests logged meanwhile land in this
-        interval or the next, never in both (each entry is copied whole, without a pause).
+        interval or the next, never in both (each entry is read whole, without a pause).
         """
-        started, now = self._window()
-        if self._total.was_reset_in(stats.total):
+        started, now = self._last, self._clock()
+        self._last = now
+        if self._total.was_reset_by(stats.total):
             # The whole RequestStats was reset or cleared: everything in it is new.
-            self._entries, self._errors = {}, {}
-            self._total = _ZERO
-        total_now = _Cumulative.of(stats.total)
-        total = _delta(stats.total, self._total, total_now)
-        self._total = total_now
+            self._entries, self._total, self._errors = {}, _Baseline(), {}
+        advanced = self._total.advance(stats.total, "Aggregated")
+        total = advanced[0] if advanced else _NOTHING
 
-        entries: dict[tuple[str, str], EntryDelta] = {}
+        entries: list[EntryDelta] = []
+        folded: dict[str, _Folded] = {}
+        baselines, fold = self._entries, self._fold
         # A copy: a pause lets users add new names to the dict while we walk it.
         for seen, (key, entry) in enumerate(list(stats.entries.items()), 1):
             if pause is not None and not seen % PAUSE_EVERY:
                 pause()
-            base = self._entries.get(key, _ZERO)
-            was_reset = base.was_reset_in(entry)
-            unchanged = entry.num_requests == base.requests and entry.num_failures == base.failures
-            if unchanged and not was_reset:
+            base = baselines.get(key)
+            if base is None:
+                base = baselines[key] = _Baseline()
+            name = fold(entry.name)
+            advanced = base.advance(entry, name)
+            if advanced is None:
                 continue
-            if was_reset:
-                base = _ZERO
-            current = _Cumulative.of(entry)
-            self._entries[key] = current
-            delta = _delta(entry, base, current)
+            delta, running = advanced
             if not (delta.requests or delta.failures):
+                continue  # reset, and nothing since
+            if name == entry.name:
+                entries.append(delta)
                 continue
-            name = self._fold(entry.name)
-            if name != entry.name:
-                delta = delta._replace(name=name)
-            folded_key = (name, delta.method)
-            entries[folded_key] = (
-                entries[folded_key].merged(delta) if folded_key in entries else delta
-            )
-
+            if delta.method not in folded:
+                folded[delta.method] = _Folded(delta.method)
+            folded[delta.method].add(delta, base.buckets, running)
+        entries.extend(other.result() for other in folded.values())
         return Interval(
             started_at=started,
             ended_at=now,
             total=total,
-            entries=tuple(entries.values()),
+            entries=tuple(entries),
             errors=self._error_deltas(stats.errors),
         )
 
     def _error_deltas(self, errors: Mapping[str, StatsError]) -> tuple[ErrorDelta, ...]:
         deltas: dict[tuple[str, str, str], int] = {}
         for key, error in list(errors.items()):
-            before = self._errors.get(key, 0)
+            before, folded = self._errors.get(key, (0, None))
             if error.occurrences == before:
                 continue
             # Fewer occurrences than before means Locust reset the error: count from zero.
             count = error.occurrences - before if error.occurrences > before else error.occurrences
-            self._errors[key] = error.occurrences
-            folded = (
-                error.method or "",
-                self._fold(error.name),
-                StatsError.parse_error(error.error),
-            )
+            if folded is None:  # parsed once per error: a regex, and errors repeat
+                folded = (
+                    error.method or "",
+                    self._fold(error.name),
+                    StatsError.parse_error(error.error),
+                )
+            self._errors[key] = error.occurrences, folded
             deltas[folded] = deltas.get(folded, 0) + count
         return tuple(ErrorDelta(m, n, msg, count) for (m, n, msg), count in deltas.items())
-
-
-# One name's running sums in an interval: requests, none_requests, failures,
-# total_response_time, content_length, and the histograms of its reports, merged only once
-# per interval. A list: summed in place, fast.
-_Sums = list[Any]
-
-
-class ReportAccumulator(_IntervalSource):
-    """Workers' reports in, one ``Interval`` of their summed deltas out per ``take()``.
-
-    For the master. A worker resets its stats after each report, so a report
-    (``worker_report``'s ``data``) is already that worker's delta, serialized by Locust's
-    own ``StatsEntry.get_stripped_report``. ``add()`` only queues the report, so the
-    listener costs nothing however many names it holds; ``take()`` sums the queue, with a
-    ``pause`` every ``PAUSE_EVERY`` entries. Each report lands in exactly one interval, and
-    the master's ``environment.stats`` is the sum of the same reports, so interval counts
-    add up exactly to Locust's final totals, and a histogram summed from the reports is
-    the interval's exact histogram. The cost is what the workers did in the interval (its
-    requests' buckets), not the size of the run's cumulative histograms.
-
-    >>> from locust.event import Events
-    >>> from locust.stats import RequestStats, setup_distributed_stats_event_listeners
-    >>> worker, events = RequestStats(), Events()
-    >>> setup_distributed_stats_event_listeners(events, worker)
-    >>> worker.log_request("GET", "/", 120, 512)
-    >>> data = {}
-    >>> events.report_to_master.fire(client_id="w1", data=data)
-    >>> accumulator = ReportAccumulator()
-    >>> accumulator.add(data)
-    >>> [(e.name, e.requests, e.percentiles()[0.5]) for e in accumulator.take().entries]
-    [('/', 1, 120)]
-    """
-
-    def __init__(
-        self, *, max_names: int = DEFAULT_MAX_NAMES, clock: Callable[[], float] = time.time
-    ) -> None:
-        super().__init__(max_names=max_names, clock=clock)
-        self._pending: list[Mapping[str, Any]] = []
-
-    def __len__(self) -> int:
-        """Reports queued for the next ``take()``."""
-        return len(self._pending)
-
-    def add(self, data: Mapping[str, Any]) -> None:
-        """Queue one worker report. Locust neither keeps nor changes ``data`` after its own
-        ``worker_report`` listener merged it, and neither do we: holding it costs no copy."""
-        self._pending.append(data)
-
-    def reset(self) -> None:
-        """Forget the queued reports: the next interval starts now."""
-        self._pending = []
-        self._last = self._clock()
-
-    def take(self, pause: Pause | None = None) -> Interval:
-        """The sum of the reports queued since the previous ``take()`` or ``reset()``."""
-        started, now = self._window()
-        # Swapped first: reports arriving during a pause go to the next interval.
-        pending, self._pending = self._pending, []
-        sums: dict[tuple[str, str], _Sums] = {}
-        get = sums.get
-        total: _Sums = [0, 0, 0, 0.0, 0, []]
-        errors: dict[tuple[str, str, str], int] = {}
-        fold, kept = self._fold, self._fold.kept
-        seen = 0
-        for data in pending:
-            for report in data.get("stats", ()):
-                seen += 1
-                if pause is not None and not seen % PAUSE_EVERY:
-                    pause()
-                name = report["name"]
-                key = (name if name in kept else fold(name), report["method"] or "")
-                found = get(key)
-                if found is None:
-                    sums[key] = [
-                        report["num_requests"],
-                        report["num_none_requests"],
-                        report["num_failures"],
-                        report["total_response_time"],
-                        report["total_content_length"],
-                        [report["response_times"]],
-                    ]
-                else:  # _add(), inlined: this line runs for every name of every report
-                    found[0] += report["num_requests"]
-                    found[1] += report["num_none_requests"]
-                    found[2] += report["num_failures"]
-                    found[3] += report["total_response_time"]
-                    found[4] += report["total_content_length"]
-                    found[5].append(report["response_times"])
-            if "stats_total" in data:
-                _add(total, data["stats_total"])
-            for error in data.get("errors", {}).values():
-                folded = (error["method"] or "", fold(error["name"]), error["error"])
-                errors[folded] = errors.get(folded, 0) + error["occurrences"]
-        entries = []
-        for done, ((name, method), found) in enumerate(sums.items(), 1):
-            if pause is not None and not done % PAUSE_EVERY:
-                pause()
-            if found[0] or found[2]:
-                entries.append(_entry_delta(name, method, found))
-        return Interval(
-            started_at=started,
-            ended_at=now,
-            total=_entry_delta("Aggregated", "", total),
-            entries=tuple(entries),
-            errors=tuple(ErrorDelta(m, n, msg, count) for (m, n, msg), count in errors.items()),
-        )
-
-
-def _add(sums: _Sums, report: Mapping[str, Any]) -> None:
-    sums[0] += report["num_requests"]
-    sums[1] += report["num_none_requests"]
-    sums[2] += report["num_failures"]
-    sums[3] += report["total_response_time"]
-    sums[4] += report["total_content_length"]
-    sums[5].append(report["response_times"])
-
-
-def _entry_delta(name: str, method: str, sums: _Sums) -> EntryDelta:
-    requests, none_requests, failures, total_time, length, histograms = sums
-    return EntryDelta(
-        name,
-        method,
-        requests,
-        failures,
-        requests - none_requests,
-        total_time,
-        length,
-        _merge_histograms(histograms),
-    )
-
-
-def _merge_histograms(histograms: list[dict[int, int]]) -> dict[int, int]:
-    """One histogram from several; the only per-bucket work of the master's export."""
-    if not histograms:
-        return {}
-    merged = dict(histograms[0])  # a copy: the reports stay as Locust gave them
-    get = merged.get
-    for histogram in histograms[1:]:
-        for key, count in histogram.items():
-            merged[key] = get(key, 0) + count
-    return merged
 
 
 def _iso(timestamp: float) -> str:

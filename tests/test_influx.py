@@ -470,7 +470,7 @@ def test_start_again_after_close_exports_the_new_test_only(
     )
 
 
-def test_request_points_are_the_lines_line_makes_from_the_documented_fields() -> None:
+def test_request_and_error_points_are_the_lines_line_makes_from_the_documented_fields() -> None:
     stats = Environment(events=Events()).stats
     for response_time in (3, 17, 250, 1234):
         stats.log_request("GET", "/a b", response_time, 100)
@@ -493,12 +493,15 @@ def test_request_points_are_the_lines_line_makes_from_the_documented_fields() ->
             fields.update(
                 avg_ms=round(delta.avg_ms or 0.0, 3), min_ms=delta.min_ms, max_ms=delta.max_ms
             )
-            for percent, value in delta.percentiles().items():
+            for percent, value in zip(PERCENTILES, delta.percentiles, strict=True):
                 fields[f"p{round(percent * 100)}_ms"] = value
-            assert len(delta.percentiles()) == len(PERCENTILES)
         fields["avg_bytes"] = round(delta.avg_bytes, 3)
         expected = {**tags, "name": delta.name, "method": delta.method}
         assert point == line("locust_requests", expected, fields, 7)
+    [error] = interval.errors
+    error_tags = {**tags, "name": "/a b", "method": "GET", "error_id": error.error_id}
+    error_fields = {"occurrences": 1, "message": "boom"}
+    assert points[-1] == line("locust_errors", error_tags, error_fields, 7)
 
 
 @pytest.fixture
@@ -540,7 +543,6 @@ def test_a_master_exports_the_sum_of_worker_reports_including_late_ones(
         report(worker)
     exporter.close()
     master = master_environment.stats
-    assert master_environment.events.worker_report._handlers.count(exporter._on_worker_report) == 0
 
     rows = series(
         victoria_metrics,

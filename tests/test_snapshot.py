@@ -16,7 +16,6 @@ from locust.stats import (
     RequestStats,
     bucket_response_time,
     calculate_response_time_percentile,
-    diff_response_time_dicts,
     setup_distributed_stats_event_listeners,
 )
 
@@ -26,8 +25,7 @@ from locust_perfx.snapshot import (
     EntryDelta,
     Interval,
     IntervalTracker,
-    ReportAccumulator,
-    _diff_histogram,
+    histogram_timings,
     summarize,
 )
 
@@ -49,6 +47,10 @@ def stats() -> RequestStats:
 
 def by_name(interval: Interval) -> dict[tuple[str, str], EntryDelta]:
     return {(e.name, e.method): e for e in interval.entries}
+
+
+def percentiles(delta: EntryDelta) -> dict[float, int]:
+    return dict(zip(PERCENTILES, delta.percentiles, strict=True))
 
 
 def oracle_percentile(response_times: list[int], percent: float) -> int:
@@ -76,7 +78,7 @@ def test_an_interval_holds_only_what_happened_since_the_last_snapshot(
     assert (a.requests, a.failures, a.timed_requests) == (4, 1, 4)
     assert a.avg_ms == pytest.approx((20 + 30 + 40 + 1234) / 4)
     assert (a.min_ms, a.max_ms) == (20, 1200)  # Locust buckets 1234 ms as 1200
-    assert a.percentiles() == {0.5: 40, 0.9: 1200, 0.95: 1200, 0.99: 1200}
+    assert percentiles(a) == {0.5: 40, 0.9: 1200, 0.95: 1200, 0.99: 1200}
     assert a.avg_bytes == 200
     assert interval.duration == 2.0
     assert interval.total.requests == 5
@@ -99,11 +101,11 @@ def test_percentiles_match_locusts_function(stats: RequestStats) -> None:
         stats.log_request("GET", "/a", response_time, 0)
     delta = by_name(IntervalTracker().take(stats))[("/a", "GET")]
 
+    histogram = stats.entries[("/a", "GET")].response_times
     expected = {
-        p: calculate_response_time_percentile(dict(delta.response_times), delta.requests, p)
-        for p in PERCENTILES
+        p: calculate_response_time_percentile(histogram, delta.requests, p) for p in PERCENTILES
     }
-    assert delta.percentiles() == expected
+    assert percentiles(delta) == expected
 
 
 def test_requests_without_a_response_time_count_but_do_not_time(stats: RequestStats) -> None:
@@ -112,7 +114,7 @@ def test_requests_without_a_response_time_count_but_do_not_time(stats: RequestSt
     delta = by_name(IntervalTracker().take(stats))[("/a", "GET")]
 
     assert (delta.requests, delta.timed_requests, delta.avg_ms) == (1, 0, None)
-    assert delta.percentiles() == {}
+    assert (delta.min_ms, delta.max_ms, delta.percentiles) == (None, None, ())
 
 
 @pytest.mark.parametrize("reset", ["reset_all", "clear_all"])
@@ -220,7 +222,7 @@ def test_any_split_into_intervals_sums_to_the_totals_with_exact_percentiles(
             times = [t for n, m, t, _ in requests if (n, m) == key]
             assert delta.requests == len(times)
             assert delta.failures == sum(f for n, m, _, f in requests if (n, m) == key)
-            assert delta.percentiles() == {p: oracle_percentile(times, p) for p in PERCENTILES}
+            assert percentiles(delta) == {p: oracle_percentile(times, p) for p in PERCENTILES}
             assert delta.min_ms == bucket_response_time(min(times))
             assert delta.max_ms == bucket_response_time(max(times))
 
@@ -230,39 +232,29 @@ def test_any_split_into_intervals_sums_to_the_totals_with_exact_percentiles(
 histograms = st.dictionaries(st.integers(0, 400), st.integers(1, 50), max_size=30)
 
 
-@given(old=histograms, grown=histograms)
-def test_the_histogram_diff_equals_locusts(old: dict[int, int], grown: dict[int, int]) -> None:
-    latest = dict(old)
-    for key, count in grown.items():  # histograms only grow, as in Locust
-        latest[key] = latest.get(key, 0) + count
-
-    assert _diff_histogram(latest, old) == diff_response_time_dicts(latest, old)
-
-
 @given(histogram=histograms.filter(bool))
-def test_percentiles_equal_locusts_function_for_any_histogram(histogram: dict[int, int]) -> None:
-    delta = EntryDelta("/", "GET", 0, 0, 0, 0.0, 0, histogram)
+def test_histogram_timings_give_min_max_and_locusts_percentiles(
+    histogram: dict[int, int],
+) -> None:
     count = sum(histogram.values())
 
-    assert delta.percentiles() == {
-        p: calculate_response_time_percentile(histogram, count, p) for p in PERCENTILES
-    }
+    assert histogram_timings(histogram) == (
+        min(histogram),
+        max(histogram),
+        tuple(calculate_response_time_percentile(histogram, count, p) for p in PERCENTILES),
+    )
 
 
 class Cluster:
     """A master's ``RequestStats`` and workers' ones, wired by Locust's own report listeners.
 
     ``report(w)`` is what a worker's heartbeat does every 3 s: serialize and reset the
-    worker's stats (``report_to_master``) and merge them on the master (``worker_report``);
-    the same ``data`` goes to the accumulator, as the exporter's listener gets it.
+    worker's stats (``report_to_master``) and merge them on the master (``worker_report``).
     """
 
-    def __init__(self, workers: int, accumulator: ReportAccumulator) -> None:
+    def __init__(self, workers: int) -> None:
         self.master_events, self.master = Events(), RequestStats()
         setup_distributed_stats_event_listeners(self.master_events, self.master)
-        self.master_events.worker_report.add_listener(
-            lambda data, **_: accumulator.add(data)  # type: ignore[misc]
-        )
         self.workers = []
         for _ in range(workers):
             events, stats = Events(), RequestStats()
@@ -291,11 +283,11 @@ report_requests = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(intervals=st.lists(report_requests, min_size=1, max_size=5))
-def test_summed_worker_reports_add_up_to_the_masters_totals_with_exact_percentiles(
+def test_a_masters_intervals_add_up_to_its_totals_with_exact_percentiles(
     intervals: list[list[tuple[int, str, str, int, bool, bool]]],
 ) -> None:
-    accumulator = ReportAccumulator()
-    cluster = Cluster(3, accumulator)
+    tracker = IntervalTracker()
+    cluster = Cluster(3)
     summed: dict[tuple[str, str], int] = {}
     failures = errors = total = 0
     pauses: list[int] = []
@@ -312,14 +304,14 @@ def test_summed_worker_reports_add_up_to_the_masters_totals_with_exact_percentil
                 cluster.report(worker)
                 reported += unreported[worker]
                 unreported[worker] = []
-        interval = accumulator.take(pause=lambda: pauses.append(1))
+        interval = tracker.take(cluster.master, pause=lambda: pauses.append(1))
         # Requests not reported yet belong to a later interval, as on a real master.
         for key, delta in by_name(interval).items():
             summed[key] = summed.get(key, 0) + delta.requests
             times = [t for n, m, t, _ in reported if (n, m) == key]
             assert delta.requests == len(times)
             assert delta.failures == sum(f for n, m, _, f in reported if (n, m) == key)
-            assert delta.percentiles() == {p: oracle_percentile(times, p) for p in PERCENTILES}
+            assert percentiles(delta) == {p: oracle_percentile(times, p) for p in PERCENTILES}
             assert (delta.min_ms, delta.max_ms) == (
                 bucket_response_time(min(times)),
                 bucket_response_time(max(times)),
@@ -329,7 +321,7 @@ def test_summed_worker_reports_add_up_to_the_masters_totals_with_exact_percentil
         errors += sum(e.occurrences for e in interval.errors)
     for worker in range(3):  # the last reports, after test_stop: the final interval
         cluster.report(worker)
-    final = accumulator.take()
+    final = tracker.take(cluster.master)
     for key, delta in by_name(final).items():
         summed[key] = summed.get(key, 0) + delta.requests
     total += final.total.requests
@@ -342,9 +334,9 @@ def test_summed_worker_reports_add_up_to_the_masters_totals_with_exact_percentil
     assert errors == sum(e.occurrences for e in master.errors.values())
 
 
-def test_summed_reports_fold_names_past_max_names_and_pause_between_slices() -> None:
-    accumulator = ReportAccumulator(max_names=2)
-    cluster = Cluster(1, accumulator)
+def test_a_master_folds_names_past_max_names_and_pauses_between_slices() -> None:
+    tracker = IntervalTracker(max_names=2)
+    cluster = Cluster(1)
     stats = cluster.workers[0][1]
     for i in range(120):
         stats.log_request("GET", f"/n{i}", 10 + i, 0)
@@ -352,38 +344,17 @@ def test_summed_reports_fold_names_past_max_names_and_pause_between_slices() -> 
     cluster.report(0)
     pauses: list[int] = []
 
-    interval = accumulator.take(pause=lambda: pauses.append(1))
+    interval = tracker.take(cluster.master, pause=lambda: pauses.append(1))
 
     other = by_name(interval)[(OTHER_NAME, "GET")]
     assert sorted(by_name(interval)) == [("/n0", "GET"), ("/n1", "GET"), (OTHER_NAME, "GET")]
     assert (other.requests, other.min_ms, other.max_ms) == (118, 12, 130)
+    assert percentiles(other) == {
+        p: oracle_percentile(list(range(12, 130)), p) for p in PERCENTILES
+    }
     assert [(e.name, e.occurrences) for e in interval.errors] == [(OTHER_NAME, 1)]
     assert pauses  # 120 entries: at least one pause
-    assert accumulator.take().entries == ()  # each report lands in one interval only
-
-
-def test_reset_forgets_reports_queued_before_the_test() -> None:
-    accumulator = ReportAccumulator()
-    cluster = Cluster(1, accumulator)
-    cluster.workers[0][1].log_request("GET", "/a", 10, 0)
-    cluster.report(0)
-    accumulator.reset()
-
-    assert accumulator.take().total.requests == 0
-
-
-@given(histogram=histograms.filter(bool))
-def test_timings_give_min_max_and_locusts_percentiles_in_one_pass(
-    histogram: dict[int, int],
-) -> None:
-    delta = EntryDelta("/", "GET", 0, 0, 0, 0.0, 0, histogram)
-    count = sum(histogram.values())
-
-    assert delta.timings() == (
-        min(histogram),
-        max(histogram),
-        {p: calculate_response_time_percentile(histogram, count, p) for p in PERCENTILES},
-    )
+    assert tracker.take(cluster.master).entries == ()  # each report lands in one interval
 
 
 @pytest.fixture
