@@ -17,8 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 PEER_VENV = Path(os.environ.get("PERFX_BENCH_PEER_VENV", ROOT / ".venv-bench-peer"))
-BASELINE_COMMIT = "ca68261"
-"""The commit before the report-summing master design: its export code is measured beside."""
+BASELINE_COMMIT = "e587022"
+"""The last commit whose master summed every worker report in Python: measured beside."""
 
 
 def free_port() -> int:

@@ -11,10 +11,12 @@ Two measurements, side by side in one process:
 
 - live: the exporter's own greenlet under gevent; ``greenlet.settrace`` times every slice it
   runs between two switches (the longest is the longest it blocks the loop), summed per
-  interval (collect + points + write);
-- direct: the same reports through the design of commit ``BASELINE_COMMIT`` (diff the
-  master's cumulative stats, generic line formatting) and through this one (sum the
-  reports, direct formatting), each timed without pauses, plus their memory (tracemalloc).
+  interval (collect + points + write). ``gc.callbacks`` time the garbage collections that
+  run inside those slices: a collection is the whole process's, triggered by whoever
+  allocates next, so the longest slice is shown with and without them;
+- direct: the same reports through the design of commit ``BASELINE_COMMIT`` (sum every
+  worker report in Python) and through this one (diff the master's merged stats in C),
+  each timed without pauses, plus their memory (tracemalloc).
 
 Prints one JSON object on stdout.
 """
@@ -23,6 +25,7 @@ Prints one JSON object on stdout.
 import locust  # noqa: F401  # isort: skip
 
 import argparse
+import gc
 import importlib
 import json
 import logging
@@ -104,13 +107,13 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
     """Baseline design against this one on the same reports, timed without pauses."""
     stats, events = RequestStats(), Events()
     setup_distributed_stats_event_listeners(events, stats)
-    accumulator = ReportAccumulator(max_names=names + 10)
+    tracker = IntervalTracker(max_names=names + 10)
+    tracker.reset(stats)
     layout = PerfxLayout(TAGS)
     baseline = baseline_modules()
-    old_tracker = old_layout = None
+    old_accumulator = old_layout = None
     if baseline is not None:
-        old_tracker = baseline[0].IntervalTracker(max_names=names + 10)
-        old_tracker.reset(stats)
+        old_accumulator = baseline[0].ReportAccumulator(max_names=names + 10)
         old_layout = baseline[1].PerfxLayout(TAGS)
     sample = Sample(users=1000, workers=WORKERS)
     old_ms: list[float] = []
@@ -123,14 +126,15 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
             started = time.thread_time()
             events.worker_report.fire(client_id="w", data=data)  # Locust's own merge
             merge_ms.append((time.thread_time() - started) * 1000)
-            accumulator.add(data)
-        if old_tracker is not None:
+            if old_accumulator is not None:
+                old_accumulator.add(data)
+        if old_accumulator is not None:
             started = time.thread_time()
-            old_points = old_layout.interval_points(old_tracker.take(stats), sample, round_)
+            old_points = old_layout.interval_points(old_accumulator.take(), sample, round_)
             old_ms.append((time.thread_time() - started) * 1000)
             assert len(old_points) > names * 0.9
         started = time.thread_time()
-        interval = accumulator.take()
+        interval = tracker.take(stats)
         points = layout.interval_points(interval, sample, round_)
         new_ms.append((time.thread_time() - started) * 1000)
         counted += sum(e.requests for e in interval.entries)
@@ -146,23 +150,18 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
         return current / 2**20, peak / 2**20
 
     def new_design() -> Any:
-        fresh = ReportAccumulator(max_names=names + 10)
+        fresh = IntervalTracker(max_names=names + 10)
         new_layout = PerfxLayout(TAGS)
-        for i in range(REPORTS_PER_INTERVAL):
-            fresh.add(reports[i % len(reports)])
-        points = new_layout.interval_points(fresh.take(), sample, 1)
-        return fresh, new_layout, points
+        new_layout.interval_points(fresh.take(stats), sample, 1)
+        return fresh, new_layout
 
     def old_design() -> Any:
-        tracker = baseline[0].IntervalTracker(max_names=names + 10)  # type: ignore[index]
-        points = (
-            baseline[1]
-            .PerfxLayout(TAGS)
-            .interval_points(  # type: ignore[index]
-                tracker.take(stats), sample, 1
-            )
-        )
-        return tracker, points
+        fresh = baseline[0].ReportAccumulator(max_names=names + 10)  # type: ignore[index]
+        old = baseline[1].PerfxLayout(TAGS)  # type: ignore[index]
+        for i in range(REPORTS_PER_INTERVAL):
+            fresh.add(reports[i % len(reports)])
+        old.interval_points(fresh.take(), sample, 1)
+        return fresh, old
 
     new_kept, new_peak = measured(new_design)
     old_kept, old_peak = measured(old_design) if baseline else (float("nan"),) * 2
@@ -194,17 +193,18 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
             max_names=names + 10,
         )
         exporter = MetricsExporter(config, run_id=f"bench-master-{names}")
-        listener_ms: list[float] = []
-        listener = exporter._on_worker_report  # timed from outside; the bench owns it
-
-        def timed_listener(**kwargs: Any) -> None:
-            started = time.thread_time()
-            listener(**kwargs)
-            listener_ms.append((time.thread_time() - started) * 1000)
-
-        exporter._on_worker_report = timed_listener  # type: ignore[method-assign]
         per_interval: list[list[float]] = [[]]  # CPU ms of each slice, per interval
         walls: list[float] = []  # wall ms of every slice: how long the loop was ours
+        cpu_without_gc: list[float] = []  # CPU ms of every slice, less its collections
+        gc_in_slices: list[float] = []  # ms of each garbage collection inside a slice
+        collecting = [0.0, 0.0]  # when the running collection started; all collections' ms
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                collecting[0] = time.perf_counter()
+            else:
+                collecting[1] += (time.perf_counter() - collecting[0]) * 1000
+
         long_slices: list[tuple[float, str]] = []  # and where each long one yielded
         collect = exporter._collect
 
@@ -216,19 +216,25 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         rss_before = process.memory_info().rss
         exporter.start(environment)
         ours = exporter._greenlet
-        switched_in = [0.0, 0.0]
+        switched_in = [0.0, 0.0, 0.0]
 
         def trace(event: str, args: Any) -> None:
             if event in ("switch", "throw"):
                 origin, target = args
                 if target is ours:
-                    switched_in[:] = time.perf_counter(), time.thread_time()
+                    switched_in[:] = time.perf_counter(), time.thread_time(), collecting[1]
                 elif origin is ours and switched_in[0]:
                     walls.append((time.perf_counter() - switched_in[0]) * 1000)
+                    cpu = (time.thread_time() - switched_in[1]) * 1000
+                    collected = collecting[1] - switched_in[2]
+                    if collected:
+                        gc_in_slices.append(collected)
+                    cpu_without_gc.append(cpu - collected)
                     if walls[-1] > 5 and len(long_slices) < 20:
                         long_slices.append((round(walls[-1], 1), _where(ours)))
-                    per_interval[-1].append((time.thread_time() - switched_in[1]) * 1000)
+                    per_interval[-1].append(cpu)
 
+        gc.callbacks.append(on_gc)
         greenlet.settrace(trace)
         fed = 0
         deadline = time.monotonic() + intervals * real
@@ -238,6 +244,7 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
             fed += 1
             gevent.sleep(real / REPORTS_PER_INTERVAL)
         greenlet.settrace(None)
+        gc.callbacks.remove(on_gc)
         rss_peak = process.memory_info().rss
         exporter.close()
         health = exporter.health()
@@ -256,10 +263,11 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         "interval_ms": costs,
         "longest_slice_ms": max(walls, default=0.0),
         "longest_slice_cpu_ms": max((max(s) for s in per_interval if s), default=0.0),
+        "longest_slice_cpu_without_gc_ms": max(cpu_without_gc, default=0.0),
         "slices_over_5ms": sum(wall > 5 for wall in walls),
         "slices": len(walls),
         "long_slices": long_slices,
-        "listener_ms": listener_ms,
+        "gc_in_slices_ms": gc_in_slices,
         "rss_growth_mib": (rss_peak - rss_before) / 2**20,
         "points_written": health["points_written"],
         "request_points_in_vm": written,
@@ -297,7 +305,9 @@ def main() -> None:
         "live_p99_ms": percentile(result["live"]["interval_ms"], 0.99),
         "live_longest_slice_ms": result["live"]["longest_slice_ms"],
         "live_longest_slice_cpu_ms": result["live"]["longest_slice_cpu_ms"],
-        "listener_max_ms": max(result["live"]["listener_ms"], default=0.0),
+        "live_longest_slice_cpu_without_gc_ms": result["live"]["longest_slice_cpu_without_gc_ms"],
+        "gc_in_slices": len(result["live"]["gc_in_slices_ms"]),
+        "gc_in_slices_max_ms": max(result["live"]["gc_in_slices_ms"], default=0.0),
         "direct_new_median_ms": median(result["direct"]["new_ms"]),
         "direct_baseline_median_ms": median(result["direct"]["baseline_ms"]),
         "locust_merge_median_ms": median(result["direct"]["locust_merge_ms"]),
