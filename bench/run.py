@@ -247,11 +247,9 @@ def main() -> None:
         rounds = "1" if args.quick else str(args.rounds)
         window = "3" if args.quick else "8"
         rows += load_rows(part("bench.load", "--rounds", rounds, "--window", window))
-    intervals = "6" if args.quick else "15"
+    intervals = "4" if args.quick else "10"
     rows += master_rows(part("bench.master", "--names", "1000", "--intervals", intervals))
-    rows += master_rows(
-        part("bench.master", "--names", "10000", "--intervals", intervals, "--interval", "2")
-    )
+    rows += master_rows(part("bench.master", "--names", "10000", "--intervals", intervals))
     rows += outage_rows(part("bench.outage"))
     info = versions()
     print(f"locust-perfx benchmark, {time.strftime('%Y-%m-%d')}, {info.pop('cores')} cores")

@@ -43,13 +43,13 @@ from influxdb_client.rest import ApiException
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.snapshot import (
     DEFAULT_MAX_NAMES,
-    PAUSE_EVERY,
     PERCENTILES,
     EntryDelta,
     ErrorDelta,
     Interval,
     IntervalTracker,
     Pause,
+    paced,
 )
 
 logger = logging.getLogger(__name__)
@@ -317,9 +317,7 @@ class PerfxLayout:
         seconds = interval.duration or math.inf
         points = []
         series_of = self._series_of
-        for done, delta in enumerate(interval.entries, 1):
-            if pause is not None and not done % PAUSE_EVERY:
-                pause()
+        for delta in paced(interval.entries, pause):
             series = series_of(delta.name, delta.method)
             points.append(f"{series} {_request_fields(delta, seconds)} {ms}")
         total = interval.total
@@ -333,7 +331,7 @@ class PerfxLayout:
             **_timing_fields(total),
         }
         points.append(line("locust_totals", self._tags, totals, ms))
-        for error in interval.errors:
+        for error in paced(interval.errors, pause):
             head, tail = self._error_line_of(error)
             points.append(f"{head}{error.occurrences}{tail}{ms}")
         return points
@@ -381,9 +379,7 @@ class JMeterLayout:
         self, interval: Interval, sample: Sample, ms: int, pause: Pause | None = None
     ) -> list[str]:
         points = []
-        for done, delta in enumerate(interval.entries, 1):
-            if pause is not None and not done % PAUSE_EVERY:
-                pause()
+        for delta in paced(interval.entries, pause):
             transaction = {**self._tags, "transaction": delta.name, "method": delta.method}
             hit = delta.requests
             rows = (
@@ -407,7 +403,7 @@ class JMeterLayout:
         points.append(line("jmeter", tags, cumulated, ms))
         users = {"minAT": sample.users, "maxAT": sample.users, "meanAT": sample.users}
         points.append(line("jmeter", {**self._tags, "transaction": "internal"}, users, ms))
-        for error in interval.errors:
+        for error in paced(interval.errors, pause):
             tags = {
                 **self._tags,
                 "transaction": error.name,
@@ -634,6 +630,7 @@ class MetricsExporter:
             next_tick = max(next_tick + self._config.interval, time.monotonic())
             self._collect()
             if time.monotonic() >= self._retry_at:
+                gevent.sleep(0)  # the write starts a slice of its own
                 self._flush()
 
     def _collect(self) -> None:
