@@ -29,6 +29,7 @@ import gc
 import importlib
 import json
 import logging
+import pickle
 import random
 import subprocess
 import sys
@@ -119,6 +120,8 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
     old_ms: list[float] = []
     new_ms: list[float] = []
     merge_ms: list[float] = []
+    handoff_ms: list[float] = []
+    handed: dict[tuple[str, str], tuple[int, int]] = {}
     counted = 0
     for round_ in range(rounds):
         for i in range(REPORTS_PER_INTERVAL):
@@ -137,6 +140,9 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
         interval = tracker.take(stats)
         points = layout.interval_points(interval, sample, round_)
         new_ms.append((time.thread_time() - started) * 1000)
+        started = time.thread_time()
+        handoff(stats, handed)
+        handoff_ms.append((time.thread_time() - started) * 1000)
         counted += sum(e.requests for e in interval.entries)
     assert counted == sum(e.num_requests for e in stats.entries.values())
 
@@ -170,9 +176,33 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
         "baseline_ms": old_ms,
         "new_ms": new_ms,
         "locust_merge_ms": merge_ms,
+        "handoff_ms": handoff_ms,
         "new_mem_mib": (new_kept, new_peak),
         "baseline_mem_mib": (old_kept, old_peak),
     }
+
+
+def handoff(stats: RequestStats, handed: dict[tuple[str, str], tuple[int, int]]) -> bytes:
+    """The least a master could pay if another process did the export: copy the counters
+    and histogram of each changed name and serialize them for a pipe. Measured only, to size
+    that design; nothing sends it."""
+    changed = []
+    for key, entry in stats.entries.items():
+        counts = entry.num_requests, entry.num_failures
+        if handed.get(key) != counts:
+            handed[key] = counts
+            changed.append(
+                (
+                    key,
+                    *counts,
+                    entry.num_none_requests,
+                    entry.total_response_time,
+                    entry.total_content_length,
+                    entry.start_time,
+                    dict(entry.response_times),
+                )
+            )
+    return pickle.dumps(changed, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float) -> dict[str, Any]:
@@ -318,6 +348,7 @@ def main() -> None:
         "direct_new_median_ms": median(result["direct"]["new_ms"]),
         "direct_baseline_median_ms": median(result["direct"]["baseline_ms"]),
         "locust_merge_median_ms": median(result["direct"]["locust_merge_ms"]),
+        "handoff_median_ms": median(result["direct"]["handoff_ms"]),
     }
     result["summary"] = summary
     json.dump(result, sys.stdout)

@@ -170,6 +170,9 @@ def _counts_getter(buckets: Sequence[int]) -> Callable[[Mapping[int, int]], tupl
     return lambda histogram: tuple(map(histogram.__getitem__, buckets))  # 1 key: no tuple
 
 
+_NO_COUNTS = _counts_getter(())
+
+
 class _Baseline:
     """One ``StatsEntry`` as the previous snapshot saw it.
 
@@ -192,12 +195,15 @@ class _Baseline:
     )
 
     def __init__(self) -> None:
-        # An infinite start time: a baseline of an entry never seen never looks reset.
+        self.clear()
+
+    def clear(self) -> None:
+        """Back to an entry never seen, whose infinite start time never looks reset."""
         self.start_time = float("inf")
         self.requests = self.none_requests = self.failures = self.content_length = 0
         self.total_response_time = 0.0
         self.buckets: Sequence[int] = ()
-        self.counts_of = _counts_getter(())
+        self.counts_of = _NO_COUNTS
         self.counts: tuple[int, ...] = ()
 
     def was_reset_by(self, entry: StatsEntry) -> bool:
@@ -223,7 +229,7 @@ class _Baseline:
         ):
             return None
         if self.was_reset_by(entry):
-            self.__init__()  # type: ignore[misc]  # count what came after the reset
+            self.clear()  # count what came after the reset
         histogram = entry.response_times
         buckets, counts_of, before = self.buckets, self.counts_of, self.counts
         if len(histogram) != len(buckets):  # new buckets: a histogram only grows until reset

@@ -1,6 +1,12 @@
-"""README.rst says what the code does: every option is documented, every command exists."""
+"""The docs say what the code does: every option is documented, every command exists, and
+the examples in docstrings still run."""
 
 from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
 
 from locust_perfx.options import OPTIONS
 from tests.fixtures.locust import ROOT
@@ -25,3 +31,21 @@ def test_readme_renders_without_errors() -> None:
     import docutils.core
 
     docutils.core.publish_doctree(README, settings_overrides={"halt_level": 2, "report_level": 5})
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "locust_perfx.influx",
+        "locust_perfx.schema",
+        "locust_perfx.snapshot",
+        "locust_perfx.webui",
+        "locust_perfx.reference",
+        "locust_perfx.reference.app",
+        "locust_perfx.reference.store",
+    ],
+)
+def test_docstring_examples_still_run(module: str) -> None:
+    results = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+
+    assert results.attempted and not results.failed
