@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -45,7 +46,10 @@ def test_readme_renders_without_errors() -> None:
         "locust_perfx.reference.store",
     ],
 )
-def test_docstring_examples_still_run(module: str) -> None:
+def test_docstring_examples_still_run(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the examples create their SQLite file where they run
     results = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
 
     assert results.attempted and not results.failed
