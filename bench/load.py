@@ -7,7 +7,8 @@ synced with ``perfx-platform serve``, metrics to VictoriaMetrics every second); 
 whole part, so each configuration shares the machine with the same idle neighbours.
 
 Requests are counted by nginx (``stub_status``) and CPU read from ``/proc`` (psutil) for the
-Locust processes only, both over the same window after the warm-up. Prints JSON on stdout.
+Locust processes and their children (the plugin's export process), both over the same window
+after the warm-up. Prints JSON on stdout.
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ class Run:
     exit_codes: list[int]
     plugin_cpu_s: float = 0.0
     process_cpu_s: float = 0.0
+    export_process_cpu_s: float = 0.0
+    window_cpu_s: float = 0.0
 
 
 def run_once(
@@ -239,9 +242,9 @@ def run_once(
         before = servers.requests_served()
         wait_for(lambda: servers.requests_served() > before + 10, 60, f"{config} load starts")
         time.sleep(warmup)
-        t1, r1, c1 = time.monotonic(), servers.requests_served(), _cpu(procs)
+        t1, r1, (c1, e1) = time.monotonic(), servers.requests_served(), _cpu(procs)
         time.sleep(window)
-        t2, r2, c2 = time.monotonic(), servers.requests_served(), _cpu(procs)
+        t2, r2, (c2, e2) = time.monotonic(), servers.requests_served(), _cpu(procs)
         codes = [proc.wait(warmup + window + 60) for proc in procs]
     finally:
         for proc in procs:
@@ -263,18 +266,29 @@ def run_once(
         codes,
         plugin_cpu_s=sum(s["perfx_s"] for s in shares),
         process_cpu_s=sum(s["all_s"] for s in shares),
+        export_process_cpu_s=e2 - e1,
+        window_cpu_s=c2 - c1,
     )
 
 
-def _cpu(procs: list[subprocess.Popen[bytes]]) -> float:
-    total = 0.0
+def _cpu(procs: list[subprocess.Popen[bytes]]) -> tuple[float, float]:
+    """CPU seconds so far of ``procs`` and their children, and of the children alone."""
+    total = children = 0.0
     for proc in procs:
         try:
-            times = psutil.Process(proc.pid).cpu_times()
+            parent = psutil.Process(proc.pid)
+            spawned = parent.children(recursive=True)
+            total += sum(parent.cpu_times()[:2])
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        for child in spawned:
+            try:
+                used = sum(child.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                continue
+            total += used
+            children += used
+    return total, children
 
 
 def peer_problem() -> str:

@@ -3,20 +3,24 @@
 Real worker reports: 8 worker ``RequestStats`` log requests and serialize them with Locust's
 own ``report_to_master`` listener; the master (a real ``MasterRunner`` on 127.0.0.1) gets
 them through ``environment.events.worker_report``, where Locust's own listener merges them
-into ``environment.stats`` exactly as over ZeroMQ. The exporter writes to a real
-VictoriaMetrics. Each export interval gets the 13 reports of 8 workers reporting every 3 s
-during the default 5 s; ``--interval`` below 5 compresses time (the same reports, closer).
+into ``environment.stats`` exactly as over ZeroMQ. The exporter and its export process write
+to a real VictoriaMetrics. Each export interval gets the 13 reports of 8 workers reporting
+every 3 s during the default 5 s; ``--interval`` below 5 compresses time.
 
 Two measurements, side by side in one process:
 
-- live: the exporter's own greenlet under gevent; ``greenlet.settrace`` times every slice it
-  runs between two switches (the longest is the longest it blocks the loop), summed per
-  interval (collect + points + write). ``gc.callbacks`` time the garbage collections that
-  run inside those slices: a collection is the whole process's, triggered by whoever
-  allocates next, so the longest slice is shown with and without them;
-- direct: the same reports through the design of commit ``BASELINE_COMMIT`` (sum every
-  worker report in Python) and through this one (diff the master's merged stats in C),
-  each timed without pauses, plus their memory (tracemalloc).
+- live: the exporter's greenlets in the master under gevent (the ticker that reads and pipes
+  the changed stats, the listener that takes the export process's reports);
+  ``greenlet.settrace`` times every slice they run between two switches (the longest is the
+  longest they block the loop), summed per interval. ``gc.callbacks`` time the garbage
+  collections that run inside those slices: a collection is the whole process's, triggered
+  by whoever allocates next, so the longest slice is shown with and without them. The
+  export process's own CPU is read from ``/proc`` (psutil);
+- direct: the same reports through three designs, each timed without pauses: the design of
+  commit ``BASELINE_COMMIT`` (sum every worker report in Python, on the master's loop), the
+  export work of this one (diff the mirrored stats in C: what the export process does, and
+  what the master did itself until this design), and what this one leaves the master (read
+  the changed entries, pickle them for the pipe); plus their memory (tracemalloc).
 
 Prints one JSON object on stdout.
 """
@@ -47,8 +51,10 @@ from locust.event import Events
 from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
 from bench.common import BASELINE_COMMIT, ROOT, free_port, median, percentile
-from locust_perfx.influx import InfluxConfig, MetricsExporter, PerfxLayout, Sample
-from locust_perfx.snapshot import IntervalTracker
+from locust_perfx.export_process import MetricsExporter
+from locust_perfx.handoff import ChangeReader, StatsMirror
+from locust_perfx.influx import InfluxConfig, PerfxLayout
+from locust_perfx.snapshot import IntervalTracker, Sample
 from tests.fixtures.tsdb import VictoriaMetrics
 
 WORKERS = 8
@@ -116,12 +122,12 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
     if baseline is not None:
         old_accumulator = baseline[0].ReportAccumulator(max_names=names + 10)
         old_layout = baseline[1].PerfxLayout(TAGS)
-    sample = Sample(users=1000, workers=WORKERS)
+    sample = Sample(at=0.0, users=1000, workers=WORKERS)
     old_ms: list[float] = []
     new_ms: list[float] = []
     merge_ms: list[float] = []
-    handoff_ms: list[float] = []
-    handed: dict[tuple[str, str], tuple[int, int]] = {}
+    master_ms: list[float] = []
+    reader = ChangeReader()
     counted = 0
     for round_ in range(rounds):
         for i in range(REPORTS_PER_INTERVAL):
@@ -141,8 +147,9 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
         points = layout.interval_points(interval, sample, round_)
         new_ms.append((time.thread_time() - started) * 1000)
         started = time.thread_time()
-        handoff(stats, handed)
-        handoff_ms.append((time.thread_time() - started) * 1000)
+        handed = [pickle.dumps(m, pickle.HIGHEST_PROTOCOL) for m in reader.read(stats, sample)]
+        master_ms.append((time.thread_time() - started) * 1000)
+        assert sum(map(len, handed)) > names * 100
         counted += sum(e.requests for e in interval.entries)
     assert counted == sum(e.num_requests for e in stats.entries.values())
 
@@ -169,44 +176,37 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
         old.interval_points(fresh.take(), sample, 1)
         return fresh, old
 
+    def master_side() -> Any:
+        fresh = ChangeReader()
+        for message in fresh.read(stats, sample):
+            pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        return fresh
+
+    def export_side() -> Any:  # the export process: a mirror, then the work of new_design
+        mirror = StatsMirror()
+        for message in ChangeReader().read(stats, sample):
+            mirror.apply(message)
+        return mirror, new_design()
+
     new_kept, new_peak = measured(new_design)
+    master_kept, master_peak = measured(master_side)
+    export_kept, export_peak = measured(export_side)
     old_kept, old_peak = measured(old_design) if baseline else (float("nan"),) * 2
     return {
         "points": len(points),
         "baseline_ms": old_ms,
         "new_ms": new_ms,
         "locust_merge_ms": merge_ms,
-        "handoff_ms": handoff_ms,
+        "master_ms": master_ms,
         "new_mem_mib": (new_kept, new_peak),
+        "master_mem_mib": (master_kept, master_peak),
+        "export_mem_mib": (export_kept, export_peak),
         "baseline_mem_mib": (old_kept, old_peak),
     }
 
 
-def handoff(stats: RequestStats, handed: dict[tuple[str, str], tuple[int, int]]) -> bytes:
-    """The least a master could pay if another process did the export: copy the counters
-    and histogram of each changed name and serialize them for a pipe. Measured only, to size
-    that design; nothing sends it."""
-    changed = []
-    for key, entry in stats.entries.items():
-        counts = entry.num_requests, entry.num_failures
-        if handed.get(key) != counts:
-            handed[key] = counts
-            changed.append(
-                (
-                    key,
-                    *counts,
-                    entry.num_none_requests,
-                    entry.total_response_time,
-                    entry.total_content_length,
-                    entry.start_time,
-                    dict(entry.response_times),
-                )
-            )
-    return pickle.dumps(changed, protocol=pickle.HIGHEST_PROTOCOL)
-
-
 def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float) -> dict[str, Any]:
-    """The exporter's greenlet under gevent, fed worker reports at 13 per interval."""
+    """The exporter's greenlets under gevent, fed worker reports at 13 per interval."""
     data_dir = Path(tempfile.mkdtemp(prefix="perfx-bench-vm-"))
     vm = VictoriaMetrics(data_dir / "data")
     vm.start()
@@ -236,30 +236,35 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
                 collecting[1] += (time.perf_counter() - collecting[0]) * 1000
 
         long_slices: list[tuple[float, float, str, str]] = []  # ms wall, CPU, from, to
-        collect = exporter._collect
+        read = exporter._read
 
-        def counted_collect() -> None:
+        def counted_read(*, reset: bool = False) -> None:
             per_interval.append([])
-            collect()
+            read(reset=reset)
 
-        exporter._collect = counted_collect  # type: ignore[method-assign]
-        exporter.check()  # as the session does at start-up: the client exists before load
+        exporter._read = counted_read  # type: ignore[method-assign]
+        exporter.check()  # as the session does at start-up
         rss_before = process.memory_info().rss
+        before = exporter._health
         exporter.start(environment)
-        ours = exporter._greenlet
+        assert exporter._process is not None
+        export_process = psutil.Process(exporter._process.pid)
+        wait_until_reported(exporter, before)
+        export_cpu_before = sum(export_process.cpu_times()[:2])
+        ours = {exporter._ticker, exporter._listener}
         switched_in: list[Any] = [0.0, 0.0, 0.0, ""]
 
         def trace(event: str, args: Any) -> None:
             if event in ("switch", "throw"):
                 origin, target = args
-                if target is ours:
+                if target in ours:
                     switched_in[:] = (
                         time.perf_counter(),
                         time.thread_time(),
                         collecting[1],
-                        _where(ours),
+                        _where(target),
                     )
-                elif origin is ours and switched_in[0]:
+                elif origin in ours and switched_in[0]:
                     walls.append((time.perf_counter() - switched_in[0]) * 1000)
                     cpu = (time.thread_time() - switched_in[1]) * 1000
                     collected = collecting[1] - switched_in[2]
@@ -267,7 +272,7 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
                         gc_in_slices.append(collected)
                     cpu_without_gc.append(cpu - collected)
                     if walls[-1] > 5 and len(long_slices) < 20:
-                        where = switched_in[3], _where(ours)
+                        where = switched_in[3], _where(origin)
                         long_slices.append((round(walls[-1], 1), round(cpu, 1), *where))
                     per_interval[-1].append(cpu)
 
@@ -283,6 +288,8 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         greenlet.settrace(None)
         gc.callbacks.remove(on_gc)
         rss_peak = process.memory_info().rss
+        export_cpu = sum(export_process.cpu_times()[:2]) - export_cpu_before
+        export_rss = export_process.memory_info().rss
         exporter.close()
         health = exporter.health()
         written = sum(
@@ -306,15 +313,25 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         "long_slices": long_slices,
         "gc_in_slices_ms": gc_in_slices,
         "rss_growth_mib": (rss_peak - rss_before) / 2**20,
+        "export_process_cpu_ms_per_interval": export_cpu * 1000 / max(len(costs), 1),
+        "export_process_rss_mib": export_rss / 2**20,
         "points_written": health["points_written"],
         "request_points_in_vm": written,
         "points_dropped": health["points_dropped"],
     }
 
 
-def _where(ours: Any) -> str:
-    """Where our greenlet yielded: the innermost functions of ours on its stack, first."""
-    frame, names = ours.gr_frame, []
+def wait_until_reported(exporter: MetricsExporter, before: object) -> None:
+    """Until the export process reported once (it starts in ~1 s): its start-up is not an
+    interval's cost."""
+    deadline = time.monotonic() + 30
+    while exporter._health is before and time.monotonic() < deadline:
+        gevent.sleep(0.05)  # reports arrive on the listener greenlet; nothing to wait on
+
+
+def _where(glet: Any) -> str:
+    """Where a greenlet of ours yielded: the innermost functions of ours on its stack, first."""
+    frame, names = glet.gr_frame, []
     while frame is not None:
         if (
             "locust_perfx" in frame.f_code.co_filename
@@ -348,7 +365,7 @@ def main() -> None:
         "direct_new_median_ms": median(result["direct"]["new_ms"]),
         "direct_baseline_median_ms": median(result["direct"]["baseline_ms"]),
         "locust_merge_median_ms": median(result["direct"]["locust_merge_ms"]),
-        "handoff_median_ms": median(result["direct"]["handoff_ms"]),
+        "direct_master_median_ms": median(result["direct"]["master_ms"]),
     }
     result["summary"] = summary
     json.dump(result, sys.stdout)

@@ -1,10 +1,11 @@
 """Part 4: a simulated 10-minute InfluxDB outage at 1,000 names, then recovery.
 
-A master exporter (real ``MasterRunner`` on 127.0.0.1, real worker reports) writes to a real
-VictoriaMetrics that is stopped. Its intervals are driven directly, 120 of them at a clock
-that moves 5 s each (10 minutes at the default interval), each write failing as it would.
-Then VictoriaMetrics comes back, ``close()`` delivers the queue, and the points are read
-back. Prints JSON on stdout.
+The export process's loop (``ExportLoop``), run here in-process so its memory can be read,
+gets what a master sends: a real ``MasterRunner`` on 127.0.0.1 merges real worker reports,
+a ``ChangeReader`` reads them, every message crosses ``pickle`` as over the pipe. The loop
+writes to a real VictoriaMetrics that is stopped: 120 intervals, their read times 5 s apart
+(10 minutes at the default interval), each write failing as it would. Then VictoriaMetrics
+comes back, ``Close`` delivers the queue, and the points are read back. Prints JSON on stdout.
 """
 
 # Locust monkey-patches the process at import: it must come before anything else.
@@ -13,6 +14,7 @@ import locust  # noqa: F401  # isort: skip
 import argparse
 import json
 import logging
+import pickle
 import sys
 import tempfile
 import time
@@ -25,18 +27,11 @@ from locust.event import Events
 
 from bench.common import free_port
 from bench.master import WORKERS, make_reports
-from locust_perfx.influx import DEFAULT_BUFFER_POINTS, InfluxConfig, MetricsExporter
+from locust_perfx.export_process import ExportLoop
+from locust_perfx.handoff import ChangeReader, Close, Setup
+from locust_perfx.influx import DEFAULT_BUFFER_POINTS, InfluxConfig, run_tags
+from locust_perfx.snapshot import Sample
 from tests.fixtures.tsdb import VictoriaMetrics
-
-
-class SteppedClock:
-    """Ten minutes ago, moved forward by the driver: timestamps of a real outage."""
-
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def main() -> None:
@@ -53,7 +48,7 @@ def main() -> None:
     vm.start()
     environment = Environment(events=Events())
     runner = environment.create_master_runner("127.0.0.1", free_port())
-    clock = SteppedClock(time.time() - args.minutes * 60 - 60)
+    now = time.time() - args.minutes * 60 - 60  # ten minutes ago: a real outage's times
     run_id = f"bench-outage-{args.names}"
     process = psutil.Process()
     result: dict[str, Any] = {"names": args.names, "intervals": intervals, "buffer": args.buffer}
@@ -63,38 +58,47 @@ def main() -> None:
             token="bench",
             org="perf",
             bucket="bench",
-            interval=3600,  # the greenlet never ticks: this driver runs the intervals
+            interval=args.interval,
             max_names=args.names + 10,
             buffer_points=args.buffer,
         )
-        exporter = MetricsExporter(config, run_id=run_id, clock=clock)
-        exporter.start(environment)
+        health: dict[str, Any] = {}
+
+        def report(reported: dict[str, object], done: bool) -> None:
+            health.update(reported)
+
+        loop = ExportLoop(Setup(config, run_tags(config, run_id, "", "")), report)
+        reader = ChangeReader()
+
+        def send(reset: bool = False) -> None:
+            sample = Sample(at=now, users=1000, workers=WORKERS)
+            for message in reader.read(environment.stats, sample, reset=reset):
+                loop.handle(pickle.loads(pickle.dumps(message, pickle.HIGHEST_PROTOCOL)))
+
+        send(reset=True)
         vm.stop()
         rss_before = process.memory_info().rss
         peak_queued = peak_rss = 0
         for i in range(intervals):
             data = reports[i % len(reports)]
             environment.events.worker_report.fire(client_id=f"w{i % WORKERS}", data=data)
-            clock.now += args.interval
-            exporter._collect()  # one interval, as the greenlet would run it
-            exporter._flush()  # and its write, refused: nothing listens
-            health = exporter.health()
-            peak_queued = max(peak_queued, int(health["points_queued"]))  # type: ignore[call-overload]
+            now += args.interval
+            send()  # one interval, and its write, refused (or skipped in backoff)
+            peak_queued = max(peak_queued, int(health["points_queued"]))
             peak_rss = max(peak_rss, process.memory_info().rss)
-        queued = exporter._buffer._points
+        queued = loop._sink._buffer._points
         buffer_bytes = sum(sys.getsizeof(point) for point in queued) + 8 * len(queued)
         result.update(
             peak_queued=peak_queued,
             buffer_mib=buffer_bytes / 2**20,
             bytes_per_point=buffer_bytes / max(len(queued), 1),
             rss_growth_mib=(peak_rss - rss_before) / 2**20,
-            writes_failed=exporter.health()["writes_failed"],
+            writes_failed=health["writes_failed"],
         )
         vm.start()
         started = time.monotonic()
-        exporter.close(deadline=120)
+        loop.handle(Close(deadline=120))
         result["delivery_s"] = time.monotonic() - started
-        health = exporter.health()
         result.update(
             points_written=health["points_written"],
             points_dropped=health["points_dropped"],

@@ -1,39 +1,29 @@
-"""Stream interval aggregates of the master's stats to InfluxDB 2 (or its v2-compatible API).
+"""The InfluxDB side of the export: line protocol, layouts, and a bounded, retrying sink.
 
-The only module that imports ``influxdb_client``. One background greenlet takes an interval
-each ``interval`` seconds (a diff of the cumulative stats, which on a master hold the merged
-worker reports: ``IntervalTracker``), turns it into points with a layout (``perfx`` or
-``jmeter``), queues them in a bounded buffer and sends the buffer with one SYNCHRONOUS write
-per interval. The greenlet yields to the gevent loop
-every ``SLICE_SECONDS`` of work rather than running a whole interval's work at once. The
-batching ``WriteApi`` is never used: its close waits up to minutes when the database is down. An
-outage degrades the export (retry with backoff, drop the oldest points when full, report it
-in ``health()``); it never slows or stops the load test.
+The only module that imports ``influxdb_client``. It runs in the export process
+(``export_process``): each interval the master hands over what changed, the process turns it
+into an ``Interval`` (``snapshot.IntervalTracker``), a layout (``perfx`` or ``jmeter``) turns
+that into points, and ``InfluxSink`` queues them in a bounded buffer and sends the buffer
+with one SYNCHRONOUS write per interval.
 
->>> exporter = MetricsExporter(
-...     InfluxConfig("http://localhost:8086", token="t", org="perf", bucket="locust"),
-...     run_id="run_1",
-... )
->>> exporter.health()["points_written"]
-0
+>>> layout = PerfxLayout({"run_id": "run_1"})
+>>> layout.event_point("start", "run run_1 started", 1_700_000_000_000)
+'locust_events,kind=start,run_id=run_1 text="run run_1 started" 1700000000000'
 """
 
 from __future__ import annotations
 
-import enum
 import itertools
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
 import gevent
-import gevent.event
-import gevent.lock
 import urllib3.exceptions
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -47,9 +37,7 @@ from locust_perfx.snapshot import (
     EntryDelta,
     ErrorDelta,
     Interval,
-    IntervalTracker,
-    Pause,
-    paced,
+    Sample,
 )
 
 logger = logging.getLogger(__name__)
@@ -73,9 +61,6 @@ MAX_CACHED_ERRORS = 10_000
 BATCH_POINTS = 5_000
 """Points per HTTP request when the queue is long (after an outage)."""
 
-SLICE_SECONDS = 0.002
-"""Longest stretch of export work between two yields to the gevent loop: the export may
-delay a user's next request by about this much, never by a whole interval's work."""
 
 LAYOUTS = ("perfx", "jmeter")
 
@@ -175,8 +160,7 @@ def parse_tags(text: str) -> dict[str, str]:
 
 
 # Line protocol, written here rather than with influxdb_client.Point: Point took ~55 ms per
-# 1,000 points, time the gevent loop (and so the load) would stall each interval. A test
-# checks both encoders give the same line.
+# 1,000 points, a cost paid every interval. A test checks both encoders give the same line.
 _ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"})
 _ESCAPE_KEY = str.maketrans(
     {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\r": r"\r", "\t": r"\t"}
@@ -227,21 +211,11 @@ def _field_value(value: FieldValue) -> str:
     raise TypeError(f"unsupported field value {value!r}")
 
 
-@dataclass(frozen=True)
-class Sample:
-    """Runner facts read at snapshot time, next to the stats interval."""
-
-    users: int
-    workers: int
-
-
 class Layout(Protocol):
     """Turns intervals and events into line-protocol points for one schema."""
 
-    def interval_points(
-        self, interval: Interval, sample: Sample, ms: int, pause: Pause | None = None
-    ) -> list[str]:
-        """Points of one interval; ``pause`` runs every ``PAUSE_EVERY`` names."""
+    def interval_points(self, interval: Interval, sample: Sample, ms: int) -> list[str]:
+        """Points of one interval."""
         ...
 
     def event_point(self, kind: str, text: str, ms: int) -> str: ...
@@ -311,13 +285,11 @@ class PerfxLayout:
             self._request_series[key] = found
         return found
 
-    def interval_points(
-        self, interval: Interval, sample: Sample, ms: int, pause: Pause | None = None
-    ) -> list[str]:
+    def interval_points(self, interval: Interval, sample: Sample, ms: int) -> list[str]:
         seconds = interval.duration or math.inf
         points = []
         series_of = self._series_of
-        for delta in paced(interval.entries, pause):
+        for delta in interval.entries:
             series = series_of(delta.name, delta.method)
             points.append(f"{series} {_request_fields(delta, seconds)} {ms}")
         total = interval.total
@@ -331,7 +303,7 @@ class PerfxLayout:
             **_timing_fields(total),
         }
         points.append(line("locust_totals", self._tags, totals, ms))
-        for error in paced(interval.errors, pause):
+        for error in interval.errors:
             head, tail = self._error_line_of(error)
             points.append(f"{head}{error.occurrences}{tail}{ms}")
         return points
@@ -375,11 +347,9 @@ class JMeterLayout:
     def __init__(self, tags: Mapping[str, str], run_id: str) -> None:
         self._tags = {**tags, "application": run_id}
 
-    def interval_points(
-        self, interval: Interval, sample: Sample, ms: int, pause: Pause | None = None
-    ) -> list[str]:
+    def interval_points(self, interval: Interval, sample: Sample, ms: int) -> list[str]:
         points = []
-        for delta in paced(interval.entries, pause):
+        for delta in interval.entries:
             transaction = {**self._tags, "transaction": delta.name, "method": delta.method}
             hit = delta.requests
             rows = (
@@ -403,7 +373,7 @@ class JMeterLayout:
         points.append(line("jmeter", tags, cumulated, ms))
         users = {"minAT": sample.users, "maxAT": sample.users, "meanAT": sample.users}
         points.append(line("jmeter", {**self._tags, "transaction": "internal"}, users, ms))
-        for error in paced(interval.errors, pause):
+        for error in interval.errors:
             tags = {
                 **self._tags,
                 "transaction": error.name,
@@ -470,14 +440,7 @@ class _PointBuffer:
             self._points.popleft()
 
 
-class _State(enum.Enum):
-    # close() can run twice (test_stop and quitting both fire); start() again after a close.
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
-class _Stamper:
+class Stamper:
     """Strictly increasing millisecond timestamps: no two points of a series share one."""
 
     def __init__(self) -> None:
@@ -488,52 +451,43 @@ class _Stamper:
         return self._last
 
 
-# Not gevent.Timeout: close() bounds its flush with one, and catching it would defeat that.
+def run_tags(config: InfluxConfig, run_id: str, endpoint: str, environment: str) -> dict[str, str]:
+    """The tags on every point of a run: the user's, then the run's own."""
+    return {**config.tags, "run_id": run_id, "endpoint": endpoint, "environment": environment}
+
+
+def make_layout(config: InfluxConfig, tags: Mapping[str, str]) -> Layout:
+    """The layout ``config`` names, with ``tags`` (``run_tags``) on every point."""
+    if config.layout == "jmeter":
+        return JMeterLayout(tags, tags["run_id"])
+    return PerfxLayout(tags)
+
+
+# Not gevent.Timeout: drain() bounds its flush with one, and catching it would defeat that.
 _TRANSIENT = (urllib3.exceptions.HTTPError, OSError)
 
 
-class MetricsExporter:
-    """Writes the master's (or local runner's) stats to InfluxDB every interval.
+class InfluxSink:
+    """The bounded queue of points and its writes to InfluxDB, with retry and backoff.
 
-    Create it on the master or local runner only; it opens no connection until ``check()``
-    or ``start()``. Interval counts of each request name add up exactly to Locust's totals,
-    provided ``close()`` runs after the last worker reports arrived.
+    Synchronous, one SYNCHRONOUS write per ``flush()``: the export process calls it between
+    two messages from the master. The batching ``WriteApi`` is never used: its close waits up
+    to minutes when the database is down. An outage degrades the export (backoff, the oldest
+    points dropped when full, counted in ``health()``); it never raises.
 
-    >>> config = InfluxConfig("http://localhost:8086", token="t", org="o", bucket="b")
-    >>> MetricsExporter(config, run_id="run_1").health()["state"]
-    'new'
+    >>> sink = InfluxSink(InfluxConfig("http://localhost:8086", bucket="b"), {"run_id": "r"})
+    >>> sink.queue(["m,run_id=r f=1i 1"])
+    >>> sink.health()["points_queued"]
+    1
     """
 
-    def __init__(
-        self,
-        config: InfluxConfig,
-        *,
-        run_id: str,
-        endpoint: str = "",
-        environment: str = "",
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, config: InfluxConfig, tags: Mapping[str, str]) -> None:
         self._config = config
-        tags = {**config.tags, "run_id": run_id, "endpoint": endpoint, "environment": environment}
-        self._layout: Layout = (
-            JMeterLayout(tags, run_id) if config.layout == "jmeter" else PerfxLayout(tags)
-        )
-        self._check_tags = tags
-        self._clock = clock
-        self._stamp = _Stamper()
-        self._tracker = IntervalTracker(max_names=config.max_names, clock=clock)
-        # One interval at a time: start() on a new test may collect while the greenlet is
-        # paused in the middle of its own collect.
-        self._collecting = gevent.lock.Semaphore()
-        self._slice_started = 0.0
+        self._tags = dict(tags)
         self._buffer = _PointBuffer(config.buffer_points)
         # influxdb_client is only partly typed: its client and write API stay Any here.
         self._client: Any = None
         self._write_api: Any = None
-        self._greenlet: gevent.Greenlet | None = None
-        self._stopping = gevent.event.Event()
-        self._environment: Any = None
-        self._state = _State.NEW
         self._retry_at = 0.0
         self._backoff = 0.0
         self._warned_full = False
@@ -546,8 +500,7 @@ class MetricsExporter:
 
     def check(self) -> None:
         """Write one point to prove URL, token, org and bucket; ``ExportError`` if refused."""
-        ms = self._stamp(self._clock())
-        point = line(CHECK_MEASUREMENT, self._check_tags, {"ok": 1}, ms)
+        point = line(CHECK_MEASUREMENT, self._tags, {"ok": 1}, int(time.time() * 1000))
         try:
             self._write([point])
         except ApiException as error:
@@ -558,100 +511,8 @@ class MetricsExporter:
                 "check --influxdb-url and that the server is running"
             ) from None
 
-    def start(self, environment: Any) -> None:
-        """Baseline ``environment.stats`` and export from now on (again after a new test)."""
-        if self._state is _State.RUNNING:
-            # A new test in the same process: count what the last one still reported.
-            self._collect()
-        self._environment = environment
-        self._tracker.reset(environment.stats)
-        if self._greenlet is None or self._greenlet.dead:
-            self._stopping.clear()
-            self._greenlet = gevent.spawn(self._run)
-        self._state = _State.RUNNING
-
-    def event(self, kind: str, text: str) -> None:
-        """Queue a ``start``/``complete``/``fail`` annotation; sent with the next write."""
-        if kind not in _EVENT_KINDS:
-            raise ValueError(f"event kind: expected one of {_EVENT_KINDS}, got {kind!r}")
-        self._queue([self._layout.event_point(kind, text, self._stamp(self._clock()))])
-
-    def close(self, deadline: float = 10.0) -> None:
-        """Take the final interval, send what is queued within ``deadline`` seconds, stop.
-
-        Call it after the last worker reports arrived (``quitting``), so the final interval
-        holds them. Returns within ``deadline`` even if InfluxDB hangs; unsent points are
-        logged and counted in ``health()["points_queued"]``.
-        """
-        if self._state is _State.CLOSED:
-            return
-        ends = time.monotonic() + deadline
-        if self._greenlet is not None:
-            # Let a write in flight finish: killing it after InfluxDB stored the points would
-            # send them twice. Kill only if the deadline runs out first.
-            self._stopping.set()
-            self._greenlet.join(timeout=deadline)
-            self._greenlet.kill()
-            self._greenlet = None
-        if self._state is _State.RUNNING:
-            self._collect()
-        self._state = _State.CLOSED
-        with gevent.Timeout(max(ends - time.monotonic(), 0.0), False):
-            while len(self._buffer) and not self._flush():
-                gevent.sleep(min(self._config.interval, 0.5))
-        if len(self._buffer):
-            logger.warning(
-                "InfluxDB export: %d points not sent before the %.0f s deadline (%s)",
-                len(self._buffer),
-                deadline,
-                self._last_error,
-            )
-        if self._client is not None:
-            self._client.close()
-            self._client = self._write_api = None
-
-    def health(self) -> dict[str, object]:
-        """Export counters as plain values, for logs, the web UI and the run summary."""
-        return {
-            "state": self._state.value,
-            "points_written": self._points_written,
-            "points_queued": len(self._buffer),
-            "points_dropped": self._buffer.dropped,
-            "points_rejected": self._points_rejected,
-            "writes_failed": self._writes_failed,
-            "writes_retried": self._writes_retried,
-            "last_error": self._last_error,
-            "last_success": self._last_success,
-        }
-
-    def _run(self) -> None:
-        next_tick = time.monotonic() + self._config.interval
-        while not self._stopping.wait(max(next_tick - time.monotonic(), 0.0)):
-            next_tick = max(next_tick + self._config.interval, time.monotonic())
-            self._collect()
-            if time.monotonic() >= self._retry_at:
-                gevent.sleep(0)  # the write starts a slice of its own
-                self._flush()
-
-    def _collect(self) -> None:
-        with self._collecting:
-            self._slice_started = time.perf_counter()
-            interval = self._tracker.take(self._environment.stats, self._pause)
-            runner = self._environment.runner
-            sample = Sample(
-                users=runner.user_count if runner else 0,
-                workers=getattr(runner, "worker_count", 0),
-            )
-            ms = self._stamp(interval.ended_at)
-            self._queue(self._layout.interval_points(interval, sample, ms, self._pause))
-
-    def _pause(self) -> None:
-        """Yield to the gevent loop once this slice of work has lasted ``SLICE_SECONDS``."""
-        if time.perf_counter() - self._slice_started >= SLICE_SECONDS:
-            gevent.sleep(0)
-            self._slice_started = time.perf_counter()
-
-    def _queue(self, points: list[str]) -> None:
+    def queue(self, points: Sequence[str]) -> None:
+        """Add ``points``; when full, drop the oldest (warned once, counted)."""
         if self._buffer.extend(points) and not self._warned_full:
             self._warned_full = True
             logger.warning(
@@ -661,7 +522,11 @@ class MetricsExporter:
                 self._config.url,
             )
 
-    def _flush(self) -> bool:
+    def due(self) -> bool:
+        """False while backing off after a failed write."""
+        return time.monotonic() >= self._retry_at
+
+    def flush(self) -> bool:
         """Send the queue in batches; False (and a backoff) on the first transient failure."""
         while len(self._buffer):
             seq, batch = self._buffer.head(BATCH_POINTS)
@@ -683,11 +548,45 @@ class MetricsExporter:
             self._buffer.discard_through(seq)
             self._points_written += len(batch)
             self._writes_retried += retrying
-            self._last_success = self._clock()
+            self._last_success = time.time()
             if retrying:
                 logger.info("InfluxDB export recovered; %d points queued", len(self._buffer))
             self._backoff = 0.0
         return True
+
+    def drain(self, deadline: float) -> None:
+        """Send what is queued within ``deadline`` seconds, even if InfluxDB hangs; then
+        close the connection. Points left unsent are logged and stay in ``health()``."""
+        with gevent.Timeout(deadline, False):
+            while len(self._buffer) and not self.flush():
+                gevent.sleep(min(self._config.interval, 0.5))
+        if len(self._buffer):
+            logger.warning(
+                "InfluxDB export: %d points not sent before the %.0f s deadline (%s)",
+                len(self._buffer),
+                deadline,
+                self._last_error,
+            )
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; a later write opens a new one."""
+        if self._client is not None:
+            self._client.close()
+            self._client = self._write_api = None
+
+    def health(self) -> dict[str, object]:
+        """Export counters as plain values, for logs, the web UI and the run summary."""
+        return {
+            "points_written": self._points_written,
+            "points_queued": len(self._buffer),
+            "points_dropped": self._buffer.dropped,
+            "points_rejected": self._points_rejected,
+            "writes_failed": self._writes_failed,
+            "writes_retried": self._writes_retried,
+            "last_error": self._last_error,
+            "last_success": self._last_success,
+        }
 
     def _failed(self, reason: str) -> None:
         if not self._backoff:

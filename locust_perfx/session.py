@@ -29,7 +29,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
-from locust_perfx.influx import MetricsExporter
+from locust_perfx.export_process import MetricsExporter
 from locust_perfx.lifecycle import (
     TICK,
     Outcome,

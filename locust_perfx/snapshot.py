@@ -4,12 +4,12 @@ Pure: no I/O, no clocks except the one passed in. ``IntervalTracker`` diffs the 
 ``RequestStats`` of a local runner or of a master (where Locust has already merged the
 workers' reports), touching only the names whose counts moved.
 
-A snapshot of 1,000 changing names must cost the master little, so the per-bucket work runs
-in C: each name keeps its histogram's buckets (slowest first), an ``itemgetter`` over them
-and their counts at the previous snapshot; the interval's running counts are then one
+The export process runs it on a mirror of the master's stats (``handoff.StatsMirror``); the
+per-bucket work still runs in C, since it is paid for every changed name every interval: each
+name keeps its histogram's buckets (slowest first), an ``itemgetter`` over them and their
+counts at the previous snapshot; the interval's running counts are then one
 ``accumulate(map(sub, now, before))``, and each percentile one ``bisect``. Percentiles come
-from the interval's own histogram, never from averaging. ``take`` calls ``pause`` every
-``PAUSE_EVERY`` names, so a caller under gevent can yield in between.
+from the interval's own histogram, never from averaging.
 
 >>> from locust.stats import RequestStats
 >>> stats = RequestStats()
@@ -26,12 +26,12 @@ import hashlib
 import logging
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate, repeat
 from operator import itemgetter, sub
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from locust.stats import (
     RequestStats,
@@ -49,27 +49,10 @@ DEFAULT_MAX_NAMES = 500
 
 OTHER_NAME = "__other__"
 
-PAUSE_EVERY = 10
-"""Names handled between two calls of ``take()``'s ``pause`` callable: a name seen for the
-first time costs ~0.2 ms on a slow core, so 10 of them stay within a few ms."""
-
-Pause = Callable[[], None]
-T = TypeVar("T")
 Timings = tuple[int | None, int | None, tuple[int, ...]]
 """``(min_ms, max_ms, percentiles)``: percentiles follow ``PERCENTILES``, empty if untimed."""
 
 _UNTIMED: Timings = (None, None, ())
-
-
-def paced(items: Iterable[T], pause: Pause | None) -> Iterator[T]:
-    """``items``, with a call of ``pause`` after every ``PAUSE_EVERY`` of them."""
-    if pause is None:
-        yield from items
-        return
-    for done, item in enumerate(items, 1):
-        if not done % PAUSE_EVERY:
-            pause()
-        yield item
 
 
 def error_id(method: str, name: str, message: str) -> str:
@@ -133,6 +116,14 @@ def histogram_timings(histogram: Mapping[int, int]) -> Timings:
     """``timings`` of a plain ``{response_time: count}`` histogram, as Locust keeps them."""
     buckets = sorted(histogram, reverse=True)
     return timings(buckets, list(accumulate(map(histogram.__getitem__, buckets))))
+
+
+class Sample(NamedTuple):
+    """When the stats were read, and the runner's facts at that moment."""
+
+    at: float
+    users: int
+    workers: int
 
 
 class ErrorDelta(NamedTuple):
@@ -340,12 +331,8 @@ class IntervalTracker:
         self._entries, self._total, self._errors = {}, _Baseline(), {}
         self.take(stats)
 
-    def take(self, stats: RequestStats, pause: Pause | None = None) -> Interval:
-        """The deltas since the previous ``take()`` or ``reset()``; moves the baseline.
-
-        ``pause`` runs every ``PAUSE_EVERY`` entries; requests logged meanwhile land in this
-        interval or the next, never in both (each entry is read whole, without a pause).
-        """
+    def take(self, stats: RequestStats) -> Interval:
+        """The deltas since the previous ``take()`` or ``reset()``; moves the baseline."""
         started, now = self._last, self._clock()
         self._last = now
         if self._total.was_reset_by(stats.total):
@@ -357,8 +344,7 @@ class IntervalTracker:
         entries: list[EntryDelta] = []
         folded: dict[str, _Folded] = {}
         baselines, fold, kept = self._entries, self._fold, self._fold.kept
-        # A copy: a pause lets users add new names to the dict while we walk it.
-        for key, entry in paced(list(stats.entries.items()), pause):
+        for key, entry in stats.entries.items():
             base = baselines.get(key)
             if base is None:
                 base = baselines[key] = _Baseline()

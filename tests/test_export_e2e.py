@@ -145,3 +145,26 @@ def test_a_rejected_token_stops_the_run_before_any_load(
     )
     assert "tsdb-token" not in output
     assert target.total == 0
+
+
+def test_ctrl_c_in_a_terminal_still_exports_the_final_interval(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    """A terminal sends SIGINT to Locust and to the export process it started: the export
+    process must outlive it and send what Locust counted last."""
+    run_id = platform_server.create_run(None, target.url)
+    proc = locust_runner.start(
+        *headless(run_id, platform_server.url, "-u 2 -t 60s"),
+        *influx_args(victoria_metrics),
+        locustfile=BEHAVIOURS,
+    )
+    wait_until(
+        lambda: requests_per_name(victoria_metrics, run_id), message="a first interval arrives"
+    )
+    proc.ctrl_c()
+    assert proc.wait(30) != 0
+    arrived(victoria_metrics, run_id, target)
+    assert event_kinds(victoria_metrics, run_id) == ["fail", "start"]

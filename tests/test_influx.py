@@ -5,12 +5,18 @@ import locust  # noqa: F401  # isort: skip
 
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gevent
+import psutil
 import pytest
 from gevent.pywsgi import WSGIServer
 from influxdb_client import Point, WritePrecision
@@ -19,18 +25,17 @@ from locust.event import Events
 from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
 from locust_perfx.exceptions import ConfigError, ExportError
+from locust_perfx.export_process import MetricsExporter
 from locust_perfx.influx import (
     CHECK_MEASUREMENT,
     DEFAULT_BUFFER_POINTS,
     InfluxConfig,
     JMeterLayout,
-    MetricsExporter,
     PerfxLayout,
-    Sample,
     line,
     parse_tags,
 )
-from locust_perfx.snapshot import PERCENTILES, IntervalTracker
+from locust_perfx.snapshot import PERCENTILES, IntervalTracker, Sample
 from tests.fixtures.tsdb import VictoriaMetrics, free_port
 from tests.fixtures.waiting import wait_until
 
@@ -282,7 +287,7 @@ def test_jmeter_error_rows_keep_the_message() -> None:
     stats.log_request("GET", "/home", 20, 0)
     stats.log_error("GET", "/home", "HTTP 500: Server Error")
     points = JMeterLayout({"run_id": "r"}, "r").interval_points(
-        tracker.take(stats), Sample(users=3, workers=0), 1
+        tracker.take(stats), Sample(at=0.0, users=3, workers=0), 1
     )
 
     assert any("responseMessage=HTTP\\ 500:\\ Server\\ Error" in p for p in points)
@@ -440,6 +445,7 @@ def test_close_returns_within_its_deadline_when_the_database_is_down(
     exporter = MetricsExporter(config(url, timeout=5.0), run_id="r")
     exporter.start(environment)
     environment.stats.log_request("GET", "/", 5, 0)
+    wait_until(lambda: exporter.health()["points_queued"], 5, INTERVAL, "points wait to be sent")
 
     started = time.monotonic()
     exporter.close(deadline=0.5)
@@ -480,7 +486,7 @@ def test_request_and_error_points_are_the_lines_line_makes_from_the_documented_f
     interval = IntervalTracker(clock=lambda: next(clock)).take(stats)
     tags = {"run_id": "r", "team": "t"}
 
-    points = PerfxLayout(tags).interval_points(interval, Sample(users=1, workers=0), 7)
+    points = PerfxLayout(tags).interval_points(interval, Sample(at=0.0, users=1, workers=0), 7)
 
     for delta, point in zip(interval.entries, points, strict=False):
         fields: dict[str, int | float | str] = {
@@ -557,3 +563,83 @@ def test_a_master_exports_the_sum_of_worker_reports_including_late_ones(
     assert summed(rows, "locust_errors_occurrences") == 18
     for row in rows:
         assert len(row["timestamps"]) == len(set(row["timestamps"])), row["metric"]
+
+
+def test_an_export_process_that_dies_is_reported_and_the_test_goes_on(
+    victoria_metrics: VictoriaMetrics, environment: Environment, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = MetricsExporter(config(victoria_metrics.url), run_id="run-crash")
+    exporter.start(environment)
+    wait_until(lambda: exporter.health()["points_written"], 10, INTERVAL, "a first write")
+    assert exporter._process is not None  # reached into: the one way to find its pid
+
+    with caplog.at_level(logging.ERROR, logger="locust_perfx.export_process"):
+        os.kill(exporter._process.pid, signal.SIGKILL)
+        wait_until(
+            lambda: "exited with code -9" in str(exporter.health()["last_error"]),
+            10,
+            INTERVAL,
+            "the exit is reported",
+        )
+        environment.stats.log_request("GET", "/", 5, 0)
+        run_intervals(exporter, 2, lambda i: None)  # reading and sending go on harmlessly
+        started = time.monotonic()
+        exporter.close()
+
+    assert time.monotonic() - started < 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "InfluxDB export stopped: its process exited with code -9 (see above); "
+        "the test goes on without live metrics"
+    ]
+
+
+ORPHANED = """
+import locust, os, sys, gevent
+from locust.env import Environment
+from locust.event import Events
+from locust_perfx.export_process import MetricsExporter
+from locust_perfx.influx import InfluxConfig
+
+environment = Environment(events=Events())
+environment.create_local_runner()
+config = InfluxConfig(sys.argv[1], token="t", org="perf", bucket="locust", interval=0.05)
+exporter = MetricsExporter(config, run_id="run-orphan")
+exporter.start(environment)
+environment.stats.log_request("GET", "/", 5, 0)
+while not exporter.health()["writes_failed"]:
+    gevent.sleep(0.05)
+print(exporter._process.pid, flush=True)
+os._exit(3)  # dies without closing anything, as after kill -9
+"""
+
+
+def test_an_orphaned_export_process_delivers_its_queue_and_exits(
+    victoria_metrics: VictoriaMetrics, tmp_path: Path
+) -> None:
+    victoria_metrics.stop()  # the points of the dying master wait in the export process
+    errors = tmp_path / "stderr"
+    with errors.open("w") as stderr:  # a file: the export process inherits it and lives on
+        master = subprocess.run(
+            [sys.executable, "-c", ORPHANED, victoria_metrics.url],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert master.returncode == 3, errors.read_text()
+    export_pid = int(master.stdout)
+    victoria_metrics.start()
+
+    def gone() -> bool:
+        try:
+            return psutil.Process(export_pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_until(gone, 15, INTERVAL, "the orphaned export process exits")
+    series(
+        victoria_metrics,
+        "run-orphan",
+        lambda rows: summed(rows, "locust_requests_requests", name="/") == 1,
+    )

@@ -37,6 +37,8 @@ def test_readme_renders_without_errors() -> None:
 @pytest.mark.parametrize(
     "module",
     [
+        "locust_perfx.export_process",
+        "locust_perfx.handoff",
         "locust_perfx.influx",
         "locust_perfx.schema",
         "locust_perfx.snapshot",

@@ -19,12 +19,14 @@ from locust.stats import (
     setup_distributed_stats_event_listeners,
 )
 
+from locust_perfx.handoff import ChangeReader, StatsMirror
 from locust_perfx.snapshot import (
     OTHER_NAME,
     PERCENTILES,
     EntryDelta,
     Interval,
     IntervalTracker,
+    Sample,
     histogram_timings,
     summarize,
 )
@@ -268,6 +270,24 @@ class Cluster:
         self.master_events.worker_report.fire(client_id=f"w{worker}", data=data)
 
 
+class Handed:
+    """A master's export as it runs: its stats read by a ``ChangeReader`` in the master,
+    mirrored in the export process, diffed there. Counts the reader's pauses."""
+
+    def __init__(self, max_names: int = 500) -> None:
+        self.reader, self.mirror = ChangeReader(), StatsMirror()
+        self.tracker = IntervalTracker(max_names=max_names)
+        self.pauses = 0
+
+    def take(self, stats: RequestStats) -> Interval:
+        for message in self.reader.read(stats, Sample(0.0, 0, 0), pause=self._pause):
+            self.mirror.apply(message)
+        return self.tracker.take(self.mirror.stats)
+
+    def _pause(self) -> None:
+        self.pauses += 1
+
+
 report_requests = st.lists(
     st.tuples(
         st.integers(0, 2),  # worker
@@ -286,11 +306,10 @@ report_requests = st.lists(
 def test_a_masters_intervals_add_up_to_its_totals_with_exact_percentiles(
     intervals: list[list[tuple[int, str, str, int, bool, bool]]],
 ) -> None:
-    tracker = IntervalTracker()
+    tracker = Handed()
     cluster = Cluster(3)
     summed: dict[tuple[str, str], int] = {}
     failures = errors = total = 0
-    pauses: list[int] = []
     unreported: dict[int, list[tuple[str, str, int, bool]]] = {0: [], 1: [], 2: []}
     for requests in intervals:
         reported: list[tuple[str, str, int, bool]] = []
@@ -304,7 +323,7 @@ def test_a_masters_intervals_add_up_to_its_totals_with_exact_percentiles(
                 cluster.report(worker)
                 reported += unreported[worker]
                 unreported[worker] = []
-        interval = tracker.take(cluster.master, pause=lambda: pauses.append(1))
+        interval = tracker.take(cluster.master)
         # Requests not reported yet belong to a later interval, as on a real master.
         for key, delta in by_name(interval).items():
             summed[key] = summed.get(key, 0) + delta.requests
@@ -335,16 +354,15 @@ def test_a_masters_intervals_add_up_to_its_totals_with_exact_percentiles(
 
 
 def test_a_master_folds_names_past_max_names_and_pauses_between_slices() -> None:
-    tracker = IntervalTracker(max_names=2)
+    tracker = Handed(max_names=2)
     cluster = Cluster(1)
     stats = cluster.workers[0][1]
     for i in range(120):
         stats.log_request("GET", f"/n{i}", 10 + i, 0)
     stats.log_error("GET", "/n99", "boom")
     cluster.report(0)
-    pauses: list[int] = []
 
-    interval = tracker.take(cluster.master, pause=lambda: pauses.append(1))
+    interval = tracker.take(cluster.master)
 
     other = by_name(interval)[(OTHER_NAME, "GET")]
     assert sorted(by_name(interval)) == [("/n0", "GET"), ("/n1", "GET"), (OTHER_NAME, "GET")]
@@ -353,7 +371,7 @@ def test_a_master_folds_names_past_max_names_and_pauses_between_slices() -> None
         p: oracle_percentile(list(range(12, 130)), p) for p in PERCENTILES
     }
     assert [(e.name, e.occurrences) for e in interval.errors] == [(OTHER_NAME, 1)]
-    assert pauses  # 120 entries: at least one pause
+    assert tracker.pauses  # 120 entries: at least one pause
     assert tracker.take(cluster.master).entries == ()  # each report lands in one interval
 
 

@@ -1,0 +1,215 @@
+"""What crosses from the master to the export process: the stats that changed, and a mirror.
+
+The master's gevent loop runs the load test's bookkeeping; the export's real work (interval
+histograms, percentiles, line protocol, writes) must not take turns with it. So each
+interval the master only reads which entries moved and copies them whole (counters and
+histogram, a C-level dict copy): ``ChangeReader``. The export process applies those copies to
+a ``StatsMirror``, a ``RequestStats`` that holds what the master's held at that moment, and
+diffs it like the real one (``snapshot.IntervalTracker``). Copies are cumulative, so a
+message that arrives late carries everything before it: nothing is summed twice or lost.
+
+>>> from locust.stats import RequestStats
+>>> from locust_perfx.snapshot import Sample
+
+if TYPE_CHECKING:
+    from locust_perfx.influx import InfluxConfig
+>>> stats, mirror, reader = RequestStats(), StatsMirror(), ChangeReader()
+>>> stats.log_request("GET", "/", 120, 512)
+>>> for message in reader.read(stats, Sample(at=1.0, users=1, workers=0)):
+...     mirror.apply(message)
+>>> mirror.stats.entries["/", "GET"].response_times
+{120: 1}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+
+from locust.stats import RequestStats, StatsEntry, StatsError
+
+from locust_perfx.snapshot import Sample
+
+if TYPE_CHECKING:
+    from locust_perfx.influx import InfluxConfig
+
+CHUNK_ENTRIES = 100
+"""Entries per ``Entries`` message: each is serialized in one go, so this bounds how long the
+master's loop is held by one (~0.2 ms per 100 names of ~90 buckets)."""
+
+PAUSE_EVERY = 10
+"""Entries read between two calls of ``read()``'s ``pause``."""
+
+Pause = Callable[[], None]
+T = TypeVar("T")
+
+EntryState = tuple[str, str, float, int, int, int, int, int, dict[int, int]]
+"""One ``StatsEntry`` copied: name, method, start_time, num_requests, num_none_requests,
+num_failures, total_response_time (typed ``int`` as Locust types it; a float in practice),
+total_content_length, response_times."""
+
+ErrorState = tuple[str, str, str, str, int]
+"""One ``StatsError``: its key, method, name, parsed message and occurrences."""
+
+
+class Clear(NamedTuple):
+    """Forget every entry and error: the master's stats were reset or cleared."""
+
+
+class Entries(NamedTuple):
+    """Entries that changed since the previous read."""
+
+    states: list[EntryState]
+
+
+class Take(NamedTuple):
+    """The end of one read: the total, changed errors, and what to do with the mirror now
+    (``reset``: make it the baseline of a new test; otherwise: take an interval)."""
+
+    sample: Sample
+    total: EntryState
+    errors: list[ErrorState]
+    reset: bool
+
+
+class Setup(NamedTuple):
+    """The first message: where to export, and the tags of every point."""
+
+    config: InfluxConfig
+    tags: dict[str, str]
+
+
+class Event(NamedTuple):
+    """A ``start``/``complete``/``fail`` annotation, sent with the next write."""
+
+    kind: str
+    text: str
+    at: float
+
+
+class Close(NamedTuple):
+    """The last message: send what is queued within ``deadline`` seconds, then exit."""
+
+    deadline: float
+
+
+Message = Clear | Entries | Take
+
+
+def paced(items: Iterable[T], pause: Pause | None) -> Iterator[T]:
+    """``items``, with a call of ``pause`` after every ``PAUSE_EVERY`` of them."""
+    if pause is None:
+        yield from items
+        return
+    for done, item in enumerate(items, 1):
+        if not done % PAUSE_EVERY:
+            pause()
+        yield item
+
+
+def _state(entry: StatsEntry) -> EntryState:
+    return (
+        entry.name,
+        entry.method or "",
+        entry.start_time,
+        entry.num_requests,
+        entry.num_none_requests,
+        entry.num_failures,
+        entry.total_response_time,
+        entry.total_content_length,
+        dict(entry.response_times),
+    )
+
+
+class ChangeReader:
+    """The master's side: reads what changed in ``RequestStats`` since its previous read.
+
+    An entry changed when its requests, failures or start time did (a merged worker report
+    or a reset moves one of them). If an entry or error it sent is gone (``clear_all``,
+    ``reset_all``), it starts over with ``Clear`` and sends everything again.
+    """
+
+    def __init__(self) -> None:
+        self._sent: dict[tuple[str, str], tuple[int, int, float]] = {}
+        self._errors: dict[str, int] = {}
+        self._messages: dict[str, str] = {}  # parsed once per error: a regex, and errors repeat
+
+    def read(
+        self,
+        stats: RequestStats,
+        sample: Sample,
+        *,
+        reset: bool = False,
+        pause: Pause | None = None,
+    ) -> Iterator[Message]:
+        """The messages that bring a mirror to ``stats`` as of now, ending with ``Take``.
+
+        ``pause`` runs every ``PAUSE_EVERY`` entries; requests logged meanwhile land in this
+        read or the next, never in both (each entry is copied whole, without a pause).
+        """
+        sent, errors = self._sent, self._errors
+        if reset or not (
+            sent.keys() <= stats.entries.keys() and errors.keys() <= stats.errors.keys()
+        ):
+            sent.clear()
+            errors.clear()
+            yield Clear()
+        chunk: list[EntryState] = []
+        for key, entry in paced(list(stats.entries.items()), pause):
+            mark = entry.num_requests, entry.num_failures, entry.start_time
+            if sent.get(key) != mark:
+                sent[key] = mark
+                chunk.append(_state(entry))
+                if len(chunk) == CHUNK_ENTRIES:
+                    yield Entries(chunk)
+                    chunk = []
+        if chunk:
+            yield Entries(chunk)
+        yield Take(sample, _state(stats.total), self._changed_errors(stats), reset)
+
+    def _changed_errors(self, stats: RequestStats) -> list[ErrorState]:
+        changed = []
+        for key, error in list(stats.errors.items()):
+            if self._errors.get(key) != error.occurrences:
+                self._errors[key] = error.occurrences
+                message = self._messages.get(key)
+                if message is None:
+                    message = self._messages[key] = StatsError.parse_error(error.error)
+                changed.append((key, error.method or "", error.name, message, error.occurrences))
+        return changed
+
+
+class StatsMirror:
+    """The export process's side: a ``RequestStats`` kept equal to the master's as last read.
+
+    Holds only what ``IntervalTracker`` reads: per entry the counters, start time and
+    response-time histogram; the total; each error's parsed message and occurrences.
+    """
+
+    def __init__(self) -> None:
+        self.stats = RequestStats()
+
+    def apply(self, message: Message) -> None:
+        if isinstance(message, Clear):
+            self.stats = RequestStats()
+        elif isinstance(message, Entries):
+            for state in message.states:
+                _restore(self.stats.entries[state[0], state[1]], state)
+        else:
+            _restore(self.stats.total, message.total)
+            for key, method, name, text, occurrences in message.errors:
+                self.stats.errors[key] = StatsError(method, name, text, occurrences)
+
+
+def _restore(entry: StatsEntry, state: EntryState) -> None:
+    (
+        _,
+        _,
+        entry.start_time,
+        entry.num_requests,
+        entry.num_none_requests,
+        entry.num_failures,
+        entry.total_response_time,
+        entry.total_content_length,
+        entry.response_times,
+    ) = state
