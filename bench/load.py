@@ -203,7 +203,7 @@ def run_once(
     host = f"http://127.0.0.1:{servers.nginx_port}"
     run_time = f"{int(warmup + window + 4)}s"
     common = ["--headless", "-u", str(users), "-r", str(users), "-t", run_time, "--only-summary"]
-    if config == "plain":
+    if config in ("plain", "plain again"):
         files, extra = str(LOCUSTFILE), ["--host", host]
     elif config == "peer":
         files, extra = str(PEER_LOCUSTFILE), ["--host", host]
@@ -317,7 +317,8 @@ def main() -> None:
     parser.add_argument("--modes", default="local,distributed")
     args = parser.parse_args()
     problem = peer_problem()
-    configs = ["plain", "perfx"] + ([] if problem else ["peer"])
+    # "plain again": the same as plain, to show how far two identical runs differ here.
+    configs = ["plain", "perfx"] + ([] if problem else ["peer"]) + ["plain again"]
     tmp = Path(tempfile.mkdtemp(prefix="perfx-bench-load-"))
     servers = Servers(tmp, peer=not problem)
     runs: list[Run] = []

@@ -53,6 +53,16 @@ def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         plain = [r for r in runs if r["mode"] == mode and r["config"] == "plain"]
         if not plain:
             continue
+        same = paired(runs, mode, "plain again", "rps")
+        if same:
+            rows.append(
+                (
+                    f"1. A/A: plain again / plain, req/s ({label}): this method's noise",
+                    f"{median(same):.3f} (rounds {', '.join(f'{r:.3f}' for r in same)})",
+                    "",
+                    "",
+                )
+            )
         ours_rps = paired(runs, mode, "perfx", "rps")
         ours_cpu = paired(runs, mode, "perfx", "cpu_us_per_request")
         rps_ratio = median(ours_rps)
