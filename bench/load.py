@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -81,6 +81,7 @@ class Servers:
     def __init__(self, tmp: Path, peer: bool) -> None:
         self.tmp = tmp
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.names: list[str] = []
         self.nginx_port = free_port()
         self.platform_url = ""
         self.vm_url = ""
@@ -125,6 +126,14 @@ class Servers:
             self.processes.append(
                 subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.tmp)
             )
+        self.names.append(name)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each server, its children (nginx's workers) included."""
+        return {
+            name: _cpu([process])[0]
+            for name, process in zip(self.names, self.processes, strict=True)
+        }
 
     def requests_served(self) -> int:
         """nginx's request counter; it counts this status request too."""
@@ -181,6 +190,11 @@ class Run:
     process_cpu_s: float = 0.0
     export_process_cpu_s: float = 0.0
     window_cpu_s: float = 0.0
+    locust_cpu_s: list[float] = field(default_factory=list)
+    """Each Locust process's CPU seconds in the window, its children included."""
+    servers_cpu_s: dict[str, float] = field(default_factory=dict)
+    """Each server's CPU seconds in the window (nginx, platform, TSDBs): they share the
+    machine, so what the plugin makes them do is load not generated here."""
 
 
 def run_once(
@@ -243,8 +257,12 @@ def run_once(
         wait_for(lambda: servers.requests_served() > before + 10, 60, f"{config} load starts")
         time.sleep(warmup)
         t1, r1, (c1, e1) = time.monotonic(), servers.requests_served(), _cpu(procs)
+        s1 = servers.cpu()
+        l1 = [_cpu([proc])[0] for proc in procs]
         time.sleep(window)
         t2, r2, (c2, e2) = time.monotonic(), servers.requests_served(), _cpu(procs)
+        s2 = servers.cpu()
+        l2 = [_cpu([proc])[0] for proc in procs]
         codes = [proc.wait(warmup + window + 60) for proc in procs]
     finally:
         for proc in procs:
@@ -268,6 +286,8 @@ def run_once(
         process_cpu_s=sum(s["all_s"] for s in shares),
         export_process_cpu_s=e2 - e1,
         window_cpu_s=c2 - c1,
+        locust_cpu_s=[after - before for before, after in zip(l1, l2, strict=True)],
+        servers_cpu_s={name: s2[name] - s1[name] for name in s2},
     )
 
 
@@ -289,6 +309,10 @@ def _cpu(procs: list[subprocess.Popen[bytes]]) -> tuple[float, float]:
             total += used
             children += used
     return total, children
+
+
+def _per_second(cpu_s: list[float], window: float) -> str:
+    return ", ".join(f"{used / window * 1000:.0f}" for used in cpu_s)
 
 
 def peer_problem() -> str:
@@ -331,9 +355,15 @@ def main() -> None:
                 order = configs[round_ % len(configs) :] + configs[: round_ % len(configs)]
                 for config in order:
                     run = run_once(servers, config, mode, round_, users, args.warmup, args.window)
+                    servers_ms = ", ".join(
+                        f"{name} {used / args.window * 1000:.0f}"
+                        for name, used in run.servers_cpu_s.items()
+                    )
                     log(
                         f"{mode} round {round_} {config}: {run.rps:,.0f} req/s, "
-                        f"{run.cpu_us_per_request:.1f} us CPU/request"
+                        f"{run.cpu_us_per_request:.1f} us CPU/request; CPU ms/s of Locust's "
+                        f"processes: {_per_second(run.locust_cpu_s, args.window)}, of servers: "
+                        f"{servers_ms}"
                     )
                     runs.append(run)
             # Not timed side by side: the exact share of the plugin's own greenlets.

@@ -47,7 +47,8 @@ from locust_perfx.handoff import (
     StatsMirror,
     Take,
 )
-from locust_perfx.influx import InfluxConfig, InfluxSink, Stamper, make_layout, run_tags
+from locust_perfx.influx import InfluxConfig, Stamper, make_layout, run_tags
+from locust_perfx.sink import InfluxSink
 from locust_perfx.snapshot import IntervalTracker, Sample
 
 logger = logging.getLogger(__name__)

@@ -135,6 +135,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
 into the page in plain text, masked field or not."""
 
 SECRET_DESTS: Final = frozenset(o.flag[2:].replace("-", "_") for o in OPTIONS if o.secret)
+ARGUMENT_NAMES_KEY: Final = "perfx_arguments"
+"""``parsed_options`` key listing the schema arguments, sent to workers with the rest."""
 
 
 class _AnyChoices(list[str]):
@@ -293,6 +295,16 @@ def export_to_environ(run_id: str, values: Mapping[str, Value], names: Iterable[
     os.environ["PERFX_RUN_ID"] = run_id
     for name in names:
         os.environ["PERFX_" + name.upper()] = render(values.get(name))
+
+
+def expose_arguments_on_worker(environment: Any) -> None:
+    """On a worker, the master's arguments arrive with each spawn: expose them as env vars."""
+    options = environment.parsed_options
+    run_id = getattr(options, "run_id", None)
+    names = getattr(options, ARGUMENT_NAMES_KEY, None) or []
+    if run_id:
+        values = {name: getattr(options, name, None) for name in names}
+        export_to_environ(run_id, values, names)
 
 
 def _ui_default(param: Parameter) -> str | bool | None:

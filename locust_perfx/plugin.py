@@ -18,9 +18,8 @@ from locust.runners import WorkerRunner
 
 from locust_perfx import webui
 from locust_perfx.exceptions import ConfigError, PerfxError
-from locust_perfx.options import OptionRegistry
+from locust_perfx.options import OptionRegistry, expose_arguments_on_worker
 from locust_perfx.platform import PlatformClient, RunInfo
-from locust_perfx.session import RunSession, expose_arguments_on_worker, print_dry_run
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +52,11 @@ def on_init(environment: Environment, **_: Any) -> None:
         return
     if registry.info is None:
         return  # no --run-id: stay inert
+    # Imported here, in the master or local process of a run only: with the export stack
+    # (influxdb_client: ~20,000 objects) imported, workers made ~4% fewer requests/s on a
+    # busy 2-core machine (bench/load.py, distributed); without it, no difference.
+    from locust_perfx.session import RunSession, print_dry_run
+
     try:
         info = registry.info
         session = RunSession.open(environment, info, _clashes(environment, info))

@@ -38,15 +38,19 @@ from locust_perfx.lifecycle import (
     decide,
     spawn_ticker,
 )
-from locust_perfx.options import SECRET_DESTS, Settings, export_to_environ, value_sources
+from locust_perfx.options import (
+    ARGUMENT_NAMES_KEY,
+    SECRET_DESTS,
+    Settings,
+    export_to_environ,
+    value_sources,
+)
 from locust_perfx.platform import PlatformClient, RunInfo
 from locust_perfx.schema import Value, render, resolve_value
 from locust_perfx.snapshot import summarize
 
 logger = logging.getLogger(__name__)
 
-ARGUMENT_NAMES_KEY: Final = "perfx_arguments"
-"""``parsed_options`` key listing the schema arguments, sent to workers with the rest."""
 LATE_REPORT_WAIT: Final = 5.0
 """Seconds to wait after a web UI Stop for each worker's last report (workers report every 3 s)."""
 
@@ -486,16 +490,6 @@ def _owned(environment: Environment) -> tuple[argparse.Namespace, Runner]:
     if environment.parsed_options is None or environment.runner is None:
         raise PerfxError("the perfx plugin runs inside the locust command: locust -f ...")
     return environment.parsed_options, environment.runner
-
-
-def expose_arguments_on_worker(environment: Environment) -> None:
-    """On a worker, the master's arguments arrive with each spawn: expose them as env vars."""
-    options = environment.parsed_options
-    run_id = getattr(options, "run_id", None)
-    names = getattr(options, ARGUMENT_NAMES_KEY, None) or []
-    if run_id:
-        values = {name: getattr(options, name, None) for name in names}
-        export_to_environ(run_id, values, names)
 
 
 def print_dry_run(session: RunSession) -> None:

@@ -27,7 +27,6 @@ from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.export_process import MetricsExporter
 from locust_perfx.influx import (
-    CHECK_MEASUREMENT,
     DEFAULT_BUFFER_POINTS,
     InfluxConfig,
     JMeterLayout,
@@ -35,6 +34,7 @@ from locust_perfx.influx import (
     line,
     parse_tags,
 )
+from locust_perfx.sink import CHECK_MEASUREMENT
 from locust_perfx.snapshot import PERCENTILES, IntervalTracker, Sample
 from tests.fixtures.tsdb import VictoriaMetrics, free_port
 from tests.fixtures.waiting import wait_until

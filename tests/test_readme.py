@@ -41,6 +41,7 @@ def test_readme_renders_without_errors() -> None:
         "locust_perfx.handoff",
         "locust_perfx.influx",
         "locust_perfx.schema",
+        "locust_perfx.sink",
         "locust_perfx.snapshot",
         "locust_perfx.webui",
         "locust_perfx.reference",
