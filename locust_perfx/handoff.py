@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from locust.stats import RequestStats, StatsEntry, StatsError
@@ -107,18 +108,19 @@ def paced(items: Iterable[T], pause: Pause | None) -> Iterator[T]:
         yield item
 
 
+_COUNTERS = (
+    "start_time",
+    "num_requests",
+    "num_none_requests",
+    "num_failures",
+    "total_response_time",
+    "total_content_length",
+)
+_counters_of = attrgetter(*_COUNTERS)
+
+
 def _state(entry: StatsEntry) -> EntryState:
-    return (
-        entry.name,
-        entry.method or "",
-        entry.start_time,
-        entry.num_requests,
-        entry.num_none_requests,
-        entry.num_failures,
-        entry.total_response_time,
-        entry.total_content_length,
-        dict(entry.response_times),
-    )
+    return (entry.name, entry.method or "", *_counters_of(entry), dict(entry.response_times))
 
 
 class ChangeReader:
@@ -202,14 +204,6 @@ class StatsMirror:
 
 
 def _restore(entry: StatsEntry, state: EntryState) -> None:
-    (
-        _,
-        _,
-        entry.start_time,
-        entry.num_requests,
-        entry.num_none_requests,
-        entry.num_failures,
-        entry.total_response_time,
-        entry.total_content_length,
-        entry.response_times,
-    ) = state
+    for counter, value in zip(_COUNTERS, state[2:-1], strict=True):
+        setattr(entry, counter, value)
+    entry.response_times = state[-1]
