@@ -62,17 +62,6 @@ EXIT_GRACE = 0.25
 
 EVENT_KINDS = ("start", "complete", "fail")
 
-_NO_HEALTH: dict[str, object] = {
-    "points_written": 0,
-    "points_queued": 0,
-    "points_dropped": 0,
-    "points_rejected": 0,
-    "writes_failed": 0,
-    "writes_retried": 0,
-    "last_error": "",
-    "last_success": None,
-}
-
 
 class _State(enum.Enum):
     # close() can run twice (test_stop and quitting both fire); start() again after a close.
@@ -107,7 +96,8 @@ class MetricsExporter:
         self._slice_started = 0.0
         self._environment: Any = None
         self._state = _State.NEW
-        self._health = dict(_NO_HEALTH)
+        # The counters of a sink that has done nothing yet, until the process reports its own.
+        self._health = InfluxSink(config, self._tags).health()
 
     def check(self) -> None:
         """Write one point to prove URL, token, org and bucket; ``ExportError`` if refused."""
