@@ -51,7 +51,7 @@ from locust.event import Events
 from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
 from bench.common import BASELINE_COMMIT, ROOT, free_port, median, percentile
-from locust_perfx.export_process import MetricsExporter
+from locust_perfx.exporter import MetricsExporter
 from locust_perfx.handoff import ChangeReader, Entries, StatsMirror
 from locust_perfx.influx import InfluxConfig, PerfxLayout
 from locust_perfx.snapshot import IntervalTracker, Sample

@@ -1,255 +1,46 @@
-"""Stream interval aggregates of the master's stats to InfluxDB from a process of their own.
+"""The export process's program: the master's stats in, InfluxDB writes out.
 
-``MetricsExporter`` lives in the master (or local runner). Each interval its greenlet reads
-which stats entries changed and pipes copies of them to an export process (``handoff``),
-yielding to the gevent loop every ``SLICE_SECONDS``; that is all the master pays. The export
-process, ``python -m locust_perfx.export_process``, keeps a mirror of the master's stats and
-does the rest: interval deltas and percentiles (``snapshot``), points and writes (``influx``).
-At 1,000 names that rest would otherwise cost the master's loop ~20 ms every interval.
+Run as ``python -m locust_perfx.export_process`` by the master's handle on it
+(``exporter.MetricsExporter``), never imported by the master. It reads the master's
+messages (``handoff``) from stdin: a ``Setup``, then the stats entries that changed each
+interval, applied to a mirror of the master's stats; from the mirror it takes interval
+deltas and percentiles (``snapshot``), makes points (``influx``) and writes them (``sink``).
+Health and log records go back to the master on stdout, as JSON lines.
 
-The process runs in a session of its own, so Ctrl-C in the terminal reaches only Locust,
-which then closes the export: the last interval and what is queued are sent within a
-deadline. If the master dies, the process sees the pipe close and does the same. The token
-crosses the pipe, never the command line. The process reports health and log records back
-on its stdout as JSON lines; the master logs those records as its own.
+The master decides when to stop: the process ends on the master's ``Close``, after sending
+the final interval. Its session of its own keeps a terminal's Ctrl-C and ``kill -TERM -PGID``
+away from it; systemd (``KillMode=control-group``) signals every process of the service, so
+it ignores SIGINT and SIGTERM too. If the master dies without a ``Close``, stdin ends and the
+process sends what it holds within ``MASTER_GONE_DEADLINE``, then exits.
 
->>> config = InfluxConfig("http://localhost:8086", token="t", org="o", bucket="b")
->>> MetricsExporter(config, run_id="run_1").health()["state"]
-'new'
+>>> from locust_perfx.influx import InfluxConfig
+>>> config = InfluxConfig("http://localhost:8086", bucket="b")
+>>> reports = []
+>>> loop = ExportLoop(Setup(config, {"run_id": "r"}), lambda health, done: reports.append(done))
+>>> loop.handle(Close(deadline=0.0))
+False
+>>> reports
+[True]
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import os
 import pickle
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO
 
-import gevent
-import gevent.event
-import gevent.lock
-import gevent.subprocess
-
-from locust_perfx.handoff import (
-    ChangeReader,
-    Clear,
-    Close,
-    Entries,
-    Event,
-    Setup,
-    StatsMirror,
-    Take,
-)
-from locust_perfx.influx import InfluxConfig, Stamper, make_layout, run_tags
+from locust_perfx.handoff import Clear, Close, Entries, Event, Setup, StatsMirror, Take
+from locust_perfx.influx import Stamper, make_layout
 from locust_perfx.sink import InfluxSink
-from locust_perfx.snapshot import IntervalTracker, Sample
+from locust_perfx.snapshot import IntervalTracker
 
-logger = logging.getLogger(__name__)
-
-SLICE_SECONDS = 0.002
-"""Longest stretch of the master's export work between two yields to the gevent loop: the
-export may delay a user's next request by about this much, never by a whole interval's."""
-
-EXIT_GRACE = 0.25
-"""Seconds the master waits, past a close's deadline, for the process to report and exit."""
-
-EVENT_KINDS = ("start", "complete", "fail")
-
-
-class _State(enum.Enum):
-    # close() can run twice (test_stop and quitting both fire); start() again after a close.
-    NEW = "new"
-    RUNNING = "running"
-    CLOSED = "closed"
-
-
-class MetricsExporter:
-    """Exports the master's (or local runner's) stats to InfluxDB every interval.
-
-    Create it on the master or local runner only; it starts nothing until ``check()``,
-    ``start()`` or ``event()``. Interval counts of each request name add up exactly to
-    Locust's totals, provided ``close()`` runs after the last worker reports arrived.
-    """
-
-    def __init__(
-        self, config: InfluxConfig, *, run_id: str, endpoint: str = "", environment: str = ""
-    ) -> None:
-        self._config = config
-        self._tags = run_tags(config, run_id, endpoint, environment)
-        self._reader = ChangeReader()
-        self._process: gevent.subprocess.Popen | None = None
-        self._listener: gevent.Greenlet | None = None
-        self._done = gevent.event.Event()  # the process said its last word, or exited
-        self._ticker: gevent.Greenlet | None = None
-        self._stopping = gevent.event.Event()
-        # One read of the stats at a time (start() may read while the ticker is paused in
-        # one), and one message on the pipe at a time.
-        self._reading = gevent.lock.Semaphore()
-        self._writing = gevent.lock.Semaphore()
-        self._slice_started = 0.0
-        self._environment: Any = None
-        self._state = _State.NEW
-        # The counters of a sink that has done nothing yet, until the process reports its own.
-        self._health = InfluxSink(config, self._tags).health()
-
-    def check(self) -> None:
-        """Write one point to prove URL, token, org and bucket; ``ExportError`` if refused."""
-        sink = InfluxSink(self._config, self._tags)
-        try:
-            sink.check()
-        finally:
-            sink.close()
-
-    def start(self, environment: Any) -> None:
-        """Baseline ``environment.stats`` and export from now on (again after a new test)."""
-        if self._state is _State.RUNNING:
-            # A new test in the same process: count what the last one still reported.
-            self._read()
-        self._environment = environment
-        self._spawn()
-        self._read(reset=True)
-        if self._ticker is None or self._ticker.dead:
-            self._stopping.clear()
-            self._ticker = gevent.spawn(self._tick)
-        self._state = _State.RUNNING
-
-    def event(self, kind: str, text: str) -> None:
-        """Queue a ``start``/``complete``/``fail`` annotation; sent with the next write."""
-        if kind not in EVENT_KINDS:
-            raise ValueError(f"event kind: expected one of {EVENT_KINDS}, got {kind!r}")
-        self._spawn()
-        self._send(Event(kind, text, time.time()))
-
-    def close(self, deadline: float = 10.0) -> None:
-        """Take the final interval, send what is queued within ``deadline`` seconds, stop.
-
-        Call it after the last worker reports arrived (``quitting``), so the final interval
-        holds them. Returns within about ``deadline`` even if InfluxDB hangs; unsent points
-        are logged and counted in ``health()["points_queued"]``.
-        """
-        if self._state is _State.CLOSED:
-            return
-        ends = time.monotonic() + deadline
-        if self._ticker is not None:
-            # A read in progress finishes first: the process must get whole reads.
-            self._stopping.set()
-            self._ticker.join(timeout=deadline)
-            self._ticker.kill()
-            self._ticker = None
-        process = self._process
-        if process is not None:
-            if self._state is _State.RUNNING:
-                self._read()
-            self._send(Close(max(ends - time.monotonic(), 0.0)))
-            if not self._done.wait(max(ends - time.monotonic(), 0.0) + EXIT_GRACE):
-                # Stuck in a write to a hung InfluxDB: it never read the Close.
-                logger.warning(
-                    "InfluxDB export: %s points not sent before the %.0f s deadline (%s)",
-                    self._health["points_queued"],
-                    deadline,
-                    self._health["last_error"] or "a write was still waiting for InfluxDB",
-                )
-            self._process = None  # before it ends: its exit was asked for
-            _end(process, ends + EXIT_GRACE)
-            if self._listener is not None:
-                self._listener.join(timeout=EXIT_GRACE)  # its pipe is closed: it ends now
-                self._listener = None
-        self._state = _State.CLOSED
-
-    def health(self) -> dict[str, object]:
-        """Export counters as plain values, for logs, the web UI and the run summary."""
-        return {"state": self._state.value, **self._health}
-
-    def _spawn(self) -> None:
-        if self._process is not None:
-            return
-        self._done = gevent.event.Event()
-        self._reader = ChangeReader()  # a new process starts with an empty mirror
-        self._process = gevent.subprocess.Popen(
-            [sys.executable, "-m", __name__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C goes to Locust, which closes the export
-        )
-        self._listener = gevent.spawn(self._listen, self._process, self._done)
-        self._send(Setup(self._config, self._tags))
-
-    def _tick(self) -> None:
-        next_tick = time.monotonic() + self._config.interval
-        while not self._stopping.wait(max(next_tick - time.monotonic(), 0.0)):
-            next_tick = max(next_tick + self._config.interval, time.monotonic())
-            self._read()
-
-    def _read(self, *, reset: bool = False) -> None:
-        with self._reading:
-            self._slice_started = time.perf_counter()
-            runner = self._environment.runner
-            sample = Sample(
-                at=time.time(),
-                users=runner.user_count if runner else 0,
-                workers=getattr(runner, "worker_count", 0),
-            )
-            stats = self._environment.stats
-            for message in self._reader.read(stats, sample, reset=reset, pause=self._pause):
-                self._send(message)
-
-    def _pause(self) -> None:
-        """Yield to the gevent loop once this slice of work has lasted ``SLICE_SECONDS``."""
-        if time.perf_counter() - self._slice_started >= SLICE_SECONDS:
-            gevent.sleep(0)
-            self._slice_started = time.perf_counter()
-
-    def _send(self, message: object) -> None:
-        process = self._process
-        if process is None or self._done.is_set():
-            return
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._writing:
-            try:
-                process.stdin.write(data)
-                process.stdin.flush()
-            except (OSError, ValueError):
-                pass  # it exited: _listen reports that
-
-    def _listen(self, process: gevent.subprocess.Popen, done: gevent.event.Event) -> None:
-        """Take the process's reports until it exits; say so if it exits unasked."""
-        for raw in process.stdout:
-            report = json.loads(raw)
-            if "log" in report:
-                level, name, text = report["log"]
-                logging.getLogger(name).log(level, "%s", text)
-            else:
-                self._health = report["health"]
-                if report.get("done"):
-                    done.set()
-        process.stdout.close()
-        asked = done.is_set() or self._process is not process  # close() ended it
-        if not asked:
-            code = process.wait()
-            self._health["last_error"] = f"the export process exited with code {code}"
-            logger.error(
-                "InfluxDB export stopped: its process exited with code %s (see above); "
-                "the test goes on without live metrics",
-                code,
-            )
-        done.set()
-
-
-def _end(process: gevent.subprocess.Popen, until: float) -> None:
-    """Let the process exit on its own by ``until`` (``time.monotonic()``), or kill it."""
-    try:
-        process.stdin.close()
-        process.wait(timeout=max(until - time.monotonic(), 0.0))
-    except (OSError, gevent.subprocess.TimeoutExpired):
-        process.kill()
-        process.wait()
+MASTER_GONE_DEADLINE = 10.0
+"""Seconds to send what is queued when the master went away without a ``Close``."""
 
 
 class ExportLoop:
@@ -321,13 +112,16 @@ def _messages(stream: IO[bytes]) -> Iterator[object]:
         try:
             yield pickle.load(stream)
         except EOFError:
-            yield Close(10.0)
+            yield Close(MASTER_GONE_DEADLINE)
             return
 
 
 def main() -> None:
     """The export process: read the master's messages from stdin until ``Close``."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when to stop
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Sent to the whole cgroup along with Locust, whose quit then closes the export:
+        # dying now would lose the final interval.
+        signal.signal(signum, signal.SIG_IGN)
     reports = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print must not corrupt reports
     root = logging.getLogger()

@@ -34,7 +34,8 @@ BATCH_POINTS = 5_000
 CHECK_MEASUREMENT = "perfx_check"
 """``check()`` writes one point here: the only proof that the token may write to the bucket."""
 
-_REJECTED_STATUSES = frozenset({400, 413, 422})  # the points are bad: retrying cannot help
+# The points are bad: retrying them cannot help (413: once a single point gets it).
+_REJECTED_STATUSES = frozenset({400, 413, 422})
 
 
 class _PointBuffer:
@@ -143,27 +144,57 @@ class InfluxSink:
             seq, batch = self._buffer.head(BATCH_POINTS)
             retrying = self._backoff > 0
             try:
-                self._write(batch)
+                written = self._deliver(seq - len(batch) + 1, batch)
             except ApiException as error:
-                if error.status in _REJECTED_STATUSES:
-                    self._buffer.discard_through(seq)
-                    self._points_rejected += len(batch)
-                    self._last_error = f"HTTP {error.status}: {error.reason}"
-                    logger.error("InfluxDB rejected %d points: %s", len(batch), self._last_error)
-                    continue
                 self._failed(f"HTTP {error.status}: {error.reason}")
                 return False
             except _TRANSIENT as error:
                 self._failed(_reason(error))
                 return False
-            self._buffer.discard_through(seq)
-            self._points_written += len(batch)
+            if not written:
+                continue  # all rejected: no write succeeded, so no recovery to count
             self._writes_retried += retrying
-            self._last_success = time.time()
             if retrying:
                 logger.info("InfluxDB export recovered; %d points queued", len(self._buffer))
             self._backoff = 0.0
         return True
+
+    def _deliver(self, first: int, points: list[str]) -> int:
+        """Write ``points`` (numbered from ``first`` in the buffer); how many were written.
+
+        Each part leaves the buffer as soon as InfluxDB settles it (written or rejected), so
+        a transient failure, which propagates, leaves exactly the unsettled rest queued, in
+        order. HTTP 413 is a body limit (a proxy's, typically) that the points as a whole
+        exceed: the halves are written in turn, down to single points.
+        """
+        try:
+            self._write(points)
+        except ApiException as error:
+            if error.status == 413 and len(points) > 1:
+                half = len(points) // 2
+                written = self._deliver(first, points[:half])
+                return written + self._deliver(first + half, points[half:])
+            if error.status not in _REJECTED_STATUSES:
+                raise
+            self._reject(points, error)
+            written = 0
+        else:
+            self._points_written += len(points)
+            self._last_success = time.time()
+            written = len(points)
+        self._buffer.discard_through(first + len(points) - 1)
+        return written
+
+    def _reject(self, points: list[str], error: ApiException) -> None:
+        self._points_rejected += len(points)
+        self._last_error = f"HTTP {error.status}: {error.reason}"
+        if error.status == 413:
+            self._last_error += (
+                f": a single point of {len(points[0].encode())} bytes is over the request body "
+                f"limit of InfluxDB at {self._config.url} or of a proxy in front of it; raise "
+                "that limit (nginx: client_max_body_size)"
+            )
+        logger.error("InfluxDB rejected %d points: %s", len(points), self._last_error)
 
     def drain(self, deadline: float) -> None:
         """Send what is queued within ``deadline`` seconds, even if InfluxDB hangs; then

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.fixtures.faults import FaultServer
-from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
+from tests.fixtures.locust import ROOT, LocustProcess, LocustRunner, Target, headless
 from tests.fixtures.platform import PlatformServer
 from tests.fixtures.tsdb import VictoriaMetrics
 from tests.fixtures.waiting import wait_until
+from tests.test_influx import exited
 
 BEHAVIOURS = ROOT / "tests" / "locustfiles" / "behaviours.py"
 
@@ -147,14 +151,37 @@ def test_a_rejected_token_stops_the_run_before_any_load(
     assert target.total == 0
 
 
-def test_ctrl_c_in_a_terminal_still_exports_the_final_interval(
+def export_process(locust: LocustProcess) -> psutil.Process:
+    """The export process ``locust`` started with its first test."""
+    found: list[psutil.Process] = wait_until(
+        lambda: [
+            child
+            for child in psutil.Process(locust.proc.pid).children()
+            if "locust_perfx.export_process" in child.cmdline()
+        ],
+        message="the export process starts",
+        ignore=(psutil.Error,),  # a child that exits while it is looked at
+    )
+    [process] = found
+    return process
+
+
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, signal.SIGTERM],
+    ids=["SIGINT", "SIGTERM"],
+)
+def test_a_stop_signal_to_every_process_still_exports_the_final_interval(
+    signum: signal.Signals,
     locust_runner: LocustRunner,
     platform_server: PlatformServer,
     target: Target,
     victoria_metrics: VictoriaMetrics,
 ) -> None:
-    """A terminal sends SIGINT to Locust and to the export process it started: the export
-    process must outlive it and send what Locust counted last."""
+    """The signal goes to every process, as systemd (``KillMode=control-group``) sends it:
+    Locust's process group, and the export process in its session of its own (a terminal's
+    Ctrl-C reaches only the group). The export process must outlive Locust's quit, send what
+    Locust counted last, and exit."""
     run_id = platform_server.create_run(None, target.url)
     proc = locust_runner.start(
         *headless(run_id, platform_server.url, "-u 2 -t 60s"),
@@ -164,7 +191,12 @@ def test_ctrl_c_in_a_terminal_still_exports_the_final_interval(
     wait_until(
         lambda: requests_per_name(victoria_metrics, run_id), message="a first interval arrives"
     )
-    proc.ctrl_c()
+    exporter = export_process(proc)
+
+    exporter.send_signal(signum)
+    os.killpg(proc.proc.pid, signum)
+
     assert proc.wait(30) != 0
     arrived(victoria_metrics, run_id, target)
     assert event_kinds(victoria_metrics, run_id) == ["fail", "start"]
+    wait_until(lambda: exited(exporter.pid), message="the export process exits")

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from locust.event import Events
 from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
 from locust_perfx.exceptions import ConfigError, ExportError
-from locust_perfx.export_process import MetricsExporter
+from locust_perfx.exporter import MetricsExporter
 from locust_perfx.influx import (
     DEFAULT_BUFFER_POINTS,
     InfluxConfig,
@@ -34,7 +35,7 @@ from locust_perfx.influx import (
     line,
     parse_tags,
 )
-from locust_perfx.sink import CHECK_MEASUREMENT
+from locust_perfx.sink import CHECK_MEASUREMENT, InfluxSink
 from locust_perfx.snapshot import PERCENTILES, IntervalTracker, Sample
 from tests.fixtures.tsdb import VictoriaMetrics, free_port
 from tests.fixtures.waiting import wait_until
@@ -131,10 +132,10 @@ def test_parse_tags_names_every_bad_item() -> None:
         parse_tags("team,=x,run_id=1,a=1,a=2")
 
     assert caught.value.problems == [
-        "InfluxDB tags: expected key=value, got 'team'",
-        "InfluxDB tags: expected key=value, got '=x'",
-        "InfluxDB tags: 'a' given twice",
-        "InfluxDB tag 'run_id': reserved by the exporter, pick another name",
+        "--influxdb-tags: expected key=value, got 'team'",
+        "--influxdb-tags: expected key=value, got '=x'",
+        "--influxdb-tags: 'a' given twice",
+        "--influxdb-tags: 'run_id' is reserved by the exporter, pick another name",
     ]
 
 
@@ -423,6 +424,123 @@ def test_server_errors_are_retried_until_written(
     assert health["writes_failed"] == 2 and health["points_queued"] == 0
 
 
+BODY_LIMIT = 4_096
+"""Bytes the proxy below lets through: about 80 of the test's points, not a 1,000-point batch."""
+
+
+class BodyLimitProxy:
+    """A reverse proxy with a body limit, in front of the real VictoriaMetrics.
+
+    A fake only for the faults, which VictoriaMetrics (32 MB limit) does not produce on
+    demand: HTTP 413 for a body over ``BODY_LIMIT`` bytes, as nginx's ``client_max_body_size``
+    answers, and the next status of ``script`` (``None``: forward) for a body that fits.
+    Every other write goes on to VictoriaMetrics, and each body is recorded.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.script: list[int | None] = []
+        self.forwarded: list[bytes] = []
+        self.refused: list[bytes] = []
+        self._upstream = upstream
+        self._server = WSGIServer(("127.0.0.1", 0), self._app, log=None)
+        self._server.start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = environ["wsgi.input"].read()
+        if len(body) > BODY_LIMIT:
+            self.refused.append(body)
+            start_response("413 Request Entity Too Large", [("Content-Type", "text/html")])
+            return [b"<html><body>413 Request Entity Too Large</body></html>"]
+        status = self.script.pop(0) if self.script else None
+        if status is not None:
+            start_response(f"{status} Scripted", [("Content-Type", "text/plain")])
+            return [b"scripted"]
+        self.forwarded.append(body)
+        request = urllib.request.Request(
+            f"{self._upstream}{environ['PATH_INFO']}?{environ['QUERY_STRING']}",
+            data=body,
+            headers={"Content-Type": environ.get("CONTENT_TYPE", "text/plain")},
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            start_response(f"{answer.status} {answer.reason}", [])
+            return [answer.read()]
+
+    def forwarded_points(self) -> list[str]:
+        return [point for body in self.forwarded for point in body.decode().split("\n")]
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@pytest.fixture
+def body_limit_proxy(victoria_metrics: VictoriaMetrics) -> Iterator[BodyLimitProxy]:
+    proxy = BodyLimitProxy(victoria_metrics.url)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def proxied_sink(body_limit_proxy: BodyLimitProxy) -> Iterator[InfluxSink]:
+    """The export process's sink, writing through the proxy."""
+    sink = InfluxSink(config(body_limit_proxy.url), {"run_id": "run-413"})
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+def numbered_points(count: int) -> list[str]:
+    """``count`` points of one series, valued 0 .. count - 1, a millisecond apart."""
+    return [
+        line("split", {"run_id": "run-413"}, {"n": i}, 1_700_000_000_000 + i) for i in range(count)
+    ]
+
+
+def test_a_proxys_413_splits_the_batch_until_every_point_arrives_in_order(
+    proxied_sink: InfluxSink, body_limit_proxy: BodyLimitProxy, victoria_metrics: VictoriaMetrics
+) -> None:
+    points = numbered_points(1_000)
+    oversized = line("split_big", {"run_id": "run-413"}, {"blob": "x" * BODY_LIMIT}, 1)
+    sink = proxied_sink
+    sink.queue([*points[:400], oversized, *points[400:]])
+
+    assert sink.flush()
+
+    health = sink.health()
+    assert health["points_written"] == 1_000 and health["points_rejected"] == 1
+    assert health["points_queued"] == 0 and health["writes_failed"] == 0
+    assert body_limit_proxy.forwarded_points() == points  # each once, in the queue's order
+    assert body_limit_proxy.refused.count(oversized.encode()) == 1  # alone once, then rejected
+    assert str(health["last_error"]).startswith("HTTP 413: Request Entity Too Large: a single ")
+    assert str(health["last_error"]).endswith("raise that limit (nginx: client_max_body_size)")
+    rows = series(victoria_metrics, "run-413", lambda rows: summed_count(rows, "split_n") == 1_000)
+    assert summed(rows, "split_n") == sum(range(1_000))
+
+
+def test_a_server_error_between_two_halves_keeps_the_unsent_rest_queued_in_order(
+    proxied_sink: InfluxSink, body_limit_proxy: BodyLimitProxy, victoria_metrics: VictoriaMetrics
+) -> None:
+    points = numbered_points(1_000)
+    sink = proxied_sink
+    sink.queue(points)
+    body_limit_proxy.script.extend([None, 503])  # the first half that fits arrives, not the next
+
+    assert not sink.flush()
+    health = sink.health()
+    sent = len(body_limit_proxy.forwarded_points())
+    assert 0 < sent < 1_000 and health["writes_failed"] == 1
+    assert (health["points_written"], health["points_queued"]) == (sent, 1_000 - sent)
+
+    wait_until(sink.due, 5, INTERVAL, "the backoff ends")
+    assert sink.flush()
+    assert sink.health()["writes_retried"] == 1
+    assert body_limit_proxy.forwarded_points() == points
+    series(victoria_metrics, "run-413", lambda rows: summed_count(rows, "split_n") == 1_000)
+
+
 @pytest.fixture
 def black_hole() -> Iterator[str]:
     """A port that accepts connections and never answers: the worst outage for a client."""
@@ -573,7 +691,7 @@ def test_an_export_process_that_dies_is_reported_and_the_test_goes_on(
     wait_until(lambda: exporter.health()["points_written"], 10, INTERVAL, "a first write")
     assert exporter._process is not None  # reached into: the one way to find its pid
 
-    with caplog.at_level(logging.ERROR, logger="locust_perfx.export_process"):
+    with caplog.at_level(logging.ERROR, logger="locust_perfx.exporter"):
         os.kill(exporter._process.pid, signal.SIGKILL)
         wait_until(
             lambda: "exited with code -9" in str(exporter.health()["last_error"]),
@@ -593,11 +711,19 @@ def test_an_export_process_that_dies_is_reported_and_the_test_goes_on(
     ]
 
 
+def exited(pid: int) -> bool:
+    """The process is gone, or a zombie: exited, its parent gone too or yet to reap it."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 ORPHANED = """
 import locust, os, sys, gevent
 from locust.env import Environment
 from locust.event import Events
-from locust_perfx.export_process import MetricsExporter
+from locust_perfx.exporter import MetricsExporter
 from locust_perfx.influx import InfluxConfig
 
 environment = Environment(events=Events())
@@ -630,14 +756,7 @@ def test_an_orphaned_export_process_delivers_its_queue_and_exits(
     assert master.returncode == 3, errors.read_text()
     export_pid = int(master.stdout)
     victoria_metrics.start()
-
-    def gone() -> bool:
-        try:
-            return psutil.Process(export_pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
-    wait_until(gone, 15, INTERVAL, "the orphaned export process exits")
+    wait_until(lambda: exited(export_pid), 15, INTERVAL, "the orphaned export process exits")
     series(
         victoria_metrics,
         "run-orphan",
