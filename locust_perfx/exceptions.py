@@ -35,7 +35,12 @@ class PlatformError(PerfxError):
 
 
 class PlatformUnavailable(PlatformError):
-    """The platform could not be reached or answered 5xx/429; safe to retry."""
+    """The platform could not be reached or answered 5xx/429; safe to retry.
+
+    ``retry_after`` is the platform's own ``Retry-After`` in seconds, when it sent one.
+    """
+
+    retry_after: float | None = None
 
 
 class RunNotFound(PlatformError):

@@ -80,17 +80,24 @@ class InfluxConfig:
     def __post_init__(self) -> None:
         problems = []
         if not self.url.startswith(("http://", "https://")):
-            problems.append(f"InfluxDB URL: expected http://host:port, got {self.url!r}")
+            problems.append(f"--influxdb-url: expected http://host:port, got {self.url!r}")
         if not self.bucket:
-            problems.append("InfluxDB bucket: required with an InfluxDB URL")
+            problems.append(
+                "--influxdb-url is set but --influxdb-bucket is not: "
+                "set --influxdb-bucket or PERFX_INFLUXDB_BUCKET"
+            )
         if not self.interval > 0:
-            problems.append(f"InfluxDB interval: expected seconds > 0, got {self.interval!r}")
+            problems.append(f"--influxdb-interval: expected seconds > 0, got {self.interval!r}")
         if self.layout not in LAYOUTS:
-            problems.append(f"InfluxDB layout: expected one of {LAYOUTS}, got {self.layout!r}")
+            problems.append(
+                f"--influxdb-layout: expected one of {', '.join(LAYOUTS)}, got {self.layout!r}"
+            )
         if self.max_names < 1:
-            problems.append(f"InfluxDB max names: expected >= 1, got {self.max_names!r}")
+            problems.append(f"--influxdb-max-names: expected 1 or more, got {self.max_names!r}")
         if self.buffer_points < 1:
-            problems.append(f"InfluxDB buffer: expected >= 1 point, got {self.buffer_points!r}")
+            problems.append(
+                f"--influxdb-buffer: expected 1 or more points, got {self.buffer_points!r}"
+            )
         if not self.timeout > 0:
             problems.append(f"InfluxDB timeout: expected seconds > 0, got {self.timeout!r}")
         problems.extend(_tag_problems(self.tags))
@@ -109,9 +116,11 @@ def _tag_problems(tags: Mapping[str, str]) -> list[str]:
     problems = []
     for key, value in tags.items():
         if key in _RESERVED_TAGS or key.startswith("_") or key == "time":
-            problems.append(f"InfluxDB tag {key!r}: reserved by the exporter, pick another name")
+            problems.append(
+                f"--influxdb-tags: {key!r} is reserved by the exporter, pick another name"
+            )
         elif not key or not value:
-            problems.append(f"InfluxDB tag {key!r}={value!r}: key and value must be non-empty")
+            problems.append(f"--influxdb-tags: {key!r}={value!r}: key and value must be non-empty")
     return problems
 
 
@@ -126,9 +135,9 @@ def parse_tags(text: str) -> dict[str, str]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = (part.strip() for part in item.partition("="))
         if not sep or not key or not value:
-            problems.append(f"InfluxDB tags: expected key=value, got {item!r}")
+            problems.append(f"--influxdb-tags: expected key=value, got {item!r}")
         elif key in tags:
-            problems.append(f"InfluxDB tags: {key!r} given twice")
+            problems.append(f"--influxdb-tags: {key!r} given twice")
         else:
             tags[key] = value
     problems.extend(_tag_problems(tags))

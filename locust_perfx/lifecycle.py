@@ -1,9 +1,9 @@
-"""One platform run: start it, keep it alive, and end it as completed or failed exactly once.
+"""The verdict of a run and its delivery to the platform.
 
-:class:`RunLifecycle` owns the run's state; the glue in :mod:`locust_perfx.plugin` calls
-its methods from Locust's events. The verdict is Locust's own (its process exit code)
-plus what Locust does not count as failure but a platform must: an interrupt, lost
-workers, a crash of this plugin.
+:func:`decide` turns what happened into complete or fail with a reason: Locust's own
+verdict (its process exit code) plus what Locust does not count as failure but a platform
+must (an interrupt, lost workers, a crash of this plugin). :class:`PlatformSync` makes the
+status calls; :mod:`locust_perfx.controller` decides when.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Final
 import gevent
 
 from locust_perfx.exceptions import PerfxError, PlatformError, RunStateConflict
-from locust_perfx.platform import PROGRESS_INTERVAL, PlatformClient, RunInfo
+from locust_perfx.platform import PROGRESS_INTERVAL, PlatformClient
 from locust_perfx.schema import Value
 
 logger = logging.getLogger(__name__)
@@ -30,12 +30,25 @@ TICK: Final = 1.0
 """Seconds between two looks at the runner (peak users, lost workers)."""
 
 
-class RunState(enum.Enum):
-    """Where the platform run is; each transition happens at most once."""
+class Delivery(enum.Enum):
+    """What became of a final status."""
 
-    PENDING = "pending"
-    RUNNING = "running"
-    FINISHED = "finished"
+    DELIVERED = "delivered"
+    SAVED = "saved"
+    """Not delivered within ``--platform-timeout``: saved to a file for ``perfx resend``."""
+    REFUSED = "refused"
+    """Refused by the platform (409: say its watchdog failed the run): nothing to resend."""
+
+
+EXIT_STATUS_SAVED: Final = 4
+"""Exit code of a test that passed but whose final status is only saved for ``perfx resend``:
+the platform's record is stale until it is resent."""
+EXIT_STATUS_REFUSED: Final = 5
+"""Exit code of a test that passed but whose final status the platform refused."""
+DELIVERY_EXIT_CODES: Final = {
+    Delivery.SAVED: EXIT_STATUS_SAVED,
+    Delivery.REFUSED: EXIT_STATUS_REFUSED,
+}
 
 
 @dataclass(frozen=True)
@@ -98,53 +111,36 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class RunLifecycle:
-    """The state of one platform run, and the only caller of its status endpoints.
+class PlatformSync:
+    """The only caller of one run's status endpoints: start, progress, complete or fail.
 
-    Built only in the process that owns the run (local runner or master), so workers
-    never talk to the platform.
+    It keeps no state of the run: the run controller decides when each call is due and
+    makes each at most once. Built only in the process that owns the run (local runner or
+    master), so workers never talk to the platform.
     """
 
     def __init__(
         self,
         client: PlatformClient,
-        info: RunInfo,
+        run_id: str,
         *,
         retry_for: float,
         progress_every: float = PROGRESS_INTERVAL,
     ) -> None:
         self.client = client
-        self.info = info
+        self.run_id = run_id
         self.retry_for = retry_for
-        self.state = RunState.PENDING
-        self.started_at = ""
         self.last_error = ""
-        self.verdict: Verdict | None = None
         self.progress_every = progress_every
         self._progress_enabled = progress_every > 0
         self._last_progress = 0.0
 
-    @property
-    def run_id(self) -> str:
-        return self.info.id
-
     def start(self, arguments: Mapping[str, Value], host: str, locust: Mapping[str, Any]) -> None:
-        """Tell the platform the run starts; raises PlatformError when it refuses.
-
-        Refuses locally, without a call, when this process already ran the run: one
-        platform run is one test.
-        """
-        if self.state is not RunState.PENDING:
-            raise RunStateConflict(
-                f"run {self.run_id} was already run by this Locust process; "
-                "create a new run on the platform and enter its id in --run-id",
-                run_id=self.run_id,
-            )
-        started_at = utc_now()
+        """Tell the platform the run starts; raises PlatformError when it refuses."""
         body = {
             "arguments": dict(arguments),
             "host": host,
-            "started_at": started_at,
+            "started_at": utc_now(),
             "locust": dict(locust),
         }
         try:
@@ -152,14 +148,12 @@ class RunLifecycle:
         except PlatformError as err:
             self.last_error = str(err)
             raise
-        self.state = RunState.RUNNING
-        self.started_at = started_at
         self._last_progress = time.monotonic()
         logger.info("perfx: run %s started on %s", self.run_id, self.client.base_url)
 
     def progress(self, body: Callable[[], dict[str, Any]]) -> None:
         """Send live numbers if it is time; a platform without the endpoint is left alone."""
-        if self.state is not RunState.RUNNING or not self._progress_enabled:
+        if not self._progress_enabled:
             return
         if time.monotonic() - self._last_progress < self.progress_every:
             return
@@ -174,12 +168,8 @@ class RunLifecycle:
                 self.last_error = str(err)
                 logger.debug("perfx: progress not delivered: %s", err)
 
-    def finish(self, verdict: Verdict, summary: Mapping[str, Any], exit_code: int) -> None:
-        """Send complete or fail exactly once; if it cannot be delivered, save it to a file."""
-        if self.state is not RunState.RUNNING:
-            return  # never started, or already finished: test_stop and quit both end up here
-        self.state = RunState.FINISHED
-        self.verdict = verdict
+    def finish(self, verdict: Verdict, summary: Mapping[str, Any], exit_code: int) -> Delivery:
+        """Send complete or fail; if it cannot be delivered, save it to a file."""
         body: dict[str, Any] = {"finished_at": utc_now(), "summary": dict(summary)}
         if verdict.failed:
             body.update(reason=verdict.reason, exit_code=exit_code or 1)
@@ -191,7 +181,7 @@ class RunLifecycle:
             logger.error(
                 "perfx: the platform refused the %s of run %s: %s", verdict.call, self.run_id, err
             )
-            return
+            return Delivery.REFUSED
         except PlatformError as err:
             self.last_error = str(err)
             path = self._save(verdict.call, body)
@@ -204,11 +194,12 @@ class RunLifecycle:
                 path,
                 self.client.base_url,
             )
-            return
+            return Delivery.SAVED
         if verdict.failed:
             logger.info("perfx: run %s failed: %s", self.run_id, verdict.reason)
         else:
             logger.info("perfx: run %s completed", self.run_id)
+        return Delivery.DELIVERED
 
     def _save(self, call: str, body: Mapping[str, Any]) -> Path:
         path = Path.cwd() / f"perfx-{self.run_id}.final.json"
@@ -218,7 +209,7 @@ class RunLifecycle:
 
 
 def resend(client: PlatformClient, path: Path, *, retry_for: float) -> str:
-    """Deliver a final status saved by :meth:`RunLifecycle.finish`; returns the run id."""
+    """Deliver a final status saved by :meth:`PlatformSync.finish`; returns the run id."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         run_id, call, body = record["run_id"], record["call"], record["body"]

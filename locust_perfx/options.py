@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from locust.argument_parser import LocustArgumentParser
 
-from locust_perfx.exceptions import ConfigError
+from locust_perfx.exceptions import ConfigError, PerfxError
 from locust_perfx.influx import DEFAULT_BUFFER_POINTS, DEFAULT_INTERVAL, InfluxConfig, parse_tags
 from locust_perfx.platform import (
     DEFAULT_PLATFORM_URL,
     DEFAULT_RETRY_FOR,
+    DEFAULT_TIMEOUT,
     PROGRESS_INTERVAL,
     RunInfo,
 )
@@ -37,8 +39,7 @@ class Option:
     help: str
     metavar: str | None = None
     default: Any = None
-    type: Any = str
-    choices: Sequence[str] | None = None
+    type: Callable[[str], Any] = str
     secret: bool = False
     in_web_ui: bool = False
     flag_only: bool = False
@@ -105,7 +106,6 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "Point layout: perfx, or jmeter for JMeter Grafana dashboards. Defaults to perfx.",
         "LAYOUT",
         "perfx",
-        choices=("perfx", "jmeter"),
     ),
     Option(
         "--influxdb-max-names",
@@ -155,10 +155,10 @@ def add_plugin_options(parser: LocustArgumentParser) -> None:
     for opt in OPTIONS:
         if opt.flag in parser._option_string_actions:
             continue
+        # Values stay text here and are typed by Settings.from_options, which names the
+        # source of a bad one; argparse's own "invalid float value" names none.
         kind: dict[str, Any] = (
-            {"action": "store_true"}
-            if opt.flag_only
-            else {"metavar": opt.metavar, "type": opt.type, "choices": opt.choices}
+            {"action": "store_true"} if opt.flag_only else {"metavar": opt.metavar, "type": str}
         )
         parser.add_argument(
             opt.flag,
@@ -208,19 +208,36 @@ def schema_help(param: Parameter) -> str:
     return ". ".join(parts) + "."
 
 
-def value_sources(
-    schema: RunSchema, argv: Sequence[str], environ: Mapping[str, str]
-) -> dict[str, str]:
-    """Where each given schema value came from, to name it in error messages."""
+COMMAND_LINE: Final = "the command line"
+
+
+def value_sources(parser: LocustArgumentParser, parsed: argparse.Namespace) -> dict[str, str]:
+    """Where each option's value in ``parsed`` came from, by dest, from configargparse's record.
+
+    Call it after the parser parsed. An option missing here was given on the command line
+    (configargparse records that source as the raw argument list) or not at all.
+    configargparse records a default for a flag given abbreviated (``--batch 8``); the
+    parsed value tells it from the real default.
+    """
     sources: dict[str, str] = {}
-    for param in schema.parameters:
-        if any(a == param.option or a.startswith(param.option + "=") for a in argv):
-            sources[param.dest] = "the command line"
-        elif environ.get(param.env_var, "").strip():
-            sources[param.dest] = param.env_var
-        else:
-            sources[param.dest] = "the config file or web UI"
+    for source, settings in parser.get_source_to_settings_dict().items():
+        if source == "command_line":
+            continue
+        for key, (action, _) in settings.items():
+            if action is None:
+                continue
+            if source == "environment_variables":
+                sources[action.dest] = key
+            elif source == "defaults":
+                if getattr(parsed, action.dest, None) == action.default:
+                    sources[action.dest] = "the default"
+            else:  # "config_file|<path>"
+                sources[action.dest] = f"the config file {source.partition('|')[2]}".rstrip()
     return sources
+
+
+def source_of(sources: Mapping[str, str], dest: str) -> str:
+    return sources.get(dest, COMMAND_LINE)
 
 
 @dataclass(frozen=True)
@@ -236,58 +253,75 @@ class Settings:
     dry_run: bool = False
 
     @classmethod
-    def from_options(cls, options: argparse.Namespace) -> Settings:
-        """Build from Locust's parsed options; raises ConfigError naming every bad one."""
+    def from_options(cls, options: argparse.Namespace, sources: Mapping[str, str]) -> Settings:
+        """Type and check every plugin option; raises ConfigError naming each bad one's source."""
         problems: list[str] = []
-        influx = None
-        if options.influxdb_url:
-            missing = [
-                f"--{name.replace('_', '-')}"
-                for name in ("influxdb_org", "influxdb_bucket")
-                if not getattr(options, name)
-            ]
-            if missing:
-                problems.append(
-                    f"--influxdb-url is set but {' and '.join(missing)} "
-                    f"{'is' if len(missing) == 1 else 'are'} not: set "
-                    + " and ".join(
-                        f"{m} (or PERFX_{m[2:].replace('-', '_').upper()})" for m in missing
-                    )
-                )
+        typed: dict[str, Any] = {}
+        for opt in OPTIONS:
+            dest = opt.flag[2:].replace("-", "_")
+            raw = getattr(options, dest)
+            if opt.flag_only or not isinstance(raw, str) or opt.type is str:
+                typed[dest] = raw
+                continue
             try:
-                tags = parse_tags(options.influxdb_tags or "")
+                typed[dest] = opt.type(raw.strip())
+            except ValueError:
+                expected = "a whole number" if opt.type is int else "a number of seconds"
+                where = source_of(sources, dest)
+                problems.append(f'{opt.flag} (from {where}): expected {expected}, got "{raw}"')
+                typed[dest] = opt.default
+        for dest in ("platform_timeout", "platform_progress"):
+            if typed[dest] < 0:
+                problems.append(f"--{dest.replace('_', '-')}: expected 0 or more seconds")
+        influx = None
+        if typed["influxdb_url"]:
+            try:
+                influx = _influx_config(typed)
             except ConfigError as err:
                 problems.extend(err.problems)
-                tags = {}
-            if options.influxdb_interval <= 0:
-                problems.append("--influxdb-interval must be a positive number of seconds")
-            if not problems:
-                influx = InfluxConfig(
-                    url=options.influxdb_url,
-                    token=options.influxdb_token or "",
-                    org=options.influxdb_org,
-                    bucket=options.influxdb_bucket,
-                    interval=options.influxdb_interval,
-                    layout=options.influxdb_layout,
-                    tags=tags,
-                    max_names=options.influxdb_max_names,
-                    buffer_points=options.influxdb_buffer,
-                )
-        if options.platform_progress < 0:
-            problems.append("--platform-progress must be zero or more seconds")
-        if options.platform_timeout < 0:
-            problems.append("--platform-timeout must be zero or more seconds")
         if problems:
             raise ConfigError(problems)
         return cls(
-            run_id=options.run_id,
-            platform_url=options.platform_url,
-            platform_token=options.platform_token or "",
-            platform_timeout=options.platform_timeout,
-            platform_progress=options.platform_progress,
+            run_id=typed["run_id"] or "",
+            platform_url=typed["platform_url"],
+            platform_token=typed["platform_token"] or "",
+            platform_timeout=typed["platform_timeout"],
+            platform_progress=typed["platform_progress"],
             influx=influx,
-            dry_run=options.dry_run,
+            dry_run=typed["dry_run"],
         )
+
+
+def _influx_config(typed: Mapping[str, Any]) -> InfluxConfig:
+    """The export settings; one ConfigError names every bad ``--influxdb-*`` flag."""
+    problems = []
+    if not typed["influxdb_org"]:
+        problems.append(
+            "--influxdb-url is set but --influxdb-org is not: "
+            "set --influxdb-org or PERFX_INFLUXDB_ORG (InfluxDB 1.x: -)"
+        )
+    try:
+        tags = parse_tags(typed["influxdb_tags"] or "")
+    except ConfigError as err:
+        problems.extend(err.problems)
+        tags = {}
+    try:
+        config = InfluxConfig(
+            url=typed["influxdb_url"],
+            token=typed["influxdb_token"] or "",
+            org=typed["influxdb_org"] or "",
+            bucket=typed["influxdb_bucket"] or "",
+            interval=typed["influxdb_interval"],
+            layout=typed["influxdb_layout"],
+            tags=tags,
+            max_names=typed["influxdb_max_names"],
+            buffer_points=typed["influxdb_buffer"],
+        )
+    except ConfigError as err:
+        problems.extend(err.problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def export_to_environ(run_id: str, values: Mapping[str, Value], names: Iterable[str]) -> None:
@@ -339,6 +373,14 @@ def _clashing_flag(parser: LocustArgumentParser, param: Parameter) -> str:
     return param.option
 
 
+HELP_FETCH_TIMEOUT: Final = 2.0
+"""Seconds ``--help`` waits for the run's schema: help must come at once, listing the run's
+arguments when the platform answers, and the plugin's own options with a note when not."""
+
+Fetch = Callable[[str, str, str, float, float], RunInfo]
+"""``fetch(run_id, platform_url, token, retry_for, timeout)``."""
+
+
 class OptionRegistry:
     """Adds the plugin's and the run's options to every parser Locust builds.
 
@@ -347,23 +389,53 @@ class OptionRegistry:
     Workers never fetch (they receive the arguments from the master).
     """
 
-    def __init__(self, fetch: Callable[[str, str, str, float], RunInfo]) -> None:
+    def __init__(self, fetch: Fetch) -> None:
         self._fetch = fetch
         self._looked = False
         self.info: RunInfo | None = None
         self.clashes: dict[str, str] = {}
+        self.parser: LocustArgumentParser | None = None
+        """The last parser given options; after Locust's parse, it knows every value's source."""
 
     def register(self, parser: LocustArgumentParser, argv: Sequence[str]) -> None:
-        """Add every option to ``parser``; raises PerfxError if the run cannot be fetched."""
+        """Add every option to ``parser``; raises PerfxError if the run cannot be fetched.
+
+        A fetch that fails is reported together with every bad plugin option (ConfigError).
+        """
         add_plugin_options(parser)
+        self.parser = parser
         if not self._looked:
             self._looked = True
-            # Only flags known so far can be read here: Locust's positional user classes
-            # would swallow the values of schema options not registered yet.
-            known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
-            if known.run_id and not known.worker:
-                self.info = self._fetch(
-                    known.run_id, known.platform_url, known.platform_token, known.platform_timeout
-                )
+            self.info = self._look_up(parser, argv)
         if self.info is not None:
             self.clashes = add_schema_options(parser, self.info.schema)
+
+    def _look_up(self, parser: LocustArgumentParser, argv: Sequence[str]) -> RunInfo | None:
+        helping = any(a in ("-h", "--help") for a in argv)
+        # Only flags known so far can be read here: Locust's positional user classes
+        # would swallow the values of schema options not registered yet.
+        known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+        if not known.run_id or known.worker:
+            return None
+        problems: list[str] = []
+        retry_for = DEFAULT_RETRY_FOR
+        try:
+            retry_for = Settings.from_options(known, value_sources(parser, known)).platform_timeout
+        except ConfigError as err:
+            problems = err.problems
+        retry, timeout = (0.0, HELP_FETCH_TIMEOUT) if helping else (retry_for, DEFAULT_TIMEOUT)
+        if known.dry_run:
+            parser.set_defaults(headless=True)  # a dry run checks what a test would, never serves
+        try:
+            return self._fetch(
+                known.run_id, known.platform_url, known.platform_token or "", retry, timeout
+            )
+        except PerfxError as err:
+            if helping:
+                sys.stderr.write(
+                    f"perfx: {err}; the options of run {known.run_id} are not listed below\n"
+                )
+                return None
+            if problems:
+                raise ConfigError([str(err), *problems]) from None
+            raise

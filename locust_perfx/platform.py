@@ -11,12 +11,15 @@ tree here, at one boundary.
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
 
 import requests
 
@@ -42,6 +45,10 @@ PROGRESS_INTERVAL: Final = 10.0
 BACKOFF_FIRST: Final = 0.5
 BACKOFF_MAX: Final = 8.0
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+NOT_HANDLED: Final = frozenset({429, 503})
+"""Statuses saying the server did not handle the request (RFC 9110), so applied nothing."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class RunInfo:
     environment: str
     host: str
     schema: RunSchema
+    schema_problems: tuple[str, ...] = ()
+    """Defects of the endpoint's argument_schema, reported with the run's other problems."""
 
     @classmethod
     def from_json(cls, data: Any, run_id: str, url: str) -> RunInfo:
@@ -70,13 +79,15 @@ class RunInfo:
             raise PlatformError(
                 f"run {run_id}: endpoint and environment must be objects", url=url, run_id=run_id
             )
+        schema, schema_problems = RunSchema.parse(endpoint.get("argument_schema"))
         return cls(
             id=str(data.get("id") or run_id),
             status=str(data.get("status") or "unknown"),
             endpoint=str(endpoint.get("name") or ""),
             environment=str(environment.get("name") or ""),
             host=str(environment.get("host") or ""),
-            schema=RunSchema.from_json(endpoint.get("argument_schema")),
+            schema=schema,
+            schema_problems=tuple(schema_problems),
         )
 
 
@@ -114,50 +125,100 @@ class PlatformClient:
 
     def get_run(self, run_id: str, *, retry_for: float = 0.0) -> RunInfo:
         """Fetch a run; retried through outages for ``retry_for`` seconds."""
-        body = self._call("GET", run_id, "", None, retry_for)
-        return RunInfo.from_json(body, run_id, self.run_url(run_id))
+        url = self.run_url(run_id)
+        body = self._retrying(lambda: self._once("GET", url, run_id, None), retry_for)
+        return RunInfo.from_json(body, run_id, url)
 
-    def start(self, run_id: str, body: dict[str, Any], *, retry_for: float = 0.0) -> Any:
-        return self._call("POST", run_id, "/start", body, retry_for)
+    def start(self, run_id: str, body: dict[str, Any], *, retry_for: float = 0.0) -> None:
+        """Move the run from pending to running; RunStateConflict when it is not pending.
+
+        An attempt whose answer was lost (a timeout, a reset, a 5xx from a proxy) may have
+        started the run: then a retry's 409 is settled by the run's status, see
+        :meth:`_state_call`.
+        """
+        self._state_call(run_id, "start", body, retry_for)
 
     def finish(self, run_id: str, call: str, body: dict[str, Any], *, retry_for: float) -> None:
         """Send the final status (``complete`` or ``fail``), exactly once.
 
-        When an earlier attempt may have reached the platform (a timeout, a 5xx) and the
-        retry gets a 409, the run already showing the status we sent means the first
-        attempt was delivered and only its answer was lost. A 409 on the first attempt is
-        a real refusal (say, the platform's own watchdog failed the run).
+        Retried through outages for ``retry_for`` seconds; an answer lost on the way back
+        is recognised by the run's status, see :meth:`_state_call`.
         """
-        url = self.run_url(run_id) + f"/{call}"
-        wanted = {"complete": "completed", "fail": "failed"}[call]
-        attempted = False
-
-        def attempt() -> Any:
-            nonlocal attempted
-            try:
-                return self._once("POST", url, run_id, body)
-            except RunStateConflict:
-                if attempted and self.get_run(run_id).status == wanted:
-                    return None
-                raise
-            finally:
-                attempted = True
-
-        self._retrying(attempt, retry_for)
+        self._state_call(run_id, call, body, retry_for)
 
     def progress(self, run_id: str, body: dict[str, Any]) -> None:
         """Report live numbers once; never retried (the next report supersedes it)."""
-        self._call("POST", run_id, "/progress", body, 0.0)
+        url = self.run_url(run_id) + "/progress"
+        self._once("POST", url, run_id, body, need_body=False)
 
-    def _call(
-        self, method: str, run_id: str, suffix: str, body: dict[str, Any] | None, retry_for: float
-    ) -> Any:
-        url = self.run_url(run_id) + suffix
-        return self._retrying(lambda: self._once(method, url, run_id, body), retry_for)
+    def _state_call(self, run_id: str, call: str, body: dict[str, Any], retry_for: float) -> None:
+        """POST a status change, retried; a 409 is settled by the run's status on the platform.
+
+        An attempt that failed without a clear answer (a timeout, a reset, a 500, 502 or
+        504) may have been applied, its answer lost on the way back. So on a 409 the run is
+        read:
+
+        - it shows the status this call sets, after such an attempt: that attempt landed;
+        - it still allows the call: the 409 contradicts the run, so it is no refusal to
+          act on (a PlatformError, not RunStateConflict: a final status is then saved
+          for ``perfx resend``, not dropped);
+        - anything else is a real refusal, even when the status matches on a first attempt
+          (say, the platform's own watchdog failed the run).
+
+        When time runs out after such an attempt, one last look at the run settles it too.
+        """
+        url = self.run_url(run_id) + f"/{call}"
+        maybe_applied = False
+
+        def attempt() -> None:
+            nonlocal maybe_applied
+            try:
+                self._once("POST", url, run_id, body, need_body=False)
+            except RunStateConflict as refusal:
+                self._settle_conflict(run_id, call, refusal, maybe_applied)
+            except PlatformUnavailable as err:
+                maybe_applied = maybe_applied or err.status not in NOT_HANDLED
+                raise
+
+        try:
+            self._retrying(attempt, retry_for)
+        except PlatformUnavailable:
+            # Out of time, but an attempt may have landed: one look at the run settles it.
+            if not (maybe_applied and _landed(run_id, call, self._status_if_known(run_id))):
+                raise
+
+    def _settle_conflict(
+        self, run_id: str, call: str, refusal: RunStateConflict, maybe_applied: bool
+    ) -> None:
+        """Return if our earlier attempt landed; otherwise raise what the 409 really means."""
+        status = self.get_run(run_id).status
+        if maybe_applied and _landed(run_id, call, status):
+            return
+        if status in ALLOWED_FROM[call]:
+            raise PlatformError(
+                f"the platform answered 409 to the {call} of run {run_id} ({refusal}), yet "
+                f"shows the run {status}, which allows it; check the platform or a proxy "
+                "in front of it",
+                url=refusal.url,
+                status=refusal.status,
+                run_id=run_id,
+            )
+        raise refusal
+
+    def _status_if_known(self, run_id: str) -> str | None:
+        """The run's status, or None when the platform cannot tell us now."""
+        try:
+            return self.get_run(run_id).status
+        except PlatformError:
+            return None
 
     @staticmethod
-    def _retrying(attempt: Callable[[], Any], retry_for: float) -> Any:
-        """``attempt()`` until it stops raising PlatformUnavailable or ``retry_for`` runs out."""
+    def _retrying(attempt: Callable[[], T], retry_for: float) -> T:
+        """``attempt()`` until it stops raising PlatformUnavailable or ``retry_for`` runs out.
+
+        The platform's ``Retry-After`` is a floor for the pause; one that reaches past the
+        deadline ends the retries at once, rather than sleeping into a certain failure.
+        """
         deadline = time.monotonic() + retry_for
         delay = BACKOFF_FIRST
         while True:
@@ -165,14 +226,25 @@ class PlatformClient:
                 return attempt()
             except PlatformUnavailable as err:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                asked = err.retry_after or 0.0
+                if left <= 0 or asked > left:
                     raise
-                pause = min(delay * (1 + random.random() / 2), BACKOFF_MAX, left)
+                backoff = min(delay * (1 + random.random() / 2), BACKOFF_MAX)
+                pause = min(max(backoff, asked), left)
                 logger.warning("%s; retrying in %.1f s", err, pause)
                 time.sleep(pause)
                 delay *= 2
 
-    def _once(self, method: str, url: str, run_id: str, body: dict[str, Any] | None) -> Any:
+    def _once(
+        self,
+        method: str,
+        url: str,
+        run_id: str,
+        body: dict[str, Any] | None,
+        *,
+        need_body: bool = True,
+    ) -> Any:
+        """One HTTP call; ``need_body=False`` takes any 2xx as applied, readable or not."""
         try:
             response = self._session.request(method, url, json=body, timeout=self.timeout)
         except requests.Timeout:
@@ -188,10 +260,24 @@ class PlatformClient:
                 url=url,
                 run_id=run_id,
             ) from None
-        return _unwrap(response, url, run_id, self.base_url)
+        return _unwrap(response, url, run_id, self.base_url, need_body=need_body)
 
 
-def _unwrap(response: requests.Response, url: str, run_id: str, base_url: str) -> Any:
+SETS: Final = {"start": "running", "complete": "completed", "fail": "failed"}
+"""The status each state call moves a run to."""
+ALLOWED_FROM: Final = {
+    "start": frozenset({"pending"}),
+    "complete": frozenset({"running"}),
+    "fail": frozenset({"pending", "running"}),
+}
+"""The statuses each state call is allowed from (platform-api.md)."""
+SUCCESS_CODES: Final = frozenset({0, 200})
+"""Envelope codes that mean success: 0 per platform-api.md, 200 as many platforms send."""
+
+
+def _unwrap(
+    response: requests.Response, url: str, run_id: str, base_url: str, *, need_body: bool
+) -> Any:
     """The body of a success, or the right PlatformError carrying the platform's own words."""
     status = response.status_code
     try:
@@ -201,10 +287,15 @@ def _unwrap(response: requests.Response, url: str, run_id: str, base_url: str) -
     message = _message(body)
     kwargs: dict[str, Any] = {"url": url, "status": status, "run_id": run_id}
     if status in RETRY_STATUSES:
-        raise PlatformUnavailable(
-            f"the platform at {base_url} answered {status}" + (f": {message}" if message else ""),
+        retry_after = _retry_after(response.headers.get("Retry-After"))
+        unavailable = PlatformUnavailable(
+            f"the platform at {base_url} answered {status}"
+            + (f": {message}" if message else "")
+            + (f" (Retry-After: {retry_after:g} s)" if retry_after is not None else ""),
             **kwargs,
         )
+        unavailable.retry_after = retry_after
+        raise unavailable
     if status == 404:
         raise RunNotFound(f"run {run_id} does not exist on {base_url}: check --run-id", **kwargs)
     if status in (401, 403):
@@ -223,18 +314,75 @@ def _unwrap(response: requests.Response, url: str, run_id: str, base_url: str) -
             **kwargs,
         )
     if body is None:
-        raise PlatformError(
-            f"the platform at {base_url} answered {status} with a body that is not JSON",
-            **kwargs,
-        )
-    if isinstance(body, dict) and "code" in body and ("data" in body or message):
-        if body["code"] not in (0, "0", 200):
+        if need_body:
             raise PlatformError(
-                f"the platform refused run {run_id}: {message or 'code ' + str(body['code'])}",
+                f"the platform at {base_url} answered {status} with a body that is not JSON; "
+                "check --platform-url points at the platform's API, not a web page or proxy",
                 **kwargs,
             )
-        return body.get("data")
-    return body
+        # A 2xx says the call was applied; what the body should have said is not needed.
+        logger.warning(
+            "perfx: the platform at %s answered %s with a body that is not JSON; "
+            "taking it as applied",
+            base_url,
+            status,
+        )
+        return None
+    code = _envelope_code(body)
+    if code is None:
+        return body
+    if code not in SUCCESS_CODES:
+        raise PlatformError(
+            f"the platform refused run {run_id}: {message or f'code {code}'}", **kwargs
+        )
+    return body.get("data")
+
+
+def _landed(run_id: str, call: str, status: str | None) -> bool:
+    """Whether the run's ``status`` is what ``call`` sets: an earlier attempt landed."""
+    if status != SETS[call]:
+        return False
+    logger.info(
+        "perfx: the platform applied the %s of run %s; only its answer was lost", call, run_id
+    )
+    return True
+
+
+def _envelope_code(body: Any) -> int | None:
+    """The ``code`` of an envelope (platform-api.md), or None when ``body`` is no envelope.
+
+    An envelope is an object with an integer ``code`` and ``data``, or a non-zero integer
+    ``code`` and a ``message``/``msg``: a run that has a ``code`` of its own is not one.
+    """
+    if not isinstance(body, dict):
+        return None
+    raw = body.get("code")
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        code = raw
+    elif isinstance(raw, str) and raw.strip().lstrip("-").isdecimal():
+        code = int(raw)
+    else:
+        return None
+    if "data" in body or (code != 0 and any(body.get(key) for key in ("message", "msg"))):
+        return code
+    return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP-date (RFC 9110)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = (moment - datetime.now(UTC)).total_seconds()
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _message(body: Any) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from locust import events
 from locust.env import Environment
@@ -18,8 +18,12 @@ from locust.runners import WorkerRunner
 
 from locust_perfx import webui
 from locust_perfx.exceptions import ConfigError, PerfxError
-from locust_perfx.options import OptionRegistry, expose_arguments_on_worker
+from locust_perfx.options import OptionRegistry, expose_arguments_on_worker, value_sources
+from locust_perfx.plan import build_plan
 from locust_perfx.platform import PlatformClient, RunInfo
+
+if TYPE_CHECKING:
+    from locust_perfx.controller import RunController
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +31,14 @@ EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 1
 
 
-def _fetch(run_id: str, platform_url: str, token: str | None, retry_for: float) -> RunInfo:
-    with PlatformClient(platform_url, token or "") as client:
+def _fetch(run_id: str, url: str, token: str, retry_for: float, timeout: float) -> RunInfo:
+    with PlatformClient(url, token, timeout=timeout) as client:
         return client.get_run(run_id, retry_for=retry_for)
 
 
 registry = OptionRegistry(_fetch)
+controller: RunController | None = None
+"""The run's controller, in the process that owns the run (local runner or master)."""
 
 
 @events.init_command_line_parser.add_listener
@@ -45,29 +51,46 @@ def on_command_line_parser(parser: Any, **_: Any) -> None:
 
 @events.init.add_listener
 def on_init(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner):
-        environment.events.test_start.add_listener(
-            lambda **_: expose_arguments_on_worker(environment)
-        )
-        return
-    if registry.info is None:
-        return  # no --run-id: stay inert
+    global controller
+    if isinstance(environment.runner, WorkerRunner) or registry.info is None:
+        return  # a worker, or no --run-id: nothing to own
     # Imported here, in the master or local process of a run only: with the export stack
     # (influxdb_client: ~20,000 objects) imported, workers made ~4% fewer requests/s on a
     # busy 2-core machine (bench/load.py, distributed); without it, no difference.
-    from locust_perfx.session import RunSession, print_dry_run
+    from locust_perfx.controller import RunController, print_dry_run
 
     try:
+        options = environment.parsed_options
+        assert registry.parser is not None and options is not None, "Locust parsed already"
         info = registry.info
-        session = RunSession.open(environment, info, _clashes(environment, info))
-        if session.settings.dry_run:
-            print_dry_run(session)
+        plan = build_plan(
+            options, info, _clashes(environment, info), value_sources(registry.parser, options)
+        )
+        if plan.settings.dry_run:
+            print_dry_run(plan)
             sys.exit(0)
-        session.attach()
+        controller = owner = RunController.open(environment, plan)
+        owner.attach()
     except PerfxError as err:
         _exit(err)
     if environment.web_ui:
-        webui.install(environment.web_ui, session)
+        webui.install(environment.web_ui, owner)
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Environment, **_: Any) -> None:
+    """Registered at import, before the locustfile's own listeners: a worker's ``test_start``
+    listeners find the run's ``PERFX_*`` variables already set."""
+    if isinstance(environment.runner, WorkerRunner):
+        expose_arguments_on_worker(environment)
+
+
+@events.quitting.add_listener
+def on_quitting(**kwargs: Any) -> None:
+    """Registered at import: Locust fires ``quitting`` in reverse order, so this runs after
+    the locustfile's own listeners, which may still set the exit code."""
+    if controller is not None:
+        controller.on_quitting(**kwargs)
 
 
 def _clashes(environment: Environment, info: RunInfo) -> dict[str, str]:

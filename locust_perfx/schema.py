@@ -63,17 +63,27 @@ class RunSchema:
 
     @classmethod
     def from_json(cls, data: Any) -> RunSchema:
-        """Parse the platform's JSON, reporting every defect at once.
+        """Parse the platform's JSON; one ConfigError lists every defect.
 
         ``None`` or an empty object means the endpoint takes no arguments.
         """
+        schema, problems = cls.parse(data)
+        if problems:
+            raise ConfigError(problems)
+        return schema
+
+    @classmethod
+    def parse(cls, data: Any) -> tuple[RunSchema, list[str]]:
+        """The sound parameters and the defects of the rest, so that the defects can be
+        reported together with every other problem of the run instead of one round at a time.
+        """
         if data is None:
-            return cls()
+            return cls(), []
         if not isinstance(data, Mapping):
-            raise ConfigError(f"argument_schema must be an object, got {_kind(data)}")
+            return cls(), [f"argument_schema must be an object, got {_kind(data)}"]
         raw_params = data.get("parameters") or []
         if not isinstance(raw_params, list):
-            raise ConfigError(f"argument_schema.parameters must be a list, got {_kind(raw_params)}")
+            return cls(), [f"argument_schema.parameters must be a list, got {_kind(raw_params)}"]
         problems: list[str] = []
         params: list[Parameter] = []
         seen: set[str] = set()
@@ -88,9 +98,7 @@ class RunSchema:
                 continue
             seen.add(param.dest)
             params.append(param)
-        if problems:
-            raise ConfigError(problems)
-        return cls(tuple(params))
+        return cls(tuple(params)), problems
 
     def resolve(
         self, raw: Mapping[str, object], sources: Mapping[str, str] | None = None

@@ -33,7 +33,7 @@ from locust_perfx.schema import Value, render
 if TYPE_CHECKING:
     from locust.web import WebUI
 
-    from locust_perfx.session import RunSession
+    from locust_perfx.controller import RunController
 
 logger = logging.getLogger(__name__)
 
@@ -143,9 +143,9 @@ def without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def public_status(session: RunSession) -> dict[str, Any]:
-    """:meth:`RunSession.status` as the UI may show it: URLs without credentials."""
-    status = session.status()
+def public_status(controller: RunController) -> dict[str, Any]:
+    """:meth:`RunController.status` as the UI may show it: URLs without credentials."""
+    status = controller.status()
     for key in ("platform_url", "run_url"):
         status[key] = without_credentials(status[key])
     if status["influxdb"] is not None:
@@ -186,8 +186,8 @@ def tab_rows(status: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"field": field, "value": str(value)} for field, value in rows]
 
 
-def install(web_ui: WebUI, session: RunSession) -> None:
-    """Hook the start form of ``web_ui`` to ``session`` and add the PerfX tab.
+def install(web_ui: WebUI, controller: RunController) -> None:
+    """Hook the start form of ``web_ui`` to ``controller`` and add the PerfX tab.
 
     Call it in Locust's ``init``, before the first page is served.
     """
@@ -213,7 +213,7 @@ def install(web_ui: WebUI, session: RunSession) -> None:
     @blueprint.route(STATUS_ROUTE)
     @web_ui.auth_required_if_enabled
     def perfx_status() -> Response:
-        return jsonify(public_status(session))
+        return jsonify(public_status(controller))
 
     app.register_blueprint(blueprint)
 
@@ -223,18 +223,18 @@ def install(web_ui: WebUI, session: RunSession) -> None:
             return None
         if not _signed_in(web_ui):
             return None  # Locust's own view turns the visitor away: start nothing
-        dests = [p.dest for p in session.info.schema.parameters] + [RUN_ID_FIELD]
+        dests = [p.dest for p in controller.plan.info.schema.parameters] + [RUN_ID_FIELD]
         request.form = restore_names(request.form, dests)
         try:
             problems = locust_form_problems(request.form)
             if problems:
                 raise ConfigError(problems)
-            session.start_from_form(request.form)
+            controller.start_from_form(request.form)
         except PerfxError as err:
             problems = err.problems if isinstance(err, ConfigError) else [str(err)]
             message = "; ".join(problems)
             logger.error("perfx: not starting: %s", message)
-            return jsonify({"success": False, "message": message, "host": session.host})
+            return jsonify({"success": False, "message": message, "host": controller.plan.host})
         return None
 
     @app.after_request
@@ -246,7 +246,7 @@ def install(web_ui: WebUI, session: RunSession) -> None:
         if not isinstance(body, dict):
             return response
         extended = [s for s in body.get("extended_stats", []) if s.get("key") != TAB_KEY]
-        extended.append({"key": TAB_KEY, "data": tab_rows(public_status(session))})
+        extended.append({"key": TAB_KEY, "data": tab_rows(public_status(controller))})
         response.set_data(json.dumps({**body, "extended_stats": extended}))
         return response
 

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from locust_perfx.lifecycle import EXIT_STATUS_REFUSED, EXIT_STATUS_SAVED
 from tests.fixtures.faults import FaultServer
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_request
 from tests.fixtures.platform import PlatformFactory, PlatformServer
+from tests.fixtures.tsdb import VictoriaMetrics
 from tests.fixtures.waiting import wait_until
 from tests.test_cli import perfx
 
@@ -266,7 +268,7 @@ def test_platform_gone_for_good_leaves_a_file_perfx_resend_delivers(
     )
     proc.wait_for(STARTED)
     platform_server.stop()
-    assert proc.wait(60) == 0, proc.output
+    assert proc.wait(60) == EXIT_STATUS_SAVED, proc.output
     saved = tmp_path / f"perfx-{run_id}.final.json"
     assert f"could not send the final status of run {run_id}" in proc.output
     assert f"perfx resend {saved}" in proc.output
@@ -381,17 +383,45 @@ def test_a_final_status_the_platform_refuses_is_reported_not_saved(
     platform = platform_factory(progress_timeout=1.0)
     run_id = platform.create_run(None, target.url)
     proc = locust_runner.start(
-        *headless(run_id, platform.url, "-u 1 -t 60s --platform-progress 0"),
+        *headless(run_id, platform.url, "-u 1 -t 6s --platform-progress 0"),
         locustfile=BEHAVIOURS,
     )
     proc.wait_for(STARTED)
     wait_until(lambda: platform.get_run(run_id)["status"] == "failed", message="the watchdog")
-    proc.signal(signal.SIGINT)
-    assert proc.wait(30) != 0
-    refused = re.search(rf"perfx: the platform refused the fail of run {run_id}: (.*)", proc.output)
+    assert proc.wait(30) == EXIT_STATUS_REFUSED, proc.output
+    refused = re.search(
+        rf"perfx: the platform refused the complete of run {run_id}: (.*)", proc.output
+    )
     assert refused, proc.output
     assert refused.group(1) == (
         f"run {run_id} is already failed; a final status is accepted only once"
     )
     assert not (tmp_path / f"perfx-{run_id}.final.json").exists()
     assert platform.get_run(run_id)["reason"].startswith("no progress for 1")
+
+
+@pytest.mark.parametrize("behaviour", ["summary_crash", "export_close_crash"])
+def test_the_verdict_is_sent_even_when_ending_the_run_breaks(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    victoria_metrics: VictoriaMetrics,
+    behaviour: str,
+) -> None:
+    run_id = platform_server.create_run(None, target.url)
+    influx = f"--influxdb-url {victoria_metrics.url} --influxdb-org o --influxdb-bucket b"
+    code, output = locust_runner.run(
+        *headless(run_id, platform_server.url, f"-u 1 -t 2s {influx}"),
+        locustfile=BEHAVIOURS,
+        env={"BEHAVIOUR": behaviour},
+    )
+    run = platform_server.get_run(run_id)
+    assert run["status"] == "completed", output
+    assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
+    if behaviour == "summary_crash":
+        assert run["summary"] == {
+            "error": "the summary could not be built: RuntimeError: injected fault"
+        }
+    else:
+        assert run["summary"]["total"]["requests"] == target.total
+    assert code == 0, output

@@ -35,6 +35,7 @@ def echoes(folder: Path) -> list[dict[str, Any]]:
 def assert_sees_the_run(record: dict[str, Any], run_id: str, host: str) -> None:
     assert record["options"] == {"run_id": run_id, **EXPECTED_OPTIONS}
     assert record["env"] == {"PERFX_RUN_ID": run_id, **EXPECTED_ENV}
+    assert record["env_at_test_start"] == record["env"]
     assert record["host"] == host
 
 
@@ -144,14 +145,26 @@ def refusal(output: str) -> list[str]:
             id="from-env",
         ),
         pytest.param(
-            (*GOOD_ARGS, "--influxdb-url", "http://127.0.0.1:1"),
+            ("--batch_si", "lots", "--model", "m", "--gpu_model", "A100"),
             {},
+            ['--batch_size (from the command line): expected an integer, got "lots"'],
+            id="abbreviated-flag",
+        ),
+        pytest.param(
+            (*GOOD_ARGS, "--influxdb-url", "127.0.0.1:1", "--influxdb-interval", "0"),
+            {"PERFX_PLATFORM_TIMEOUT": "abc", "PERFX_INFLUXDB_TAGS": "run_id=x"},
             [
-                "--influxdb-url is set but --influxdb-org and --influxdb-bucket are not: set "
-                "--influxdb-org (or PERFX_INFLUXDB_ORG) and --influxdb-bucket "
-                "(or PERFX_INFLUXDB_BUCKET)"
+                "--platform-timeout (from PERFX_PLATFORM_TIMEOUT): expected a number of "
+                'seconds, got "abc"',
+                "--influxdb-url is set but --influxdb-org is not: set --influxdb-org or "
+                "PERFX_INFLUXDB_ORG (InfluxDB 1.x: -)",
+                "--influxdb-tags: 'run_id' is reserved by the exporter, pick another name",
+                "--influxdb-url: expected http://host:port, got '127.0.0.1:1'",
+                "--influxdb-url is set but --influxdb-bucket is not: set --influxdb-bucket or "
+                "PERFX_INFLUXDB_BUCKET",
+                "--influxdb-interval: expected seconds > 0, got 0.0",
             ],
-            id="influx-incomplete",
+            id="plugin-options-all-at-once",
         ),
     ],
 )
@@ -177,30 +190,43 @@ def test_bad_arguments_are_refused_before_any_load(
         "5s",
         env=env,
     )
-    assert code == 2
+    assert code == 2, output
     assert refusal(output) == [f"perfx: {line}" for line in expected]
     assert "Traceback" not in output
     assert target.total == 0
     assert platform_server.get_run(run_id)["status"] == "pending"
 
 
+UNKNOWN_TYPE = (
+    "argument_schema parameter 'mode': unknown type 'date'; expected one of string, int, "
+    "float, bool, choice"
+)
+HOST_CLASH = (
+    "schema parameter 'host' clashes with the option -H/--host; rename the parameter on "
+    "the platform"
+)
+RUN_TIME_CLASH = (
+    "schema parameter 'run_time' clashes with the option -t/--run-time; rename the "
+    "parameter on the platform"
+)
+
+
 @pytest.mark.parametrize(
     ("schema", "expected"),
     [
-        (
-            {"parameters": [{"name": "mode", "type": "date"}]},
-            "argument_schema parameter 'mode': unknown type 'date'; expected one of string, int, "
-            "float, bool, choice",
-        ),
-        (
-            {"parameters": [{"name": "host", "type": "string"}]},
-            "schema parameter 'host' clashes with the option -H/--host; rename the parameter on "
-            "the platform",
-        ),
-        (
-            {"parameters": [{"name": "run_time", "type": "int"}]},
-            "schema parameter 'run_time' clashes with the option -t/--run-time; rename the "
-            "parameter on the platform",
+        ({"parameters": [{"name": "mode", "type": "date"}]}, [UNKNOWN_TYPE]),
+        ({"parameters": [{"name": "host", "type": "string"}]}, [HOST_CLASH]),
+        ({"parameters": [{"name": "run_time", "type": "int"}]}, [RUN_TIME_CLASH]),
+        pytest.param(
+            {
+                "parameters": [
+                    {"name": "mode", "type": "date"},
+                    {"name": "host", "type": "string"},
+                    {"name": "run_time", "type": "int"},
+                ]
+            },
+            [UNKNOWN_TYPE, HOST_CLASH, RUN_TIME_CLASH],
+            id="every-kind-at-once",
         ),
     ],
 )
@@ -209,7 +235,7 @@ def test_a_broken_schema_is_refused(
     target: Target,
     platform_server: PlatformServer,
     schema: dict[str, Any],
-    expected: str,
+    expected: list[str],
 ) -> None:
     # Raw call: the platform's own API description would reject the broken schema.
     response = platform_server.api(
@@ -225,7 +251,7 @@ def test_a_broken_schema_is_refused(
         *headless(run_id, platform_server.url, "-t 5s"),
     )
     assert code == 2, output
-    assert refusal(output) == [f"perfx: {expected}"]
+    assert refusal(output) == [f"perfx: {line}" for line in expected]
     assert target.total == 0
 
 
@@ -298,29 +324,31 @@ def test_a_finished_run_is_not_run_again(
     assert target.total == 0
 
 
+@pytest.mark.parametrize("given_by", ["the command line", "LOCUST_HOST"])
 def test_user_host_wins_over_the_platforms(
-    locust_runner: LocustRunner, target: Target, platform_server: PlatformServer, tmp_path: Path
+    locust_runner: LocustRunner,
+    target: Target,
+    platform_server: PlatformServer,
+    tmp_path: Path,
+    given_by: str,
 ) -> None:
     run_id = platform_server.create_run(SCHEMA, "http://platform-host.invalid")
+    env = {"ECHO_DIR": str(tmp_path)}
+    if given_by == "LOCUST_HOST":
+        env["LOCUST_HOST"] = target.url
+        host_args: tuple[str, ...] = ()
+    else:
+        host_args = ("-H", target.url)
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url, "-u 1 -t 1s"),
         *GOOD_ARGS,
-        "-H",
-        target.url,
-        "--headless",
-        "-u",
-        "1",
-        "-t",
-        "1s",
+        *host_args,
         locustfile=ECHO,
-        env={"ECHO_DIR": str(tmp_path)},
+        env=env,
     )
     assert code == 0, output
     assert (
-        f"perfx: using --host {target.url} given on the command line, not the platform's "
+        f"perfx: using --host {target.url} from {given_by}, not the platform's "
         "http://platform-host.invalid"
     ) in output
     assert echoes(tmp_path)[0]["host"] == target.url
@@ -380,6 +408,45 @@ def test_dry_run_prints_the_resolved_run_without_secrets_or_load(
     assert "s3cret-token" not in output
     assert target.total == 0
     assert server.get_run(run_id)["status"] == "pending"
+
+
+def test_a_dry_run_checks_what_the_test_would_and_never_serves(
+    locust_runner: LocustRunner, target: Target, platform_server: PlatformServer
+) -> None:
+    run_id = platform_server.create_run(SCHEMA, target.url)
+    code, output = locust_runner.run(
+        *("--run-id", run_id, "--platform-url", platform_server.url, "--gpu_model", "A100"),
+        *("--dry-run", "--web-port", str(free_port())),
+    )
+    assert code == 2, output
+    assert refusal(output) == ["perfx: --model is required: pass --model VALUE or set PERFX_MODEL"]
+    assert "web interface" not in output
+    assert platform_server.get_run(run_id)["status"] == "pending"
+
+
+def test_help_comes_at_once_when_the_platform_cannot_be_reached() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust_perfx.cli",
+            "--help",
+            "--run-id",
+            "run_1",
+            "--platform-url",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "--platform-url" in result.stdout and "--influxdb-bucket" in result.stdout
+    assert result.stderr.strip() == (
+        f"perfx: cannot reach the platform at {url}: check --platform-url or PERFX_PLATFORM_URL; "
+        "the options of run run_1 are not listed below"
+    )
 
 
 def test_perfx_help_lists_plugin_and_schema_options(platform_server: PlatformServer) -> None:

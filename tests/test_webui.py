@@ -281,13 +281,42 @@ def test_required_arguments_may_wait_for_the_start_form(
     proc.wait_for("Starting web interface")
     ui = Ui(f"http://127.0.0.1:{port}")
     ui.ready()
-    refused = ui.post("/swarm", {**GOOD_FORM, "run_id": run_id, "model": ""}).json()
+    refused = ui.post(
+        "/swarm", {**GOOD_FORM, "run_id": run_id, "model": "", "batch_size": "lots"}
+    ).json()
     assert refused == {
         "success": False,
-        "message": "model is required: fill it in the form",
+        "message": "model is required: fill it in the form; "
+        '--batch_size (from the web UI form): expected an integer, got "lots"',
         "host": target.url,
     }
     assert platform.calls(run_id) == []
     assert ui.post("/swarm", {**GOOD_FORM, "run_id": run_id}).json()["success"] is True
     run = wait_until(lambda: platform.get_run(run_id), message="the run")
     assert (run["status"], run["arguments"]["model"]) == ("running", "m2")
+
+
+def test_a_scripted_start_without_the_runs_fields_uses_the_values_given_at_start_up(
+    platform_server: Any, locust_runner: LocustRunner, target: Target
+) -> None:
+    # Locust's docs drive the web API with just the user count and ramp up.
+    run_id = platform_server.create_run(SCHEMA, target.url)
+    port = free_port()
+    proc = locust_runner.start(
+        *("--run-id", run_id, "--platform-url", platform_server.url),
+        *("--model", "m1", "--gpu_model", "H100", "--batch_size", "16"),
+        *("--web-host", "127.0.0.1", "--web-port", str(port)),
+    )
+    proc.wait_for("Starting web interface")
+    ui = Ui(f"http://127.0.0.1:{port}")
+    ui.ready()
+    started = ui.post("/swarm", {"user_count": "1", "spawn_rate": "1"}).json()
+    assert started["success"] is True, started
+    run = platform_server.get_run(run_id)
+    assert run["status"] == "running"
+    assert run["arguments"] == {
+        "model": "m1",
+        "batch_size": 16,
+        "gpu_model": "H100",
+        "warm_up": False,
+    }

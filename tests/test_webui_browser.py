@@ -207,7 +207,7 @@ def test_a_run_started_checked_watched_and_stopped_in_the_browser(
     message = page.refused("already run")
     assert message == (
         f"run {run_id} was already run by this Locust process; create a new run on the "
-        "platform and enter its id in --run-id"
+        "platform and enter its id in the Run id field"
     )
     assert len(platform.calls(run_id)) == calls
     shot("07-restart-refused")

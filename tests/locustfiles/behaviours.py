@@ -1,5 +1,5 @@
 """A locustfile whose behaviour a test picks with BEHAVIOUR (ok, fail, raise_in_task,
-raise_in_test_start, exit_code, plugin_crash)."""
+raise_in_test_start, exit_code, plugin_crash, summary_crash, export_close_crash)."""
 
 import os
 
@@ -41,9 +41,23 @@ if BEHAVIOUR == "exit_code":
 
 if BEHAVIOUR == "plugin_crash":
     # Fault injection: no real input makes the plugin crash, so the test breaks it on purpose.
-    import locust_perfx.session
+    import locust_perfx.controller
 
     def broken_progress_body(self: object) -> dict[str, object]:
         raise RuntimeError("injected fault")
 
-    locust_perfx.session.RunSession.progress_body = broken_progress_body  # type: ignore[method-assign]
+    locust_perfx.controller.RunController.progress_body = broken_progress_body  # type: ignore[method-assign]
+
+
+if BEHAVIOUR in ("summary_crash", "export_close_crash"):
+    # Fault injection: a bug while ending the run must not keep the verdict from the platform.
+    import locust_perfx.controller
+    import locust_perfx.exporter
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected fault")
+
+    if BEHAVIOUR == "summary_crash":
+        locust_perfx.controller.summarize = broken  # type: ignore[assignment]
+    else:
+        locust_perfx.exporter.MetricsExporter.close = broken  # type: ignore[method-assign]

@@ -1,11 +1,22 @@
-"""Records, once per process, what a user sees of the run: options, PERFX_* variables, host."""
+"""Records, once per process, what a user sees of the run: options, PERFX_* variables, host,
+and the PERFX_* variables a ``test_start`` listener of the locustfile's own sees."""
 
 import json
 import os
 
-from locust import HttpUser, constant, task
+from locust import HttpUser, constant, events, task
 
 NAMES = ("run_id", "model", "batch_size", "gpu_model", "warm_up")
+AT_TEST_START: dict[str, str] = {}
+
+
+def perfx_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("PERFX_")}
+
+
+@events.test_start.add_listener
+def remember_the_environment(**kwargs: object) -> None:
+    AT_TEST_START.update(perfx_environ())
 
 
 class Echo(HttpUser):
@@ -18,7 +29,8 @@ class Echo(HttpUser):
         options = self.environment.parsed_options
         record = {
             "options": {name: getattr(options, name, None) for name in NAMES},
-            "env": {k: v for k, v in os.environ.items() if k.startswith("PERFX_")},
+            "env": perfx_environ(),
+            "env_at_test_start": AT_TEST_START,
             "host": self.host,
         }
         with open(path + ".tmp", "w") as file:

@@ -1,0 +1,545 @@
+"""The run controller: one platform run inside one Locust process, from start to verdict.
+
+:class:`RunController` exists only in the process that owns the run (the local runner or
+the master). Its whole life is one :class:`Phase`, changed only by :meth:`_move`::
+
+    idle --start--> testing --Locust stops the test--> stopping --+
+                       |                                           |
+                       +------ quit, signal, lost workers ---------+--> finishing --> done
+
+``done`` goes back to ``idle`` only when the web UI's Run id field names a new run. Each
+listener asks which phase it is in; the final status is sent by whoever moves the run to
+``finishing``, and anyone else who wants to finish waits for ``done``.
+
+It also owns the signals: Python's Ctrl-C and SIGTERM must keep ending the process, as
+under plain Locust, and the run must end ``failed`` with the signal named.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import functools
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import Any, Final
+
+import gevent
+import gevent.event
+from locust import __version__ as locust_version
+from locust import log as locust_log
+from locust.env import Environment
+from locust.runners import MasterRunner, Runner
+
+from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
+from locust_perfx.exporter import MetricsExporter
+from locust_perfx.lifecycle import (
+    DELIVERY_EXIT_CODES,
+    TICK,
+    Delivery,
+    Outcome,
+    PlatformSync,
+    Verdict,
+    decide,
+    spawn_ticker,
+)
+from locust_perfx.options import ARGUMENT_NAMES_KEY, SECRET_DESTS, export_to_environ
+from locust_perfx.plan import PLATFORM, RunPlan
+from locust_perfx.platform import PlatformClient
+from locust_perfx.schema import render
+from locust_perfx.snapshot import summarize
+
+logger = logging.getLogger(__name__)
+
+LATE_REPORT_WAIT: Final = 5.0
+"""Seconds to wait after a web UI Stop for each worker's last report (workers report every 3 s)."""
+
+SIGTERM_EXIT: Final = 128 + signal.SIGTERM
+"""What a shell reports for a process that SIGTERM's default action ended."""
+
+
+class Phase(enum.Enum):
+    """Where the run is, as this process sees it."""
+
+    IDLE = "idle"
+    """The platform run is pending: no start was sent."""
+    TESTING = "testing"
+    """The platform run is running and Locust is (or is about to be) generating load."""
+    STOPPING = "stopping"
+    """Locust stopped the test; the workers' last reports are on their way."""
+    FINISHING = "finishing"
+    """The verdict is being sent."""
+    DONE = "done"
+    """The platform has the verdict, or it was saved for ``perfx resend``, or refused."""
+
+
+_MOVES: Final = {
+    Phase.IDLE: {Phase.TESTING},
+    Phase.TESTING: {Phase.STOPPING, Phase.FINISHING},
+    Phase.STOPPING: {Phase.FINISHING},
+    Phase.FINISHING: {Phase.DONE},
+    Phase.DONE: {Phase.IDLE},
+}
+
+
+def _guard(method: Callable[..., None]) -> Callable[..., None]:
+    """A bug in one of our listeners must still end the run truthfully, not vanish in a log.
+
+    Locust swallows listener exceptions; this records the first one so the verdict names it.
+    """
+
+    @functools.wraps(method)
+    def guarded(self: RunController, *args: Any, **kwargs: Any) -> None:
+        try:
+            method(self, *args, **kwargs)
+        except Exception as err:
+            logger.exception("perfx: %s failed", method.__name__)
+            if not self.plugin_error:
+                self.plugin_error = f"{type(err).__name__}: {err} (in {method.__name__})"
+
+    return guarded
+
+
+class RunController:
+    """Drives one run plan through Locust's events to exactly one final status."""
+
+    def __init__(self, environment: Environment, plan: RunPlan) -> None:
+        if environment.parsed_options is None or environment.runner is None:
+            raise PerfxError("the perfx plugin runs inside the locust command: locust -f ...")
+        self.environment = environment
+        self.options = environment.parsed_options
+        self.runner: Runner = environment.runner
+        self.plan = plan
+        self.client = PlatformClient(plan.settings.platform_url, plan.settings.platform_token)
+        self.sync = self._sync(plan)
+        self.exporter = self._exporter(plan)
+        self.phase = Phase.IDLE
+        self.verdict: Verdict | None = None
+        self.delivery: Delivery | None = None
+        # Facts for the verdict that Locust does not count as failure.
+        self.interrupted_by = ""
+        self.plugin_error = ""
+        self.workers_lost = False
+        self.users_peak = 0
+        self.workers_peak = 0
+        self._exit_code_is_ours = False
+        self._tests_started = 0
+        self._ticker: gevent.Greenlet | None = None
+        self._reported_since_stop: set[str] = set()
+        self._late_reports = gevent.event.Event()
+        self._done = gevent.event.Event()
+
+    @classmethod
+    def open(cls, environment: Environment, plan: RunPlan) -> RunController:
+        """The controller of ``plan``, its export checked and its values made visible to the
+        locustfile; raises PerfxError before any load."""
+        controller = cls(environment, plan)
+        if controller.exporter is not None:
+            controller.exporter.check()
+        if plan.host_source != PLATFORM and plan.info.host and plan.host != plan.info.host:
+            logger.info(
+                "perfx: using --host %s from %s, not the platform's %s",
+                plan.host,
+                plan.host_source,
+                plan.info.host,
+            )
+        controller.apply()
+        return controller
+
+    def _sync(self, plan: RunPlan) -> PlatformSync:
+        settings = plan.settings
+        return PlatformSync(
+            self.client,
+            plan.run_id,
+            retry_for=settings.platform_timeout,
+            progress_every=settings.platform_progress,
+        )
+
+    @staticmethod
+    def _exporter(plan: RunPlan) -> MetricsExporter | None:
+        """The run's metrics export, when InfluxDB is configured; it connects nowhere yet."""
+        config, info = plan.settings.influx, plan.info
+        if config is None:
+            return None
+        return MetricsExporter(
+            config, run_id=info.id, endpoint=info.endpoint, environment=info.environment
+        )
+
+    def _move(self, to: Phase) -> None:
+        if to not in _MOVES[self.phase]:
+            raise RuntimeError(f"run {self.plan.run_id}: no move from {self.phase} to {to}")
+        logger.debug("perfx: run %s: %s -> %s", self.plan.run_id, self.phase.value, to.value)
+        self.phase = to
+        if to is Phase.DONE:
+            self._done.set()
+
+    # -- what the locustfile sees -------------------------------------------------------------
+
+    def apply(self) -> None:
+        """Make the host and typed arguments visible to the locustfile, here and on workers."""
+        plan, options = self.plan, self.options
+        self.environment.host = plan.host
+        options.host = plan.host
+        for name, value in plan.arguments.items():
+            setattr(options, name, value)
+        setattr(options, ARGUMENT_NAMES_KEY, list(plan.arguments))
+        export_to_environ(plan.run_id, plan.arguments, plan.arguments)
+        # Locust sends parsed_options to every worker: the tokens, already held by our
+        # clients, need not travel.
+        for secret in SECRET_DESTS:
+            setattr(options, secret, None)
+
+    def status(self) -> dict[str, Any]:
+        """The live state of the run for the web UI's PerfX tab; holds no secret."""
+        verdict = self.verdict
+        platform_state = {
+            Phase.IDLE: "pending",
+            Phase.DONE: "finished",
+        }.get(self.phase, "running")
+        return {
+            **self.plan.describe(),
+            "state": platform_state,
+            "phase": self.phase.value,
+            "outcome": None if verdict is None else ("failed" if verdict.failed else "completed"),
+            "reason": None if verdict is None else verdict.reason,
+            "last_platform_error": self.sync.last_error,
+            "run_url": f"{self.client.base_url}/runs/{self.plan.run_id}",
+            "export": None if self.exporter is None else self.exporter.health(),
+        }
+
+    # -- starting -----------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Listen to the environment's events and signals; headless or autostart: start now."""
+        events = self.environment.events
+        events.test_start.add_listener(self.on_test_start)
+        events.test_stopping.add_listener(self.on_test_stopping)
+        events.test_stop.add_listener(self.on_test_stop)
+        events.quit.add_listener(self.on_quit)
+        events.worker_report.add_listener(self.on_worker_report)
+        # gevent runs every handler of a signal: ours beside Locust's own, once Locust has one.
+        gevent.signal_handler(signal.SIGTERM, self._on_sigterm)
+        previous = signal.getsignal(signal.SIGINT)
+        if callable(previous):
+            signal.signal(signal.SIGINT, self._sigint_handler(previous))
+        atexit.register(self._at_exit)
+        if self.options.headless or self.options.autostart:
+            self._start(self.plan, self.options.num_users or 1, self.options.spawn_rate or 1)
+
+    def start_from_form(self, form: Mapping[str, str]) -> None:
+        """Check a web UI start form and start its platform run, or raise PerfxError.
+
+        The web UI has already checked Locust's own fields (users, ramp up, run time). The
+        same form also changes the user count of a running test ("Edit"): that is the same
+        run, already started, so it passes through. Nothing changes unless the platform
+        accepts the start.
+        """
+        current = self.plan.run_id
+        run_id = form.get("run_id", current).strip()
+        if self.phase is Phase.TESTING:
+            if run_id in ("", current):
+                return
+            raise RunStateConflict(
+                f"run {current} is running; stop it before starting run {run_id}", run_id=current
+            )
+        if self.phase in (Phase.STOPPING, Phase.FINISHING):
+            raise RunStateConflict(
+                f"run {current} is still being completed; press Start again in a moment",
+                run_id=current,
+            )
+        if not run_id:
+            raise ConfigError("enter the platform run id in the Run id field")
+        plan = self.plan
+        if run_id != current:
+            plan = plan.for_run(self.client.get_run(run_id))
+        elif self.phase is Phase.DONE:
+            raise RunStateConflict(
+                f"run {current} was already run by this Locust process; create a new run on "
+                "the platform and enter its id in the Run id field",
+                run_id=current,
+            )
+        self._start(plan.with_form(form), int(form["user_count"]), float(form["spawn_rate"]))
+
+    def _start(self, plan: RunPlan, users: int, spawn_rate: float) -> None:
+        """Start ``plan``'s platform run and make it this controller's; PlatformError if refused."""
+        runner = self.runner
+        master = isinstance(runner, MasterRunner)
+        locust_info = {
+            "version": locust_version,
+            "mode": "master" if master else "local",
+            "users": users,
+            "spawn_rate": spawn_rate,
+            "run_time": self.options.run_time,
+            "locustfile": self.options.locustfile,
+            "workers": self.options.expect_workers if master else 0,
+            "headless": bool(self.options.headless),
+        }
+        new_run = plan.run_id != self.plan.run_id
+        sync = self._sync(plan) if new_run else self.sync
+        sync.start(plan.arguments, plan.host, locust_info)
+        if self.phase is Phase.DONE:
+            self._move(Phase.IDLE)
+            self._reset_for_new_run()
+        self.plan, self.sync = plan, sync
+        if new_run:
+            self.exporter = self._exporter(plan)
+        self._move(Phase.TESTING)
+        if self.exporter is not None:
+            self.exporter.event("start", f"run {plan.run_id} started: {users} users")
+
+    def _reset_for_new_run(self) -> None:
+        self.verdict = self.delivery = None
+        self.interrupted_by = self.plugin_error = ""
+        self.workers_lost = False
+        self._done.clear()
+
+    # -- Locust's events ----------------------------------------------------------------------
+
+    @_guard
+    def on_test_start(self, **_: Any) -> None:
+        self._tests_started += 1
+        if self.phase is not Phase.TESTING:
+            return  # a test the platform run does not own (a finished run's process)
+        self.apply()  # the web UI form wrote raw strings into parsed_options
+        self.users_peak = self.workers_peak = 0
+        self._reported_since_stop.clear()
+        self._late_reports.clear()
+        if self.exporter is not None:
+            self.exporter.start(self.environment)
+        if self._ticker is None:
+            self._ticker = spawn_ticker(TICK, self.tick)
+
+    @_guard
+    def tick(self) -> None:
+        """Once a second: peak users, and progress to the platform when it is due."""
+        self.users_peak = max(self.users_peak, self.runner.user_count)
+        self.workers_peak = max(self.workers_peak, self._workers())
+        if self.phase is Phase.TESTING:
+            self.sync.progress(self.progress_body)
+
+    def _workers(self) -> int:
+        runner = self.runner
+        return runner.worker_count if isinstance(runner, MasterRunner) else 0
+
+    def progress_body(self) -> dict[str, Any]:
+        runner = self.runner
+        total = runner.stats.total
+        return {
+            "users": runner.user_count,
+            "workers": self._workers(),
+            "rps": round(total.current_rps, 2),
+            "fail_ratio": round(total.fail_ratio, 4),
+            "requests": total.num_requests,
+            "failures": total.num_failures,
+        }
+
+    @_guard
+    def on_test_stopping(self, **_: Any) -> None:
+        """Locust stops a master's test when its last worker goes missing, then idles to -t."""
+        runner = self.runner
+        lost = isinstance(runner, MasterRunner) and runner.worker_count == 0
+        if lost and self.phase is Phase.TESTING and not self.interrupted_by:
+            self.workers_lost = True
+            logger.error("perfx: every worker is gone (heartbeat timeout); ending the run")
+            if self.options.headless:
+                gevent.spawn(runner.quit)
+
+    @_guard
+    def on_test_stop(self, **_: Any) -> None:
+        """A web UI Stop ends the run: once the workers' last reports are in, send the verdict.
+
+        Headless runs end at ``quitting``/``quit``, when the exit code is known.
+        """
+        if self.phase is Phase.TESTING and not self.options.headless:
+            self._move(Phase.STOPPING)
+            gevent.spawn(self._finish_after_late_reports)
+
+    @_guard
+    def on_worker_report(self, client_id: str = "", **_: Any) -> None:
+        if self.phase is Phase.STOPPING:
+            self._reported_since_stop.add(client_id)
+            if len(self._reported_since_stop) >= self._workers():
+                self._late_reports.set()
+
+    def _finish_after_late_reports(self) -> None:
+        if isinstance(self.runner, MasterRunner):
+            self._late_reports.wait(LATE_REPORT_WAIT)
+        self.finish(self._exit_code_now())
+
+    @_guard
+    def on_quitting(self, **_: Any) -> None:
+        """The last ``quitting`` listener (registered at import; Locust fires them in reverse).
+
+        Makes the exit code tell the truth about causes Locust does not count. When Locust's
+        runner has already quit (``-t`` reached, a shape ended, all workers lost), every
+        report is in: the verdict is sent now, so that a final status the platform did not
+        take can still change the exit code. Interrupted runs send it at ``quit``, after
+        Locust has stopped the users.
+        """
+        environment = self.environment
+        untold = self.workers_lost or self.interrupted_by or self.plugin_error
+        if untold and environment.process_exit_code is None and self._owns_load():
+            environment.process_exit_code = 1
+            self._exit_code_is_ours = True
+        if self._owns_load() and len(self.runner.greenlet) == 0:
+            self.finish(self._exit_code_now())
+        code = DELIVERY_EXIT_CODES.get(self.delivery) if self.delivery else None
+        failed = self.verdict is not None and self.verdict.failed
+        if code is not None and not failed:
+            environment.process_exit_code = code
+            self._exit_code_is_ours = True
+
+    def _owns_load(self) -> bool:
+        return self.phase in (Phase.TESTING, Phase.STOPPING)
+
+    @_guard
+    def on_quit(self, exit_code: int = 0, **_: Any) -> None:
+        self.finish(exit_code)
+
+    # -- the verdict --------------------------------------------------------------------------
+
+    def finish(self, exit_code: int, plugin_error: str = "") -> None:
+        """Send the verdict once; a second caller waits until the first's is sent."""
+        if self.phase in (Phase.FINISHING, Phase.DONE):
+            self._done.wait()
+            return
+        if not self._owns_load():
+            return  # never started: the run stays pending
+        self._move(Phase.FINISHING)
+        try:
+            self._finish(exit_code, plugin_error)
+        finally:
+            self._move(Phase.DONE)
+
+    def _finish(self, exit_code: int, plugin_error: str) -> None:
+        """The final status goes out first; neither the summary nor the export can stop it."""
+        verdict = decide(self._outcome(exit_code, plugin_error))
+        self.verdict = verdict
+        try:
+            summary = self._summary()
+        except Exception as err:  # a bug here must not keep the verdict from the platform
+            logger.exception("perfx: the run summary could not be built")
+            summary = {"error": f"the summary could not be built: {type(err).__name__}: {err}"}
+        try:
+            self.delivery = self.sync.finish(verdict, summary, exit_code)
+        finally:
+            self._stop_ticker()
+            self._close_export(verdict)
+
+    def _close_export(self, verdict: Verdict) -> None:
+        """Send the last interval and the verdict's annotation; a failure here is logged, and
+        the run keeps the verdict the platform already has."""
+        if self.exporter is None:
+            return
+        try:
+            self.exporter.event(verdict.call, verdict.reason or "completed")
+            self.exporter.close()
+        except Exception:
+            logger.exception("perfx: the InfluxDB export could not be closed")
+
+    def _outcome(self, exit_code: int, plugin_error: str) -> Outcome:
+        runner = self.runner
+        stats = runner.stats
+        return Outcome(
+            exit_code=exit_code,
+            requests=stats.total.num_requests,
+            failures=stats.total.num_failures,
+            exceptions=tuple(str(e["msg"]) for e in runner.exceptions.values()),
+            exit_code_set_by_user=self.environment.process_exit_code is not None
+            and not self._exit_code_is_ours,
+            signal=self.interrupted_by,
+            workers_lost=self.workers_lost,
+            plugin_error=plugin_error or self.plugin_error,
+        )
+
+    def _summary(self) -> dict[str, Any]:
+        runner = self.runner
+        summary = summarize(
+            runner.stats,
+            users_peak=max(self.users_peak, runner.user_count),
+            workers=max(self.workers_peak, self._workers()),
+            started_at=runner.stats.start_time,
+            finished_at=time.time(),
+        )
+        if self.exporter is not None:
+            summary["export"] = self.exporter.health()
+        return summary
+
+    def _stop_ticker(self) -> None:
+        if self._ticker is not None:
+            self._ticker.kill(block=False)
+            self._ticker = None
+
+    def _exit_code_now(self) -> int:
+        """The code Locust would exit with now (``main.py`` ``shutdown``)."""
+        if self.environment.process_exit_code is not None:
+            return int(self.environment.process_exit_code)
+        if self.runner.errors or self.runner.exceptions:
+            return int(self.options.exit_code_on_error)
+        return 2 if locust_log.unhandled_greenlet_exception else 0
+
+    # -- signals and exits --------------------------------------------------------------------
+
+    def _locust_handles_sigterm(self) -> bool:
+        """Whether Locust's own SIGTERM handler (``shutdown()``, then exit) is installed.
+
+        ``main.py`` installs it only after a headless ``start_automatic_run()`` returned:
+        for a master, once its workers are in and the test started; for a
+        ``LoadTestShape``, only once the shape ended. Until then SIGTERM's default action
+        (death) applied, which our handler replaced.
+        """
+        if not self.options.headless:
+            return True
+        return self._tests_started > 0 and self.environment.shape_class is None
+
+    def _on_sigterm(self) -> None:
+        self.interrupted_by = self.interrupted_by or "SIGTERM"
+        if self._locust_handles_sigterm():
+            return
+        # Do what the default action would (end the process), once the run has ended
+        # truthfully: the users stopped within --stop-timeout and the verdict sent.
+        logger.info("perfx: SIGTERM: stopping the test and ending run %s", self.plan.run_id)
+        self.environment.process_exit_code = SIGTERM_EXIT
+        self._exit_code_is_ours = True
+        shape = self.runner.shape_greenlet
+        if shape is not None:
+            # main() waits for the shape: once it ends, Locust quits the runner and shuts
+            # down as usual (quitting, quit: the verdict), exiting with the code set above.
+            shape.kill(block=False)
+            return
+        # A master waiting for --expect-workers: main() sleeps in a loop that only workers end.
+        self.runner.quit()
+        self.finish(SIGTERM_EXIT)
+        raise SystemExit(SIGTERM_EXIT)
+
+    def _sigint_handler(self, previous: Any) -> Any:
+        """Record Ctrl-C, then interrupt the main greenlet as Python would.
+
+        Python runs a signal handler in whichever greenlet is current, and some of Locust's
+        greenlets (``stats_history``) swallow KeyboardInterrupt: Ctrl-C could then be lost,
+        leaving a master waiting for workers forever. So Python's default handler is
+        replaced by one that raises KeyboardInterrupt in the main greenlet; any other
+        handler (the locustfile's own) is chained.
+        """
+        main = gevent.getcurrent()
+
+        def handler(signum: int, frame: FrameType | None) -> Any:
+            self.interrupted_by = self.interrupted_by or "SIGINT (Ctrl-C)"
+            if previous is not signal.default_int_handler:
+                return previous(signum, frame)
+            gevent.get_hub().loop.run_callback(main.throw, KeyboardInterrupt)
+            return None
+
+        return handler
+
+    def _at_exit(self) -> None:
+        """Last resort: a process that dies without Locust's quit event still ends the run."""
+        self.finish(1, "" if self.interrupted_by else "the Locust process exited without a verdict")
+
+
+def print_dry_run(plan: RunPlan) -> None:
+    print(json.dumps(plan.describe(), indent=2, default=render))

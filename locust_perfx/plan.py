@@ -1,0 +1,186 @@
+"""The run plan: everything decided about a run before any load, as one frozen value.
+
+A :class:`RunPlan` holds the plugin's settings, the platform's run, the typed arguments
+with where each came from, and the target host. It is built the same way from the command
+line (:func:`build_plan`) and from the web UI's start form (:meth:`RunPlan.with_form`),
+``--dry-run`` prints it, the PerfX tab shows it, and the run controller sends it to the
+platform; nothing here touches Locust's ``Environment``.
+
+>>> from locust_perfx.options import Settings
+>>> from locust_perfx.platform import RunInfo
+>>> from locust_perfx.schema import RunSchema
+>>> schema = RunSchema.from_json({"parameters": [{"name": "batch_size", "type": "int"}]})
+>>> info = RunInfo("run_1", "pending", "rerank", "staging", "http://target:8080", schema)
+>>> plan = RunPlan(Settings("run_1"), info, {"batch_size": 32}, {}, "http://target:8080")
+>>> plan.with_form({"batch_size": "64"}).arguments
+{'batch_size': 64}
+>>> plan.with_form({"user_count": "10"}).arguments  # a field the form lacks keeps its value
+{'batch_size': 32}
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from locust_perfx.exceptions import ConfigError, RunStateConflict
+from locust_perfx.options import Settings, source_of
+from locust_perfx.platform import RunInfo
+from locust_perfx.schema import Value, resolve_value
+
+FORM: Final = "the web UI form"
+PLATFORM: Final = "the platform"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run as decided: settings, platform run, typed arguments and host; holds a token
+    only inside ``settings``, which never prints it."""
+
+    settings: Settings
+    info: RunInfo
+    arguments: Mapping[str, Value]
+    sources: Mapping[str, str] = field(default_factory=dict)
+    """Where each argument's value came from, by dest (absent: the platform's default)."""
+    host: str = ""
+    host_source: str = PLATFORM
+
+    @property
+    def run_id(self) -> str:
+        return self.info.id
+
+    def describe(self) -> dict[str, Any]:
+        """The plan as plain data, for ``--dry-run`` and the web UI; holds no secret."""
+        influx = self.settings.influx
+        return {
+            "run_id": self.info.id,
+            "status": self.info.status,
+            "platform_url": self.settings.platform_url,
+            "endpoint": self.info.endpoint,
+            "environment": self.info.environment,
+            "host": self.host,
+            "arguments": dict(self.arguments),
+            "influxdb": None
+            if influx is None
+            else {
+                "url": influx.url,
+                "org": influx.org,
+                "bucket": influx.bucket,
+                "layout": influx.layout,
+            },
+        }
+
+    def with_form(self, form: Mapping[str, str]) -> RunPlan:
+        """The plan a web UI start form asks for, checked like the command line.
+
+        A field the form does not carry keeps its value, as Locust's ``/swarm`` does for any
+        custom argument (scripts POST only ``user_count`` and ``spawn_rate``). One
+        ConfigError lists every problem.
+        """
+        arguments = dict(self.arguments)
+        sources = dict(self.sources)
+        problems: list[str] = []
+        for param in self.info.schema.parameters:
+            raw = form.get(param.dest)
+            if raw is None:  # not in the form: keeps its value
+                missing = param.required and arguments.get(param.dest) is None
+            else:
+                missing = param.required and param.default is None and not raw.strip()
+                if not missing:
+                    try:
+                        arguments[param.dest] = resolve_value(param, raw, FORM)
+                        sources[param.dest] = FORM
+                    except ConfigError as err:
+                        problems.extend(err.problems)
+            if missing:
+                problems.append(f"{param.name} is required: fill it in the form")
+        host = (form.get("host") or "").strip()
+        if problems:
+            raise ConfigError(problems)
+        changed = host and host != self.host
+        return replace(
+            self,
+            arguments=arguments,
+            sources=sources,
+            host=host or self.host,
+            host_source=FORM if changed else self.host_source,
+        )
+
+    def for_run(self, info: RunInfo) -> RunPlan:
+        """The same plan for another platform run, entered in the web UI's Run id field."""
+        if info.status != "pending":
+            raise RunStateConflict(
+                f"run {info.id} is already {info.status}; create a new run on the platform",
+                run_id=info.id,
+            )
+        if info.schema != self.info.schema:
+            raise ConfigError(
+                f"run {info.id} belongs to endpoint {info.endpoint!r}, whose arguments differ "
+                f"from this form's; restart Locust with --run-id {info.id}"
+            )
+        return replace(self, info=info, settings=replace(self.settings, run_id=info.id))
+
+
+def build_plan(
+    options: argparse.Namespace,
+    info: RunInfo,
+    clashes: Mapping[str, str],
+    sources: Mapping[str, str],
+) -> RunPlan:
+    """Check everything about a run at once, from Locust's parsed options.
+
+    Raises one ConfigError listing every problem (schema defects, options the schema cannot
+    have, bad plugin options, bad or missing arguments, no host), or RunStateConflict when
+    the run's only problem is that it is not pending. Outside a dry run, a web UI may leave
+    required arguments for its start form.
+    """
+    problems = [*info.schema_problems, *clashes.values()]
+    settings: Settings | None = None
+    try:
+        settings = Settings.from_options(options, sources)
+    except ConfigError as err:
+        problems.extend(err.problems)
+    from_form = not (options.headless or options.autostart or options.dry_run)
+    arguments: dict[str, Value] = {}
+    given: dict[str, str] = {}
+    for param in info.schema.parameters:
+        if param.dest in clashes:
+            continue
+        raw = getattr(options, param.dest, None)
+        source = source_of(sources, param.dest)
+        if source == "the default":
+            raw = None  # the platform's default, typed by resolve_value as such
+        elif raw not in (None, ""):
+            given[param.dest] = source
+        if from_form and param.required and raw in (None, ""):
+            arguments[param.dest] = None
+            continue
+        try:
+            arguments[param.dest] = resolve_value(param, raw, source)
+        except ConfigError as err:
+            problems.extend(err.problems)
+    host = options.host or info.host
+    if not host:
+        problems.append(
+            f"run {info.id} has no host: its environment {info.environment!r} on the "
+            "platform has none; set one there or pass --host"
+        )
+    not_pending = (
+        f"run {info.id} is already {info.status}; create a new run on the platform"
+        if info.status != "pending"
+        else ""
+    )
+    if problems or settings is None:
+        raise ConfigError([not_pending, *problems] if not_pending else problems)
+    if not_pending:
+        raise RunStateConflict(not_pending, run_id=info.id)
+    return RunPlan(
+        settings=settings,
+        info=info,
+        arguments=arguments,
+        sources=given,
+        host=host,
+        host_source=source_of(sources, "host") if options.host else PLATFORM,
+    )
