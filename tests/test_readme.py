@@ -38,8 +38,10 @@ def test_readme_renders_without_errors() -> None:
     "module",
     [
         "locust_perfx.export_process",
+        "locust_perfx.exporter",
         "locust_perfx.handoff",
         "locust_perfx.influx",
+        "locust_perfx.plan",
         "locust_perfx.schema",
         "locust_perfx.sink",
         "locust_perfx.snapshot",
