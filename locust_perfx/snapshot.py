@@ -249,6 +249,21 @@ class _Baseline:
         return delta, running
 
 
+def interval_delta(entry: StatsEntry, baseline: _Baseline | None) -> tuple[EntryDelta, _Baseline]:
+    """What ``entry`` did since ``baseline`` (``None``: since it was created or reset), and
+    the baseline to pass next time; for the few entries a criterion watches."""
+    baseline = baseline or _Baseline()
+    advanced = baseline.advance(entry)
+    if advanced is None:
+        return EntryDelta(entry.name, entry.method or "", 0, 0, 0, 0.0, 0, *_UNTIMED), baseline
+    return advanced[0], baseline
+
+
+def fresh_delta(entry: StatsEntry) -> EntryDelta:
+    """Everything ``entry`` counted so far, as one delta: the whole run's numbers."""
+    return interval_delta(entry, None)[0]
+
+
 class _Folded:
     """The names of one method past ``max_names``, summed into one ``OTHER_NAME`` entry."""
 

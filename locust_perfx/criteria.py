@@ -1,0 +1,376 @@
+"""Pass/fail criteria (thresholds): what they say, and how a run's stats are judged by them.
+
+A criterion reads like ``p95_ms < 500 for GET /search, abort after 10s``: a metric, a
+comparison and a limit, an optional scope (one request name, or ``METHOD name``; the whole
+test when absent), and options: ``abort`` (stop the test at once on a breach, after an
+optional grace period) and ``per interval`` (judge each interval instead of the whole run).
+The platform sends them with the run, ``--threshold`` adds or overrides them; both go
+through :func:`parse_criteria`, which reports every problem at once.
+
+:class:`Judge` evaluates them from Locust's cumulative ``RequestStats``, the same numbers
+the summary and the exporter use, with the same interval arithmetic
+(:class:`~locust_perfx.snapshot.EntryDelta`): never per request. Pure: no Locust runner,
+no I/O, no clock but the one passed in.
+
+>>> [criterion] = parse_criteria(["p95_ms < 500 for GET /search, abort after 10s"], "--threshold")
+>>> criterion.text, criterion.abort, criterion.delay
+('p95_ms < 500 for GET /search', True, 10.0)
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from locust.stats import RequestStats, StatsEntry
+
+from locust_perfx.exceptions import ConfigError
+from locust_perfx.snapshot import EntryDelta, fresh_delta, interval_delta
+
+METRICS: Final = (
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "avg_ms",
+    "max_ms",
+    "failure_ratio",
+    "failures",
+    "rps",
+    "requests",
+)
+_PERCENTILE_OF: Final = {"p50_ms": 0.5, "p90_ms": 0.9, "p95_ms": 0.95, "p99_ms": 0.99}
+OPERATORS: Final[Mapping[str, Callable[[float, float], bool]]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_EXPRESSION = re.compile(
+    r"^\s*(?P<metric>[a-z0-9_]+)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<limit>[^\s,]+)"
+    r"(?:\s+for\s+(?P<scope>[^,]+?))?\s*$"
+)
+_ABORT = re.compile(r"^abort(?:\s+after\s+(?P<delay>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h)?)?$")
+_UNIT_SECONDS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_METHOD = re.compile(r"^[A-Z]+$")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One pass/fail criterion; ``scope`` is ``""`` for the whole test."""
+
+    metric: str
+    op: str
+    limit: float
+    scope: str = ""
+    abort: bool = False
+    delay: float = 0.0
+    """Seconds after the test started before a breach may abort it (k6's delayAbortEval)."""
+    per_interval: bool = False
+    source: str = "the platform"
+
+    @property
+    def name(self) -> str:
+        """What a ``--threshold`` must share with a platform criterion to override it."""
+        return f"{self.metric} for {self.scope}" if self.scope else self.metric
+
+    @property
+    def text(self) -> str:
+        """The criterion as it would be written, without its options."""
+        scope = f" for {self.scope}" if self.scope else ""
+        return f"{self.metric} {self.op} {_number(self.limit)}{scope}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "criterion": self.text,
+            "abort": self.abort,
+            "delay_s": self.delay,
+            "per_interval": self.per_interval,
+            "source": self.source,
+        }
+
+    def holds(self, observed: float) -> bool:
+        return OPERATORS[self.op](observed, self.limit)
+
+
+def parse_criteria(items: Iterable[object], source: str) -> list[Criterion]:
+    """Parse criteria written as text (``--threshold``) or as the platform's objects.
+
+    One ConfigError names every bad one with its source. An object is either
+    ``{"expression": "p95_ms < 500", "abort": true, "delay": 10, "per_interval": false}`` or
+    ``{"metric": "p95_ms", "op": "<", "limit": 500, "scope": "GET /search", ...}``.
+    """
+    criteria: list[Criterion] = []
+    problems: list[str] = []
+    for item in items:
+        try:
+            criteria.append(_parse_one(item, source))
+        except ConfigError as err:
+            problems.extend(err.problems)
+    names = [c.name for c in criteria]
+    problems.extend(
+        f"threshold {name!r} (from {source}) is given twice; keep one"
+        for name in sorted({n for n in names if names.count(n) > 1})
+    )
+    if problems:
+        raise ConfigError(problems)
+    return criteria
+
+
+def merge(platform: Sequence[Criterion], overrides: Sequence[Criterion]) -> tuple[Criterion, ...]:
+    """The platform's criteria with each one an override names replaced, then the new ones."""
+    by_name = {c.name: c for c in overrides}
+    merged = [by_name.pop(c.name, c) for c in platform]
+    return (*merged, *by_name.values())
+
+
+def _parse_one(item: object, source: str) -> Criterion:
+    if isinstance(item, str):
+        return _parse_text(item, source)
+    if not isinstance(item, Mapping):
+        raise ConfigError(
+            f"threshold {item!r} (from {source}): expected text like 'p95_ms < 500' or an object"
+        )
+    options = {
+        "abort": item.get("abort", False),
+        "delay": item.get("delay", 0),
+        "per_interval": item.get("per_interval", False),
+    }
+    if "expression" in item:
+        base = _parse_text(str(item["expression"]), source)
+    else:
+        scope = item.get("scope") or ""
+        base = _parse_text(f"{item.get('metric')} {item.get('op')} {item.get('limit')}", source)
+        base = replace(base, scope=str(scope).strip())
+    problems = []
+    if not isinstance(options["abort"], bool) or not isinstance(options["per_interval"], bool):
+        problems.append(
+            f"threshold {base.text!r} (from {source}): abort and per_interval are true or false"
+        )
+    delay = options["delay"]
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+        problems.append(
+            f"threshold {base.text!r} (from {source}): delay is seconds >= 0, got {delay!r}"
+        )
+    if problems:
+        raise ConfigError(problems)
+    return replace(
+        base,
+        abort=base.abort or bool(options["abort"]),
+        delay=base.delay or float(delay),
+        per_interval=base.per_interval or bool(options["per_interval"]),
+    )
+
+
+def _parse_text(text: str, source: str) -> Criterion:
+    head, *tail = (part.strip() for part in text.split(","))
+    where = f"threshold {text.strip()!r} (from {source})"
+    match = _EXPRESSION.match(head)
+    if match is None:
+        raise ConfigError(
+            f"{where}: expected METRIC OP LIMIT [for SCOPE][, abort [after 10s]][, per interval],"
+            " e.g. 'p95_ms < 500 for GET /search'"
+        )
+    problems = []
+    metric = match["metric"]
+    if metric not in METRICS:
+        problems.append(f"{where}: unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    try:
+        limit = float(match["limit"])
+    except ValueError:
+        problems.append(f"{where}: the limit must be a number, got {match['limit']!r}")
+        limit = 0.0
+    criterion = Criterion(metric, match["op"], limit, (match["scope"] or "").strip(), source=source)
+    for option in tail:
+        abort = _ABORT.match(option)
+        if abort is not None:
+            delay = float(abort["delay"] or 0) * _UNIT_SECONDS[abort["unit"]]
+            criterion = replace(criterion, abort=True, delay=delay)
+        elif option in ("per interval", "each interval"):
+            criterion = replace(criterion, per_interval=True)
+        else:
+            problems.append(
+                f"{where}: unknown option {option!r}; expected 'abort', 'abort after 10s' or "
+                "'per interval'"
+            )
+    if problems:
+        raise ConfigError(problems)
+    return criterion
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one criterion stands: ``observed`` is ``None`` when its scope had no request."""
+
+    criterion: Criterion
+    observed: float | None
+    passed: bool
+    first_breach_at: float | None = None
+
+    @property
+    def reason(self) -> str:
+        """``p95_ms < 500 for GET /search: observed 730``."""
+        return f"{self.criterion.text}: observed {_shown(self.criterion.metric, self.observed)}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.criterion.describe(),
+            "observed": self.observed,
+            "limit": self.criterion.limit,
+            "passed": self.passed,
+            "first_breach_at": self.first_breach_at,
+        }
+
+
+def _shown(metric: str, value: float | None) -> str:
+    if value is None:
+        return "no requests"
+    if metric in ("failure_ratio",):
+        return f"{value:.4g}"
+    if metric == "rps":
+        return f"{value:.2f}"
+    return _number(round(value, 1))
+
+
+def observe(metric: str, delta: EntryDelta, seconds: float) -> float | None:
+    """The value of ``metric`` for what ``delta`` counts over ``seconds``; ``None``: no data."""
+    if metric == "requests":
+        return float(delta.requests)
+    if metric == "failures":
+        return float(delta.failures)
+    if metric == "rps":
+        return delta.requests / seconds if seconds > 0 else None
+    if not delta.requests:
+        return None
+    if metric == "failure_ratio":
+        return delta.failures / delta.requests
+    if metric == "avg_ms":
+        return delta.avg_ms
+    if metric == "max_ms":
+        return None if delta.max_ms is None else float(delta.max_ms)
+    value = delta.percentile(_PERCENTILE_OF[metric])
+    return None if value is None else float(value)
+
+
+def scoped_entry(stats: RequestStats, scope: str) -> StatsEntry | None:
+    """The stats of a scope: the total, one ``METHOD name`` entry, or every method of a name
+    merged the way Locust merges worker reports (``StatsEntry.extend``)."""
+    if not scope:
+        return stats.total
+    method, _, name = scope.partition(" ")
+    if name and _METHOD.match(method):
+        return stats.entries.get((name, method))
+    matching = [e for (entry_name, _), e in stats.entries.items() if entry_name == scope]
+    if not matching:
+        return None
+    merged = StatsEntry(stats, scope, "", use_response_times_cache=False)
+    for entry in matching:
+        merged.extend(entry)
+    return merged
+
+
+@dataclass
+class Judge:
+    """Judges one test's stats by ``criteria``: live each interval, and once at the end.
+
+    A per-interval criterion fails the run if any interval breached it; a whole-run one is
+    judged on the whole run so far, and finally on the final stats.
+    """
+
+    criteria: tuple[Criterion, ...]
+    interval: float
+    """Seconds between two live checks: what "per interval" means."""
+    started_at: float = 0.0
+    _baselines: dict[str, Any] = field(default_factory=dict)
+    _breaches: dict[str, tuple[float, float | None]] = field(default_factory=dict)
+    _results: dict[str, Result] = field(default_factory=dict)
+    _interval_started: float = 0.0
+
+    def start(self, stats: RequestStats, now: float) -> None:
+        """A test starts: judge from here (stats were cleared, or will be)."""
+        self.started_at = self._interval_started = now
+        self._baselines.clear()
+        self._breaches.clear()
+        self._results.clear()
+        for criterion in self.criteria:
+            if criterion.per_interval:
+                self._baselines[criterion.scope] = None
+
+    def check(self, stats: RequestStats, now: float, *, final: bool = False) -> list[Result]:
+        """Judge every criterion on the interval that ends now; returns the results.
+
+        The ``final`` interval is usually partial: per-interval criteria judge it only if it
+        lasted at least half an interval (a few requests in 0.2 s say little about RPS).
+        """
+        seconds = now - self._interval_started
+        judge_interval = not final or seconds >= self.interval / 2
+        interval = {scope: self._advance(stats, scope) for scope in list(self._baselines)}
+        self._interval_started = now
+        for criterion in self.criteria:
+            if criterion.per_interval:
+                if not judge_interval and criterion.name in self._results:
+                    continue
+                delta = interval[criterion.scope]
+                observed = None if delta is None else observe(criterion.metric, delta, seconds)
+            else:
+                observed = self._whole_run(stats, criterion, now)
+            self._record(criterion, observed, now)
+        return self.results()
+
+    def finish(self, stats: RequestStats, now: float) -> list[Result]:
+        """The final judgement, on the final stats (workers' last reports included)."""
+        return self.check(stats, now, final=True)
+
+    def results(self) -> list[Result]:
+        return [self._results[c.name] for c in self.criteria if c.name in self._results]
+
+    def aborting(self, now: float) -> list[Result]:
+        """Breached criteria that stop the test now (``abort``, past their ``delay``)."""
+        return [
+            result
+            for result in self.results()
+            if not result.passed
+            and result.criterion.abort
+            and now - self.started_at >= result.criterion.delay
+        ]
+
+    def _advance(self, stats: RequestStats, scope: str) -> EntryDelta | None:
+        entry = scoped_entry(stats, scope)
+        if entry is None:
+            return None
+        delta, self._baselines[scope] = interval_delta(entry, self._baselines[scope])
+        return delta
+
+    def _whole_run(self, stats: RequestStats, criterion: Criterion, now: float) -> float | None:
+        entry = scoped_entry(stats, criterion.scope)
+        if entry is None:
+            return None
+        return observe(criterion.metric, fresh_delta(entry), now - self.started_at)
+
+    def _record(self, criterion: Criterion, observed: float | None, now: float) -> None:
+        name = criterion.name
+        breached_now = observed is not None and not criterion.holds(observed)
+        if breached_now and name not in self._breaches:
+            self._breaches[name] = (now, observed)
+        first = self._breaches.get(name)
+        if criterion.per_interval and first is not None:
+            # One breached interval fails it for good; it shows what that interval observed.
+            self._results[name] = Result(criterion, first[1], False, first[0])
+            return
+        at = None if first is None else first[0]
+        self._results[name] = Result(criterion, observed, not breached_now, at)
+
+
+def breach_reason(results: Iterable[Result]) -> str:
+    """``thresholds breached: p95_ms < 500: observed 730; rps >= 200: observed 120.00``."""
+    failed = [r.reason for r in results if not r.passed]
+    return "thresholds breached: " + "; ".join(failed) if failed else ""
