@@ -35,10 +35,12 @@ from locust import log as locust_log
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
+from locust_perfx.criteria import Judge, Result
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.lifecycle import (
     DELIVERY_EXIT_CODES,
+    EXIT_THRESHOLDS,
     TICK,
     Delivery,
     Outcome,
@@ -117,6 +119,7 @@ class RunController:
         self.client = PlatformClient(plan.settings.platform_url, plan.settings.platform_token)
         self.sync = self._sync(plan)
         self.exporter = self._exporter(plan)
+        self.judge = self._judge(plan)
         self.phase = Phase.IDLE
         self.verdict: Verdict | None = None
         self.delivery: Delivery | None = None
@@ -124,10 +127,13 @@ class RunController:
         self.interrupted_by = ""
         self.plugin_error = ""
         self.workers_lost = False
+        self.aborted = False
         self.users_peak = 0
         self.workers_peak = 0
         self._exit_code_is_ours = False
         self._tests_started = 0
+        self._next_check = 0.0
+        self._reported_breaches: set[str] = set()
         self._ticker: gevent.Greenlet | None = None
         self._reported_since_stop: set[str] = set()
         self._late_reports = gevent.event.Event()
@@ -169,6 +175,10 @@ class RunController:
             config, run_id=info.id, endpoint=info.endpoint, environment=info.environment
         )
 
+    @staticmethod
+    def _judge(plan: RunPlan) -> Judge | None:
+        return Judge(plan.criteria, interval=plan.settings.interval) if plan.criteria else None
+
     def _move(self, to: Phase) -> None:
         if to not in _MOVES[self.phase]:
             raise RuntimeError(f"run {self.plan.run_id}: no move from {self.phase} to {to}")
@@ -209,7 +219,11 @@ class RunController:
             "last_platform_error": self.sync.last_error,
             "run_url": f"{self.client.base_url}/runs/{self.plan.run_id}",
             "export": None if self.exporter is None else self.exporter.health(),
+            "threshold_results": [r.describe() for r in self._threshold_results()],
         }
+
+    def _threshold_results(self) -> list[Result]:
+        return [] if self.judge is None else self.judge.results()
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -287,6 +301,7 @@ class RunController:
         self.plan, self.sync = plan, sync
         if new_run:
             self.exporter = self._exporter(plan)
+        self.judge = self._judge(plan)
         self._move(Phase.TESTING)
         if self.exporter is not None:
             self.exporter.event("start", f"run {plan.run_id} started: {users} users")
@@ -294,7 +309,7 @@ class RunController:
     def _reset_for_new_run(self) -> None:
         self.verdict = self.delivery = None
         self.interrupted_by = self.plugin_error = ""
-        self.workers_lost = False
+        self.workers_lost = self.aborted = False
         self._done.clear()
 
     # -- Locust's events ----------------------------------------------------------------------
@@ -310,6 +325,10 @@ class RunController:
         self._late_reports.clear()
         if self.exporter is not None:
             self.exporter.start(self.environment)
+        if self.judge is not None:
+            self.judge.start(self.runner.stats, time.time())
+            self._reported_breaches.clear()
+            self._next_check = time.monotonic() + self.judge.interval
         if self._ticker is None:
             self._ticker = spawn_ticker(TICK, self.tick)
 
@@ -320,6 +339,25 @@ class RunController:
         self.workers_peak = max(self.workers_peak, self._workers())
         if self.phase is Phase.TESTING:
             self.sync.progress(self.progress_body)
+            if self.judge is not None and time.monotonic() >= self._next_check:
+                self._next_check += self.judge.interval
+                self._check_thresholds(self.judge)
+
+    def _report_breaches(self, results: list[Result]) -> None:
+        for result in results:
+            if not result.passed and result.criterion.name not in self._reported_breaches:
+                self._reported_breaches.add(result.criterion.name)
+                logger.warning("perfx: threshold breached: %s", result.reason)
+
+    def _check_thresholds(self, judge: Judge) -> None:
+        """Judge the interval that just ended; an ``abort`` breach stops the test now."""
+        now = time.time()
+        self._report_breaches(judge.check(self.runner.stats, now))
+        aborting = judge.aborting(now)
+        if aborting and not self.aborted:
+            self.aborted = True
+            logger.error("perfx: stopping the test: %s", "; ".join(r.reason for r in aborting))
+            gevent.spawn(self.runner.quit if self.options.headless else self.runner.stop)
 
     def _workers(self) -> int:
         runner = self.runner
@@ -387,11 +425,21 @@ class RunController:
             self._exit_code_is_ours = True
         if self._owns_load() and len(self.runner.greenlet) == 0:
             self.finish(self._exit_code_now())
-        code = DELIVERY_EXIT_CODES.get(self.delivery) if self.delivery else None
-        failed = self.verdict is not None and self.verdict.failed
-        if code is not None and not failed:
-            environment.process_exit_code = code
-            self._exit_code_is_ours = True
+        if environment.process_exit_code is None and self._exit_code_now() == 0:
+            code = self._plugin_exit_code()
+            if code:
+                environment.process_exit_code = code
+                self._exit_code_is_ours = True
+
+    def _plugin_exit_code(self) -> int:
+        """The code for a test Locust would pass (exit 0) but the plugin does not: 0 if none."""
+        verdict = self.verdict
+        if verdict is not None and verdict.failed:
+            return EXIT_THRESHOLDS if self._threshold_breached() else 1
+        return DELIVERY_EXIT_CODES.get(self.delivery, 0) if self.delivery else 0
+
+    def _threshold_breached(self) -> bool:
+        return any(not r.passed for r in self._threshold_results())
 
     def _owns_load(self) -> bool:
         return self.phase in (Phase.TESTING, Phase.STOPPING)
@@ -417,6 +465,12 @@ class RunController:
 
     def _finish(self, exit_code: int, plugin_error: str) -> None:
         """The final status goes out first; neither the summary nor the export can stop it."""
+        if self.judge is not None:
+            try:
+                self._report_breaches(self.judge.finish(self.runner.stats, time.time()))
+            except Exception as err:  # judged wrongly is a plugin failure, not a lost verdict
+                logger.exception("perfx: the thresholds could not be judged")
+                plugin_error = plugin_error or f"{type(err).__name__}: {err} (judging thresholds)"
         verdict = decide(self._outcome(exit_code, plugin_error))
         self.verdict = verdict
         try:
@@ -425,7 +479,9 @@ class RunController:
             logger.exception("perfx: the run summary could not be built")
             summary = {"error": f"the summary could not be built: {type(err).__name__}: {err}"}
         try:
-            self.delivery = self.sync.finish(verdict, summary, exit_code)
+            self.delivery = self.sync.finish(
+                verdict, summary, exit_code or self._plugin_exit_code()
+            )
         finally:
             self._stop_ticker()
             self._close_export(verdict)
@@ -454,6 +510,8 @@ class RunController:
             signal=self.interrupted_by,
             workers_lost=self.workers_lost,
             plugin_error=plugin_error or self.plugin_error,
+            breaches=tuple(r.reason for r in self._threshold_results() if not r.passed),
+            aborted=self.aborted,
         )
 
     def _summary(self) -> dict[str, Any]:
@@ -467,6 +525,8 @@ class RunController:
         )
         if self.exporter is not None:
             summary["export"] = self.exporter.health()
+        if self.judge is not None:
+            summary["thresholds"] = [r.describe() for r in self.judge.results()]
         return summary
 
     def _stop_ticker(self) -> None:

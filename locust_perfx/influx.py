@@ -62,8 +62,9 @@ _RESERVED_TAGS = frozenset(
 class InfluxConfig:
     """Where and how to export; validated on creation (``ConfigError`` lists every problem).
 
-    For InfluxDB 1.8+ through its v2-compatible API: ``token="user:password"`` (or ``""``),
-    ``org="-"``, ``bucket="database/retention_policy"``.
+    For InfluxDB 1.x (its own ``/write`` API, chosen by ``sink`` from the server's version):
+    ``token="user:password"`` (or ``""``), ``org="-"`` (unused), and ``bucket`` as
+    ``"database/retention_policy"`` or ``"database"`` (its default policy).
     """
 
     url: str
@@ -86,8 +87,6 @@ class InfluxConfig:
                 "--influxdb-url is set but --influxdb-bucket is not: "
                 "set --influxdb-bucket or PERFX_INFLUXDB_BUCKET"
             )
-        if not self.interval > 0:
-            problems.append(f"--influxdb-interval: expected seconds > 0, got {self.interval!r}")
         if self.layout not in LAYOUTS:
             problems.append(
                 f"--influxdb-layout: expected one of {', '.join(LAYOUTS)}, got {self.layout!r}"

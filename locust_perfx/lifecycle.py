@@ -45,6 +45,8 @@ EXIT_STATUS_SAVED: Final = 4
 the platform's record is stale until it is resent."""
 EXIT_STATUS_REFUSED: Final = 5
 """Exit code of a test that passed but whose final status the platform refused."""
+EXIT_THRESHOLDS: Final = 6
+"""Exit code of a test Locust would pass whose thresholds were breached (or that one aborted)."""
 DELIVERY_EXIT_CODES: Final = {
     Delivery.SAVED: EXIT_STATUS_SAVED,
     Delivery.REFUSED: EXIT_STATUS_REFUSED,
@@ -75,6 +77,10 @@ class Outcome:
     signal: str = ""
     workers_lost: bool = False
     plugin_error: str = ""
+    breaches: tuple[str, ...] = ()
+    """Each breached criterion, with what was observed (``p95_ms < 500: observed 730``)."""
+    aborted: bool = False
+    """A breached ``abort`` criterion stopped the test."""
 
 
 def decide(outcome: Outcome) -> Verdict:
@@ -85,7 +91,10 @@ def decide(outcome: Outcome) -> Verdict:
         return Verdict(True, f"interrupted by {outcome.signal} before the test finished")
     if outcome.workers_lost:
         return Verdict(True, "all workers were lost (heartbeat timeout); no load was generated")
-    if outcome.exit_code == 0:
+    breached = "; ".join(outcome.breaches)
+    if outcome.aborted:
+        return Verdict(True, f"aborted by a threshold: {breached}")
+    if outcome.exit_code == 0 and not breached:
         return Verdict(False)
     if outcome.exceptions:
         first = outcome.exceptions[0]
@@ -95,6 +104,8 @@ def decide(outcome: Outcome) -> Verdict:
         return Verdict(
             True, f"exit code {outcome.exit_code} set by the locustfile (process_exit_code)"
         )
+    if breached:
+        return Verdict(True, f"thresholds breached: {breached}")
     if outcome.failures:
         ratio = outcome.failures / max(outcome.requests, 1)
         return Verdict(

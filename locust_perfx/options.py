@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from locust.argument_parser import LocustArgumentParser
 
+from locust_perfx.criteria import Criterion, parse_criteria
 from locust_perfx.exceptions import ConfigError, PerfxError
 from locust_perfx.influx import DEFAULT_BUFFER_POINTS, DEFAULT_INTERVAL, InfluxConfig, parse_tags
 from locust_perfx.platform import (
@@ -43,10 +44,17 @@ class Option:
     secret: bool = False
     in_web_ui: bool = False
     flag_only: bool = False
+    repeatable: bool = False
+    env: str = ""
+    """The environment variable, when it is not the flag's name (``PERFX_<FLAG>``)."""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
 
     @property
     def env_var(self) -> str:
-        return "PERFX_" + self.flag.removeprefix("--").replace("-", "_").upper()
+        return self.env or "PERFX_" + self.dest.upper()
 
 
 RUN_ID_HELP: Final = (
@@ -124,6 +132,15 @@ OPTIONS: Final[tuple[Option, ...]] = (
         int,
     ),
     Option(
+        "--threshold",
+        "A pass/fail criterion, e.g. 'p95_ms < 500 for GET /search, abort after 10s'; "
+        "repeat it, or separate several with ';'. It overrides the platform's criterion of the "
+        "same metric and scope. Defaults to the platform's criteria.",
+        "CRITERION",
+        repeatable=True,
+        env="PERFX_THRESHOLDS",
+    ),
+    Option(
         "--dry-run",
         "Fetch the run, validate its arguments, print what would run and exit without load. "
         "Defaults to off.",
@@ -134,7 +151,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
 """The plugin's own options. Tokens stay out of the web UI: Locust puts a UI option's value
 into the page in plain text, masked field or not."""
 
-SECRET_DESTS: Final = frozenset(o.flag[2:].replace("-", "_") for o in OPTIONS if o.secret)
+SECRET_DESTS: Final = frozenset(o.dest for o in OPTIONS if o.secret)
 ARGUMENT_NAMES_KEY: Final = "perfx_arguments"
 """``parsed_options`` key listing the schema arguments, sent to workers with the rest."""
 
@@ -158,7 +175,13 @@ def add_plugin_options(parser: LocustArgumentParser) -> None:
         # Values stay text here and are typed by Settings.from_options, which names the
         # source of a bad one; argparse's own "invalid float value" names none.
         kind: dict[str, Any] = (
-            {"action": "store_true"} if opt.flag_only else {"metavar": opt.metavar, "type": str}
+            {"action": "store_true"}
+            if opt.flag_only
+            else {
+                "metavar": opt.metavar,
+                "type": str,
+                "action": "append" if opt.repeatable else "store",
+            }
         )
         parser.add_argument(
             opt.flag,
@@ -250,6 +273,10 @@ class Settings:
     platform_timeout: float = DEFAULT_RETRY_FOR
     platform_progress: float = PROGRESS_INTERVAL
     influx: InfluxConfig | None = None
+    thresholds: tuple[Criterion, ...] = ()
+    """Criteria given to this process; they override the platform's of the same name."""
+    interval: float = DEFAULT_INTERVAL
+    """Seconds per interval: of the InfluxDB points, and of the thresholds' live checks."""
     dry_run: bool = False
 
     @classmethod
@@ -258,7 +285,7 @@ class Settings:
         problems: list[str] = []
         typed: dict[str, Any] = {}
         for opt in OPTIONS:
-            dest = opt.flag[2:].replace("-", "_")
+            dest = opt.dest
             raw = getattr(options, dest)
             if opt.flag_only or not isinstance(raw, str) or opt.type is str:
                 typed[dest] = raw
@@ -273,6 +300,18 @@ class Settings:
         for dest in ("platform_timeout", "platform_progress"):
             if typed[dest] < 0:
                 problems.append(f"--{dest.replace('_', '-')}: expected 0 or more seconds")
+        if not typed["influxdb_interval"] > 0:  # the only check: thresholds use it too
+            problems.append(
+                f"--influxdb-interval: expected seconds > 0, got {typed['influxdb_interval']!r}"
+            )
+        thresholds: list[Criterion] = []
+        try:
+            thresholds = parse_criteria(
+                [c for value in typed["threshold"] or () for c in value.split(";") if c.strip()],
+                source_of(sources, "threshold"),
+            )
+        except ConfigError as err:
+            problems.extend(err.problems)
         influx = None
         if typed["influxdb_url"]:
             try:
@@ -288,6 +327,8 @@ class Settings:
             platform_timeout=typed["platform_timeout"],
             platform_progress=typed["platform_progress"],
             influx=influx,
+            thresholds=tuple(thresholds),
+            interval=typed["influxdb_interval"],
             dry_run=typed["dry_run"],
         )
 

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from locust_perfx.criteria import Criterion, merge, parse_criteria
 from locust_perfx.exceptions import ConfigError, RunStateConflict
 from locust_perfx.options import Settings, source_of
 from locust_perfx.platform import RunInfo
@@ -46,6 +47,8 @@ class RunPlan:
     """Where each argument's value came from, by dest (absent: the platform's default)."""
     host: str = ""
     host_source: str = PLATFORM
+    criteria: tuple[Criterion, ...] = ()
+    """Pass/fail criteria in force: the platform's, overridden by ``--threshold``."""
 
     @property
     def run_id(self) -> str:
@@ -62,6 +65,7 @@ class RunPlan:
             "environment": self.info.environment,
             "host": self.host,
             "arguments": dict(self.arguments),
+            "thresholds": [criterion.describe() for criterion in self.criteria],
             "influxdb": None
             if influx is None
             else {
@@ -120,7 +124,12 @@ class RunPlan:
                 f"run {info.id} belongs to endpoint {info.endpoint!r}, whose arguments differ "
                 f"from this form's; restart Locust with --run-id {info.id}"
             )
-        return replace(self, info=info, settings=replace(self.settings, run_id=info.id))
+        problems, criteria = _criteria(info, self.settings)
+        if problems:
+            raise ConfigError(problems)
+        return replace(
+            self, info=info, settings=replace(self.settings, run_id=info.id), criteria=criteria
+        )
 
 
 def build_plan(
@@ -167,6 +176,10 @@ def build_plan(
             f"run {info.id} has no host: its environment {info.environment!r} on the "
             "platform has none; set one there or pass --host"
         )
+    criteria: tuple[Criterion, ...] = ()
+    if settings is not None:
+        criteria_problems, criteria = _criteria(info, settings)
+        problems.extend(criteria_problems)
     not_pending = (
         f"run {info.id} is already {info.status}; create a new run on the platform"
         if info.status != "pending"
@@ -183,4 +196,23 @@ def build_plan(
         sources=given,
         host=host,
         host_source=source_of(sources, "host") if options.host else PLATFORM,
+        criteria=criteria,
     )
+
+
+def _criteria(info: RunInfo, settings: Settings) -> tuple[list[str], tuple[Criterion, ...]]:
+    """The criteria in force, and the problems of the platform's (each named)."""
+    problems: list[str] = []
+    groups = []
+    for items, source in (
+        (info.endpoint_thresholds, f"endpoint {info.endpoint!r} on the platform"),
+        (info.run_thresholds, f"run {info.id} on the platform"),
+    ):
+        try:
+            groups.append(parse_criteria(items, source))
+        except ConfigError as err:
+            problems.extend(err.problems)
+    if problems:
+        return problems, ()
+    endpoint, run = groups
+    return [], merge(merge(endpoint, run), settings.thresholds)

@@ -63,6 +63,10 @@ class RunInfo:
     schema: RunSchema
     schema_problems: tuple[str, ...] = ()
     """Defects of the endpoint's argument_schema, reported with the run's other problems."""
+    endpoint_thresholds: tuple[object, ...] = ()
+    """Pass/fail criteria of every run of the endpoint, as the platform wrote them."""
+    run_thresholds: tuple[object, ...] = ()
+    """The run's own criteria: each overrides the endpoint's of the same metric and scope."""
 
     @classmethod
     def from_json(cls, data: Any, run_id: str, url: str) -> RunInfo:
@@ -88,6 +92,8 @@ class RunInfo:
             host=str(environment.get("host") or ""),
             schema=schema,
             schema_problems=tuple(schema_problems),
+            endpoint_thresholds=_listed(endpoint.get("thresholds")),
+            run_thresholds=_listed(data.get("thresholds")),
         )
 
 
@@ -383,6 +389,14 @@ def _retry_after(value: str | None) -> float | None:
             moment = moment.replace(tzinfo=UTC)
         seconds = (moment - datetime.now(UTC)).total_seconds()
     return max(seconds, 0.0) if math.isfinite(seconds) else None
+
+
+def _listed(value: Any) -> tuple[object, ...]:
+    """A platform's list field; absent (or null) is empty, anything else a one-item list that
+    the criteria parser will name as malformed."""
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list) else (value,)
 
 
 def _message(body: Any) -> str:

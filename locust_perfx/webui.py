@@ -171,6 +171,10 @@ def tab_rows(status: Mapping[str, Any]) -> list[dict[str, str]]:
     ]
     arguments: Mapping[str, Value] = status["arguments"]
     rows += [(f"Argument {name}", render(value) or "-") for name, value in arguments.items()]
+    results = {r["criterion"]: r for r in status["threshold_results"]}
+    for criterion in status["thresholds"]:
+        result = results.get(criterion["criterion"])
+        rows.append((f"Threshold {criterion['criterion']}", _judged(result)))
     export = status["export"]
     if export is None:
         rows.append(("InfluxDB export", "off (no --influxdb-url)"))
@@ -184,6 +188,13 @@ def tab_rows(status: Mapping[str, Any]) -> list[dict[str, str]]:
             ("Last export error", export["last_error"] or "-"),
         ]
     return [{"field": field, "value": str(value)} for field, value in rows]
+
+
+def _judged(result: Mapping[str, Any] | None) -> str:
+    if result is None:
+        return "not judged yet"
+    observed = "no requests" if result["observed"] is None else f"{result['observed']:g}"
+    return f"{'passed' if result['passed'] else 'BREACHED'} (observed {observed})"
 
 
 def install(web_ui: WebUI, controller: RunController) -> None:

@@ -156,13 +156,13 @@ def refusal(output: str) -> list[str]:
             [
                 "--platform-timeout (from PERFX_PLATFORM_TIMEOUT): expected a number of "
                 'seconds, got "abc"',
+                "--influxdb-interval: expected seconds > 0, got 0.0",
                 "--influxdb-url is set but --influxdb-org is not: set --influxdb-org or "
                 "PERFX_INFLUXDB_ORG (InfluxDB 1.x: -)",
                 "--influxdb-tags: 'run_id' is reserved by the exporter, pick another name",
                 "--influxdb-url: expected http://host:port, got '127.0.0.1:1'",
                 "--influxdb-url is set but --influxdb-bucket is not: set --influxdb-bucket or "
                 "PERFX_INFLUXDB_BUCKET",
-                "--influxdb-interval: expected seconds > 0, got 0.0",
             ],
             id="plugin-options-all-at-once",
         ),

@@ -39,6 +39,34 @@ from locust_perfx.lifecycle import Outcome, Verdict, decide
             Outcome(exit_code=2),
             Verdict(True, "Locust exited with code 2 (an event listener raised; see its log)"),
         ),
+        (
+            Outcome(exit_code=0, breaches=("p95_ms < 500: observed 730",)),
+            Verdict(True, "thresholds breached: p95_ms < 500: observed 730"),
+        ),
+        (
+            Outcome(exit_code=1, failures=3, breaches=("failure_ratio <= 0.01: observed 0.03",)),
+            Verdict(True, "thresholds breached: failure_ratio <= 0.01: observed 0.03"),
+        ),
+        (
+            Outcome(
+                exit_code=0,
+                aborted=True,
+                breaches=("p95_ms < 500: observed 730", "rps >= 9: observed 2.00"),
+            ),
+            Verdict(
+                True, "aborted by a threshold: p95_ms < 500: observed 730; rps >= 9: observed 2.00"
+            ),
+        ),
+        (
+            Outcome(exit_code=0, signal="SIGTERM", aborted=True, breaches=("x",)),
+            Verdict(True, "interrupted by SIGTERM before the test finished"),
+        ),
+        (
+            Outcome(
+                exit_code=1, exceptions=("ValueError('x')",), breaches=("rps >= 9: observed 2",)
+            ),
+            Verdict(True, "unhandled exception in user code: ValueError('x')"),
+        ),
     ],
 )
 def test_verdicts(outcome: Outcome, verdict: Verdict) -> None:
