@@ -10,9 +10,6 @@ message that arrives late carries everything before it: nothing is summed twice 
 
 >>> from locust.stats import RequestStats
 >>> from locust_perfx.snapshot import Sample
-
-if TYPE_CHECKING:
-    from locust_perfx.influx import InfluxConfig
 >>> stats, mirror, reader = RequestStats(), StatsMirror(), ChangeReader()
 >>> stats.log_request("GET", "/", 120, 512)
 >>> for message in reader.read(stats, Sample(at=1.0, users=1, workers=0)):
