@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import gevent
 import gevent.event
+import gevent.lock
 from locust import __version__ as locust_version
 from locust import log as locust_log
 from locust.env import Environment
@@ -135,6 +136,7 @@ class RunController:
         self._next_check = 0.0
         self._reported_breaches: set[str] = set()
         self._ticker: gevent.Greenlet | None = None
+        self._reporting = gevent.lock.Semaphore()
         self._reported_since_stop: set[str] = set()
         self._late_reports = gevent.event.Event()
         self._done = gevent.event.Event()
@@ -337,7 +339,9 @@ class RunController:
         """Once a second: peak users, and progress to the platform when it is due."""
         self.users_peak = max(self.users_peak, self.runner.user_count)
         self.workers_peak = max(self.workers_peak, self._workers())
-        if self.phase is Phase.TESTING:
+        with self._reporting:
+            if self.phase is not Phase.TESTING:
+                return
             self.sync.progress(self.progress_body)
             if self.judge is not None and time.monotonic() >= self._next_check:
                 self._next_check += self.judge.interval
@@ -478,12 +482,12 @@ class RunController:
         except Exception as err:  # a bug here must not keep the verdict from the platform
             logger.exception("perfx: the run summary could not be built")
             summary = {"error": f"the summary could not be built: {type(err).__name__}: {err}"}
+        self._stop_ticker()
         try:
             self.delivery = self.sync.finish(
                 verdict, summary, exit_code or self._plugin_exit_code()
             )
         finally:
-            self._stop_ticker()
             self._close_export(verdict)
 
     def _close_export(self, verdict: Verdict) -> None:
@@ -530,9 +534,12 @@ class RunController:
         return summary
 
     def _stop_ticker(self) -> None:
-        if self._ticker is not None:
-            self._ticker.kill(block=False)
-            self._ticker = None
+        """A progress report in flight completes first: none may reach the platform after
+        the final status (it would be refused, or worse, taken as news)."""
+        with self._reporting:
+            if self._ticker is not None:
+                self._ticker.kill(block=False)
+                self._ticker = None
 
     def _exit_code_now(self) -> int:
         """The code Locust would exit with now (``main.py`` ``shutdown``)."""

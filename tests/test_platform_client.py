@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
@@ -14,7 +17,7 @@ from locust_perfx import (
     RunStateConflict,
 )
 from locust_perfx.platform import PlatformClient
-from tests.fixtures.faults import FaultServer
+from tests.fixtures.faults import FaultProxyFactory, FaultServer
 from tests.fixtures.openapi import validate_request
 from tests.fixtures.platform import PlatformFactory, PlatformServer
 
@@ -25,6 +28,7 @@ START = {
     "started_at": "2026-11-23T10:00:00Z",
     "locust": {"version": "2.47.0", "mode": "local"},
 }
+COMPLETE = {"finished_at": "2026-11-23T10:05:00Z", "summary": {}}
 
 
 def test_get_run_reads_schema_and_host(platform_server: PlatformServer) -> None:
@@ -139,7 +143,8 @@ def test_client_errors_are_never_retried(fault_server: FaultServer, status: int)
     fault_server.script = [(status, {"code": status, "message": "no"})]
     with PlatformClient(fault_server.url) as client, pytest.raises(PlatformError):
         client.start("run_1", START, retry_for=10)
-    assert len(fault_server.requests) == 1
+    # A 409 is followed by a read of the run (GET), to tell what it means; never a retry.
+    assert [r.method for r in fault_server.requests].count("POST") == 1
 
 
 def test_retrying_stops_at_its_deadline(fault_server: FaultServer) -> None:
@@ -157,11 +162,42 @@ def test_malformed_json_is_a_clear_error(fault_server: FaultServer) -> None:
     assert "with a body that is not JSON" in str(caught.value)
 
 
-def test_non_zero_envelope_code_carries_the_platforms_message(fault_server: FaultServer) -> None:
-    fault_server.script = [(200, {"code": 1003, "msg": "run is locked by another job"})]
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"code": 1003, "msg": "run is locked by another job"},
+        {"code": "1003", "message": "run is locked by another job", "data": None},
+    ],
+)
+def test_non_zero_envelope_code_carries_the_platforms_message(
+    fault_server: FaultServer, envelope: dict[str, object]
+) -> None:
+    fault_server.script = [(200, envelope)]
     with PlatformClient(fault_server.url) as client, pytest.raises(PlatformError) as caught:
         client.get_run("run_1")
     assert str(caught.value) == "the platform refused run run_1: run is locked by another job"
+
+
+@pytest.mark.parametrize("code", ["ABC", 0])
+def test_a_run_with_a_code_of_its_own_is_a_run_not_an_envelope(
+    fault_server: FaultServer, code: object
+) -> None:
+    # platform-api.md: an envelope has an integer code and data, or a non-zero code and a
+    # message; a run's own "code" field (with a "message" even) makes neither.
+    fault_server.fallback = (
+        200,
+        {
+            "id": "run_1",
+            "status": "pending",
+            "code": code,
+            "message": "nightly rerank check",
+            "endpoint": {"name": "rerank", "argument_schema": SCHEMA},
+            "environment": {"name": "staging", "host": "http://t"},
+        },
+    )
+    with PlatformClient(fault_server.url) as client:
+        run = client.get_run("run_1")
+    assert (run.status, run.endpoint, run.host) == ("pending", "rerank", "http://t")
 
 
 def test_token_is_sent_as_bearer_and_never_in_a_body(fault_server: FaultServer) -> None:
@@ -171,3 +207,97 @@ def test_token_is_sent_as_bearer_and_never_in_a_body(fault_server: FaultServer) 
     sent = fault_server.requests[0]
     assert sent.headers["Authorization"] == "Bearer tok-123"
     assert "tok-123" not in repr(sent.body)
+
+
+def test_a_start_whose_answer_was_lost_counts_as_started(
+    platform_server: PlatformServer, fault_proxy: FaultProxyFactory
+) -> None:
+    # The proxy forwards the start, then answers 502: the platform started the run, the
+    # client never heard so, and its retry is refused because the run is now running.
+    run_id = platform_server.create_run(SCHEMA)
+    proxy = fault_proxy(platform_server.url, "start", "applied-502")
+    with PlatformClient(proxy.url) as client:
+        client.start(run_id, START, retry_for=10)
+    assert platform_server.get_run(run_id)["status"] == "running"
+    assert [(c["call"], c["http_status"]) for c in platform_server.calls(run_id)] == [
+        ("start", 200),
+        ("start", 409),
+    ]
+
+
+def test_a_final_status_whose_answer_never_came_in_time_is_settled_by_the_run(
+    platform_server: PlatformServer, fault_proxy: FaultProxyFactory
+) -> None:
+    # The proxy forwards the complete and holds the answer past the client's timeout, so
+    # no time is left to retry: one look at the run shows the complete landed.
+    run_id = platform_server.create_run(SCHEMA)
+    proxy = fault_proxy(platform_server.url, "complete", "applied-timeout")
+    with PlatformClient(proxy.url, timeout=0.5) as client:
+        client.start(run_id, START)
+        client.finish(run_id, "complete", COMPLETE, retry_for=0)
+    assert platform_server.get_run(run_id)["status"] == "completed"
+
+
+def test_a_409_the_run_itself_contradicts_is_an_error_not_a_refusal(
+    platform_server: PlatformServer, fault_proxy: FaultProxyFactory
+) -> None:
+    # Something in front of the platform answers 409 while the run is running: the final
+    # status must not be dropped as refused (the caller saves it for perfx resend).
+    run_id = platform_server.create_run(SCHEMA)
+    proxy = fault_proxy(platform_server.url, "complete", "409")
+    with PlatformClient(proxy.url) as client:
+        client.start(run_id, START)
+        with pytest.raises(PlatformError) as caught:
+            client.finish(run_id, "complete", COMPLETE, retry_for=10)
+    assert not isinstance(caught.value, RunStateConflict)
+    assert str(caught.value) == (
+        f"the platform answered 409 to the complete of run {run_id} (injected 409: run is not "
+        "in a state for this), yet shows the run running, which allows it; check the "
+        "platform or a proxy in front of it"
+    )
+    assert platform_server.get_run(run_id)["status"] == "running"
+
+
+@pytest.mark.parametrize("call", ["start", "complete"])
+def test_a_state_call_answered_200_with_a_body_that_is_not_json_was_applied(
+    platform_server: PlatformServer, fault_proxy: FaultProxyFactory, call: str
+) -> None:
+    run_id = platform_server.create_run(SCHEMA)
+    proxy = fault_proxy(platform_server.url, call, "malformed")
+    with PlatformClient(proxy.url) as client:
+        client.start(run_id, START)
+        if call == "complete":
+            client.finish(run_id, "complete", COMPLETE, retry_for=0)
+    assert platform_server.get_run(run_id)["status"] == {"start": "running"}.get(call, "completed")
+    assert proxy.fired is not None and proxy.fired.upstream == 200
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_the_retry_waits_as_long_as_retry_after_asks(
+    fault_server: FaultServer, status: int
+) -> None:
+    fault_server.script = [(status, {"message": "slow down"}, {"Retry-After": "1"})]
+    fault_server.fallback = (200, {"id": "run_1", "status": "running"})
+    with PlatformClient(fault_server.url) as client:
+        client.start("run_1", START, retry_for=10)
+    first, retry = fault_server.requests
+    assert retry.at - first.at >= 1.0  # the first backoff alone is 0.5-0.75 s
+
+
+def test_a_retry_after_past_the_deadline_gives_up_at_once(fault_server: FaultServer) -> None:
+    fault_server.script = [(503, {"message": "maintenance"}, {"Retry-After": "30"})]
+    began = time.monotonic()
+    with PlatformClient(fault_server.url) as client, pytest.raises(PlatformUnavailable) as caught:
+        client.start("run_1", START, retry_for=5)
+    assert time.monotonic() - began < 1
+    assert len(fault_server.requests) == 1
+    assert caught.value.retry_after == 30
+    assert str(caught.value).endswith("answered 503: maintenance (Retry-After: 30 s)")
+
+
+def test_retry_after_may_be_an_http_date(fault_server: FaultServer) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    fault_server.script = [(429, {}, {"Retry-After": later})]
+    with PlatformClient(fault_server.url) as client, pytest.raises(PlatformUnavailable) as caught:
+        client.start("run_1", START)
+    assert caught.value.retry_after is not None and 27 < caught.value.retry_after <= 30
