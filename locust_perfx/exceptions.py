@@ -37,10 +37,12 @@ class PlatformError(PerfxError):
 class PlatformUnavailable(PlatformError):
     """The platform could not be reached or answered 5xx/429; safe to retry.
 
-    ``retry_after`` is the platform's own ``Retry-After`` in seconds, when it sent one.
+    ``retry_after`` is the platform's own ``Retry-After`` in seconds, when it sent one;
+    ``maybe_applied`` says an attempt's answer was lost, so the platform may have applied it.
     """
 
     retry_after: float | None = None
+    maybe_applied: bool = False
 
 
 class RunNotFound(PlatformError):

@@ -195,7 +195,7 @@ class PlatformSync:
             return Delivery.REFUSED
         except PlatformError as err:
             self.last_error = str(err)
-            path = self._save(verdict.call, body)
+            path = self._save(verdict.call, body, getattr(err, "maybe_applied", False))
             logger.error(
                 "perfx: could not send the final status of run %s: %s. It is saved in %s; "
                 "send it later with: perfx resend %s --platform-url %s",
@@ -212,9 +212,9 @@ class PlatformSync:
             logger.info("perfx: run %s completed", self.run_id)
         return Delivery.DELIVERED
 
-    def _save(self, call: str, body: Mapping[str, Any]) -> Path:
+    def _save(self, call: str, body: Mapping[str, Any], maybe_applied: bool) -> Path:
         path = Path.cwd() / f"perfx-{self.run_id}.final.json"
-        record = {"run_id": self.run_id, "call": call, "body": body}
+        record = {"run_id": self.run_id, "call": call, "body": body, "maybe_applied": maybe_applied}
         path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
         return path
 
@@ -228,7 +228,8 @@ def resend(client: PlatformClient, path: Path, *, retry_for: float) -> str:
         raise PerfxError(f"{path} is not a saved perfx final status: {err}") from None
     if call not in ("complete", "fail"):
         raise PerfxError(f"{path}: unknown call {call!r}")
-    client.finish(run_id, call, body, retry_for=retry_for)
+    maybe_applied = bool(record.get("maybe_applied"))
+    client.finish(run_id, call, body, retry_for=retry_for, maybe_applied=maybe_applied)
     return str(run_id)
 
 

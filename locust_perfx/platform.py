@@ -144,20 +144,36 @@ class PlatformClient:
         """
         self._state_call(run_id, "start", body, retry_for)
 
-    def finish(self, run_id: str, call: str, body: dict[str, Any], *, retry_for: float) -> None:
+    def finish(
+        self,
+        run_id: str,
+        call: str,
+        body: dict[str, Any],
+        *,
+        retry_for: float,
+        maybe_applied: bool = False,
+    ) -> None:
         """Send the final status (``complete`` or ``fail``), exactly once.
 
         Retried through outages for ``retry_for`` seconds; an answer lost on the way back
-        is recognised by the run's status, see :meth:`_state_call`.
+        is recognised by the run's status, see :meth:`_state_call`. ``maybe_applied``: an
+        earlier send (``perfx resend`` of a saved status) may have landed already.
         """
-        self._state_call(run_id, call, body, retry_for)
+        self._state_call(run_id, call, body, retry_for, maybe_applied)
 
     def progress(self, run_id: str, body: dict[str, Any]) -> None:
         """Report live numbers once; never retried (the next report supersedes it)."""
         url = self.run_url(run_id) + "/progress"
         self._once("POST", url, run_id, body, need_body=False)
 
-    def _state_call(self, run_id: str, call: str, body: dict[str, Any], retry_for: float) -> None:
+    def _state_call(
+        self,
+        run_id: str,
+        call: str,
+        body: dict[str, Any],
+        retry_for: float,
+        maybe_applied: bool = False,
+    ) -> None:
         """POST a status change, retried; a 409 is settled by the run's status on the platform.
 
         An attempt that failed without a clear answer (a timeout, a reset, a 500, 502 or
@@ -174,7 +190,6 @@ class PlatformClient:
         When time runs out after such an attempt, one last look at the run settles it too.
         """
         url = self.run_url(run_id) + f"/{call}"
-        maybe_applied = False
 
         def attempt() -> None:
             nonlocal maybe_applied
@@ -188,9 +203,10 @@ class PlatformClient:
 
         try:
             self._retrying(attempt, retry_for)
-        except PlatformUnavailable:
+        except PlatformUnavailable as err:
             # Out of time, but an attempt may have landed: one look at the run settles it.
             if not (maybe_applied and _landed(run_id, call, self._status_if_known(run_id))):
+                err.maybe_applied = maybe_applied
                 raise
 
     def _settle_conflict(

@@ -425,3 +425,28 @@ def test_the_verdict_is_sent_even_when_ending_the_run_breaks(
     else:
         assert run["summary"]["total"]["requests"] == target.total
     assert code == 0, output
+
+
+@pytest.mark.parametrize(("maybe_applied", "code"), [(True, 0), (False, 1)])
+def test_resend_recognises_a_final_status_whose_first_send_may_have_landed(
+    fault_server: FaultServer, tmp_path: Path, maybe_applied: bool, code: int
+) -> None:
+    # The fault server plays a platform that applied the first send but lost its answer:
+    # the resend gets 409 and the run already shows the saved verdict.
+    saved = tmp_path / "perfx-run_1.final.json"
+    body = {"finished_at": "2026-12-01T10:00:00Z", "summary": {}}
+    record = {"run_id": "run_1", "call": "complete", "body": body, "maybe_applied": maybe_applied}
+    saved.write_text(json.dumps(record))
+    completed = {
+        "id": "run_1",
+        "status": "completed",
+        "endpoint": {"name": "e"},
+        "environment": {"name": "x", "host": "http://t"},
+    }
+    fault_server.script = [(409, {"message": "run run_1 is already completed"}), (200, completed)]
+    resent = perfx("resend", str(saved), "--platform-url", fault_server.url)
+    assert resent.returncode == code, resent.stderr
+    if maybe_applied:
+        assert resent.stdout.strip() == "delivered the final status of run run_1"
+    else:
+        assert resent.stderr.strip() == "perfx: run run_1 is already completed"
