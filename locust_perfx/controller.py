@@ -50,7 +50,12 @@ from locust_perfx.lifecycle import (
     decide,
     spawn_ticker,
 )
-from locust_perfx.options import ARGUMENT_NAMES_KEY, SECRET_DESTS, export_to_environ
+from locust_perfx.options import (
+    ARGUMENT_NAMES_KEY,
+    SECRET_DESTS,
+    WORKER_HELLO,
+    export_to_environ,
+)
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
 from locust_perfx.schema import render
@@ -60,6 +65,9 @@ logger = logging.getLogger(__name__)
 
 LATE_REPORT_WAIT: Final = 5.0
 """Seconds to wait after a web UI Stop for each worker's last report (workers report every 3 s)."""
+
+HELLO_GRACE: Final = 1.0
+"""Seconds a new worker has to say it runs the plugin before the master warns that it does not."""
 
 SIGTERM_EXIT: Final = 128 + signal.SIGTERM
 """What a shell reports for a process that SIGTERM's default action ended."""
@@ -137,6 +145,8 @@ class RunController:
         self._reported_breaches: set[str] = set()
         self._ticker: gevent.Greenlet | None = None
         self._reporting = gevent.lock.Semaphore()
+        self._plugin_workers: set[str] = set()
+        self._workers_seen: dict[str, float] = {}
         self._reported_since_stop: set[str] = set()
         self._late_reports = gevent.event.Event()
         self._done = gevent.event.Event()
@@ -237,6 +247,8 @@ class RunController:
         events.test_stop.add_listener(self.on_test_stop)
         events.quit.add_listener(self.on_quit)
         events.worker_report.add_listener(self.on_worker_report)
+        if isinstance(self.runner, MasterRunner):
+            self.runner.register_message(WORKER_HELLO, self.on_worker_hello)
         # gevent runs every handler of a signal: ours beside Locust's own, once Locust has one.
         gevent.signal_handler(signal.SIGTERM, self._on_sigterm)
         previous = signal.getsignal(signal.SIGINT)
@@ -334,9 +346,29 @@ class RunController:
         if self._ticker is None:
             self._ticker = spawn_ticker(TICK, self.tick)
 
+    def on_worker_hello(self, msg: Any, **_: Any) -> None:
+        self._plugin_workers.add(msg.node_id)
+
+    def _warn_of_workers_without_the_plugin(self) -> None:
+        """A worker without the plugin runs the test, but its locustfile sees no PERFX_*
+        variables: say so once, for each such worker."""
+        now = time.monotonic()
+        for worker_id in list(getattr(self.runner, "clients", ())):
+            first_seen = self._workers_seen.setdefault(worker_id, now)
+            if worker_id in self._plugin_workers or now - first_seen < HELLO_GRACE:
+                continue
+            self._plugin_workers.add(worker_id)  # warned: once is enough
+            logger.warning(
+                "perfx: worker %s runs without the perfx plugin: its locustfile gets the run's "
+                "arguments in parsed_options but no PERFX_* variables; load it there too: "
+                "locust -f perfx_plugin.py,locustfile.py --worker ...",
+                worker_id,
+            )
+
     @_guard
     def tick(self) -> None:
         """Once a second: peak users, and progress to the platform when it is due."""
+        self._warn_of_workers_without_the_plugin()
         self.users_peak = max(self.users_peak, self.runner.user_count)
         self.workers_peak = max(self.workers_peak, self._workers())
         with self._reporting:

@@ -152,6 +152,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
 into the page in plain text, masked field or not."""
 
 SECRET_DESTS: Final = frozenset(o.dest for o in OPTIONS if o.secret)
+WORKER_HELLO: Final = "perfx_worker"
+"""Message a worker with the plugin sends its master: a worker without it gets no PERFX_*."""
 ARGUMENT_NAMES_KEY: Final = "perfx_arguments"
 """``parsed_options`` key listing the schema arguments, sent to workers with the rest."""
 

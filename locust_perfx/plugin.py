@@ -14,11 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from locust import events
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
-from locust_perfx import webui
+from locust_perfx import __version__, webui
 from locust_perfx.exceptions import ConfigError, PerfxError
-from locust_perfx.options import OptionRegistry, expose_arguments_on_worker, value_sources
+from locust_perfx.options import (
+    WORKER_HELLO,
+    OptionRegistry,
+    expose_arguments_on_worker,
+    value_sources,
+)
 from locust_perfx.plan import build_plan
 from locust_perfx.platform import PlatformClient, RunInfo
 
@@ -52,8 +57,14 @@ def on_command_line_parser(parser: Any, **_: Any) -> None:
 @events.init.add_listener
 def on_init(environment: Environment, **_: Any) -> None:
     global controller
-    if isinstance(environment.runner, WorkerRunner) or registry.info is None:
-        return  # a worker, or no --run-id: nothing to own
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(WORKER_HELLO, {"version": __version__})  # the master checks for it
+        return
+    if registry.info is None:
+        if isinstance(runner, MasterRunner):  # no run to check workers for: take the hello
+            runner.register_message(WORKER_HELLO, lambda **_: None)
+        return  # no --run-id: nothing to own
     # Imported here, in the master or local process of a run only: with the export stack
     # (influxdb_client: ~20,000 objects) imported, workers made ~4% fewer requests/s on a
     # busy 2-core machine (bench/load.py, distributed); without it, no difference.

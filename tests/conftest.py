@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.locust",
     "tests.fixtures.faults",
     "tests.fixtures.browser",
+    "tests.fixtures.netns",
 ]
