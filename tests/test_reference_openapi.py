@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from locust_perfx.reference import create_app
-from tests.fixtures.openapi import spec, validate_request, validate_response
+from locust_perfx.reference.contract import load_spec
+from tests.fixtures.openapi import validate_request, validate_response
 
 RUN = {
     "id": "run_20261123_170000_ab12cd",
@@ -33,8 +34,8 @@ def test_openapi_yaml_is_a_valid_openapi_3_1_document() -> None:
     # while pytest collects the other test modules.
     from openapi_spec_validator import validate
 
-    assert spec()["openapi"].startswith("3.1")
-    validate(spec())
+    assert load_spec()["openapi"].startswith("3.1")
+    validate(load_spec())
 
 
 def test_every_route_of_the_app_is_documented_and_nothing_else(tmp_path: Path) -> None:
@@ -53,9 +54,41 @@ def test_every_route_of_the_app_is_documented_and_nothing_else(tmp_path: Path) -
         methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
         served |= {(m.lower(), p) for p in paths for m in methods}
 
-    documented = {(m, p) for p, item in spec()["paths"].items() for m in item if m != "parameters"}
+    documented = {
+        (m, p) for p, item in load_spec()["paths"].items() for m in item if m != "parameters"
+    }
 
     assert served == documented
+
+
+def test_every_link_leads_to_a_documented_operation_and_fills_its_parameters() -> None:
+    spec = load_spec()
+    shared = spec["components"]["parameters"]
+    parameters = {
+        operation["operationId"]: {
+            shared[p["$ref"].rsplit("/", 1)[1]]["name"] if "$ref" in p else p["name"]
+            for p in item.get("parameters", []) + operation.get("parameters", [])
+        }
+        for item in spec["paths"].values()
+        for method, operation in item.items()
+        if method != "parameters"
+    }
+    links = [
+        link
+        for response in spec["components"]["responses"].values()
+        for link in response.get("links", {}).values()
+    ]
+
+    assert {link["operationId"] for link in links} == {
+        "startRun",
+        "reportProgress",
+        "completeRun",
+        "failRun",
+        "getRun",
+        "listCalls",
+    }
+    for link in links:
+        assert set(link["parameters"]) == parameters[link["operationId"]]
 
 
 def test_validate_request_names_every_problem() -> None:

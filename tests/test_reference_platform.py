@@ -303,17 +303,28 @@ def test_an_unknown_run_is_404_on_every_run_route(platform_server: PlatformServe
 def test_malformed_json_is_a_400_that_says_so(platform_server: PlatformServer) -> None:
     run_id = platform_server.create_run()
 
-    response = call(
-        platform_server, "POST", "/api/perf/runs/{run_id}/start", raw="{not json", run_id=run_id
-    )
-    not_an_object = call(
-        platform_server, "POST", "/api/perf/runs/{run_id}/start", raw="[1, 2]", run_id=run_id
-    )
+    def start(raw: str) -> requests.Response:
+        return call(
+            platform_server, "POST", "/api/perf/runs/{run_id}/start", raw=raw, run_id=run_id
+        )
+
+    response = start("{not json")
+    not_an_object = start("[1, 2]")
+    not_a_number = start('{"arguments": {"x": NaN}}')
+    too_large = start('{"arguments": {"x": 1e400}}')
+    half_a_pair = start('{"arguments": {"x": "\\ud800"}}')
 
     assert response.status_code == 400
     assert message(response).startswith("malformed JSON body (")
     assert message(response).endswith("); send a JSON object")
-    assert message(not_an_object) == "the body must be a JSON object, got list"
+    assert message(not_an_object) == "invalid startRun body: [1, 2] is not of type 'object'"
+    assert message(not_a_number) == "malformed JSON body (NaN is not JSON); send a JSON object"
+    assert message(too_large) == (
+        "malformed JSON body (1e400 does not fit in a 64-bit float); send a JSON object"
+    )
+    assert message(half_a_pair) == (
+        "the body is not valid Unicode: '\\ud800' is half a surrogate pair"
+    )
     assert platform_server.calls(run_id) == []
 
 
@@ -331,16 +342,60 @@ def test_missing_and_mistyped_fields_are_named(platform_server: PlatformServer) 
         run_id=run_id,
     )
     bad_run = call(platform_server, "POST", "/api/perf/runs", {"environment_id": "x"})
+    bad_fail = call(
+        platform_server,
+        "POST",
+        "/api/perf/runs/{run_id}/fail",
+        {**FAIL, "exit_code": 2**64, "summary": {"total": {"rps": -1}}},
+        run_id=run_id,
+    )
 
     assert no_host.status_code == bad_progress.status_code == bad_run.status_code == 400
-    assert message(no_host) == "invalid start body: missing field 'host'"
+    assert message(no_host) == "invalid startRun body: missing field 'host'"
     assert message(bad_progress) == (
-        "invalid progress body: field 'at' must be an ISO-8601 timestamp, got str \"yesterday\"; "
-        "field 'users' must be an integer, got str \"ten\""
+        "invalid reportProgress body: field 'at': 'yesterday' is not a 'date-time'; "
+        "field 'users': 'ten' is not of type 'integer'"
     )
     assert message(bad_run) == (
-        "invalid run body: missing field 'endpoint' (an object) or 'endpoint_id'; "
-        "field 'environment_id' must be an integer"
+        "invalid createRun body: missing field 'endpoint_id' or 'endpoint'; "
+        "field 'environment_id': 'x' is not of type 'integer'"
+    )
+    assert message(bad_fail) == (
+        "invalid failRun body: "
+        "field 'exit_code': 18446744073709551616 is greater than the maximum of "
+        "9223372036854775807; field 'summary.total.rps': -1 is less than the minimum of 0"
+    )
+
+
+def test_an_argument_schema_must_have_the_contracts_shape_but_may_name_any_type(
+    platform_server: PlatformServer,
+) -> None:
+    odd = {"parameters": [{"name": "when", "type": "date"}]}
+    broken = {"parameters": [{"name": "", "type": "int", "default": 32}, {"type": "int"}]}
+
+    stored = call(
+        platform_server, "POST", "/api/perf/endpoints", {"name": "odd", "argument_schema": odd}
+    )
+    refused = call(
+        platform_server, "POST", "/api/perf/endpoints", {"name": "e", "argument_schema": broken}
+    )
+    inline = call(
+        platform_server,
+        "POST",
+        "/api/perf/runs",
+        {"endpoint": {"name": "e", "argument_schema": {}}, "environment_id": 1},
+    )
+
+    assert stored.status_code == 201  # the plugin, not the platform, refuses an unknown type
+    assert stored.json()["argument_schema"] == odd
+    assert message(refused) == (
+        "invalid createEndpoint body: "
+        "field 'argument_schema.parameters[0].default': 32 is not of type 'string', 'null'; "
+        "field 'argument_schema.parameters[0].name': '' should be non-empty; "
+        "missing field 'argument_schema.parameters[1].name'"
+    )
+    assert message(inline) == (
+        "invalid createRun body: missing field 'endpoint.argument_schema.parameters'"
     )
 
 
@@ -352,7 +407,29 @@ def test_timestamps_are_stored_in_utc_with_z(platform_server: PlatformServer) ->
     assert run["started_at"] == "2026-11-23T10:00:00.250Z"
 
 
-def test_a_duplicate_run_id_is_409(platform_server: PlatformServer) -> None:
+def test_a_timestamp_needs_an_offset_and_a_moment_that_utc_can_hold(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run()
+
+    def fail(finished_at: str) -> requests.Response:
+        body = {**FAIL, "finished_at": finished_at}
+        return call(platform_server, "POST", "/api/perf/runs/{run_id}/fail", body, run_id=run_id)
+
+    no_offset = fail("2026-11-23T10:00:00")
+    before_year_one = fail("0001-01-01T00:00:00+01:00")
+    no_such_day = fail("2026-02-30T10:00:00Z")
+
+    assert message(no_offset) == (
+        "invalid failRun body: field 'finished_at': '2026-11-23T10:00:00' is not a 'date-time'"
+    )
+    assert before_year_one.status_code == no_such_day.status_code == 400
+    assert platform_server.calls(run_id) == []
+
+
+def test_a_duplicate_run_id_is_409_and_a_malformed_one_400(
+    platform_server: PlatformServer,
+) -> None:
     platform_server.create_run(run_id="nightly-42")
 
     again = call(
@@ -361,9 +438,17 @@ def test_a_duplicate_run_id_is_409(platform_server: PlatformServer) -> None:
         "/api/perf/runs",
         {"id": "nightly-42", "endpoint_id": 1, "environment_id": 1},
     )
+    newline = call(
+        platform_server,
+        "POST",
+        "/api/perf/runs",
+        {"id": "nightly-43\n", "endpoint_id": 1, "environment_id": 1},
+    )
 
     assert again.status_code == 409
     assert message(again) == "run nightly-42 already exists; choose another id or omit it"
+    assert newline.status_code == 400
+    assert message(newline).startswith("invalid createRun body: field 'id': 'nightly-43\\n' ")
 
 
 def test_runs_can_be_created_from_endpoint_and_environment_ids(
@@ -381,6 +466,7 @@ def test_runs_can_be_created_from_endpoint_and_environment_ids(
     run = call(platform_server, "POST", "/api/perf/runs", body)
     same_name = call(platform_server, "POST", "/api/perf/endpoints", endpoint_body)
     unknown = call(platform_server, "POST", "/api/perf/runs", {**body, "endpoint_id": 99})
+    beyond_sqlite = call(platform_server, "POST", "/api/perf/runs", {**body, "endpoint_id": 2**63})
 
     assert (endpoint.status_code, environment.status_code, run.status_code) == (201, 201, 201)
     assert run.json()["endpoint"] == endpoint.json()
@@ -390,6 +476,10 @@ def test_runs_can_be_created_from_endpoint_and_environment_ids(
     assert message(unknown) == (
         "endpoint_id 99: no such endpoint; create it with POST /api/perf/endpoints "
         "or pass it inline"
+    )
+    assert message(beyond_sqlite) == (
+        "invalid createRun body: field 'endpoint_id': 9223372036854775808 is greater than "
+        "the maximum of 9223372036854775807"
     )
 
 

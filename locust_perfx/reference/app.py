@@ -2,9 +2,10 @@
 
 It implements the contract in ``openapi.yaml`` and nothing more, so that the plugin's
 tests and demos talk to a real HTTP server with a real database, and so that teams
-without a platform have one. It stores what it is sent: argument schemas are checked
-for shape only, because checking their content is the plugin's job (and its tests need
-a platform that can serve an odd schema).
+without a platform have one. Request bodies are checked against that file itself
+(``contract.py``), which leaves an argument schema's content loose (any parameter type,
+names that clash): judging it is the plugin's job, and its tests need a platform that
+serves an odd schema.
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import os
-import re
 import sqlite3
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Response, jsonify, render_template_string, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from locust_perfx.reference.contract import RequestBodies, load_spec, parse_timestamp
 from locust_perfx.reference.store import JSON, Conflict, Invalid, Store, utc_iso
 from locust_perfx.reference.store import NotFound as RunMissing
 
@@ -35,121 +35,57 @@ DEFAULT_PROGRESS_TIMEOUT = 60.0
 MAX_SWEEP_INTERVAL = 1.0
 
 AUTH_MESSAGE = "missing or invalid bearer token"
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class _BadRequest(Exception):
     """A request body problem, reported as HTTP 400 with every problem found."""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_timestamp(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-_KINDS: dict[str, Callable[[Any], bool]] = {
-    "a non-empty string": lambda v: isinstance(v, str) and bool(v.strip()),
-    "an ISO-8601 timestamp": _is_timestamp,
-    "an object": lambda v: isinstance(v, dict),
-    "an object or null": lambda v: v is None or isinstance(v, dict),
-    "an integer": _is_int,
-    "an integer or null": lambda v: v is None or _is_int(v),
-    "a number": _is_number,
+# The operation of each state call, by its operationId in openapi.yaml.
+_STATE_OPERATIONS = {
+    "start": "startRun",
+    "complete": "completeRun",
+    "fail": "failRun",
+    "progress": "reportProgress",
 }
-
-# Request bodies: field -> expected kind; a trailing "?" marks an optional field.
-_START = {
-    "arguments": "an object",
-    "host": "a non-empty string",
-    "started_at": "an ISO-8601 timestamp",
-    "locust?": "an object or null",
-}
-_BODIES: dict[str, dict[str, str]] = {
-    "start": _START,
-    "complete": {"finished_at": "an ISO-8601 timestamp", "summary": "an object"},
-    "fail": {
-        "finished_at": "an ISO-8601 timestamp",
-        "reason": "a non-empty string",
-        "exit_code?": "an integer or null",
-        "summary?": "an object or null",
-    },
-    "progress": {
-        "at": "an ISO-8601 timestamp",
-        "users": "an integer",
-        "workers": "an integer",
-        "rps": "a number",
-        "fail_ratio": "a number",
-        "requests": "an integer",
-        "failures": "an integer",
-    },
-    "endpoint": {"name": "a non-empty string", "argument_schema": "an object"},
-    "environment": {"name": "a non-empty string", "host": "a non-empty string"},
-}
+_TIMESTAMPS = ("started_at", "finished_at", "at")
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} does not fit in a 64-bit float")
+    return value
 
 
-def _problems(body: JSON, spec: dict[str, str], where: str = "") -> list[str]:
-    found = []
-    for key, kind in spec.items():
-        name = key.rstrip("?")
-        if name not in body:
-            if not key.endswith("?"):
-                found.append(f"missing field '{where}{name}'")
-        elif not _KINDS[kind](body[name]):
-            found.append(
-                f"field '{where}{name}' must be {kind}, got {_type_name(body[name])}"
-                f" {json.dumps(body[name])[:60]}"
-            )
-    schema = body.get("argument_schema") if "argument_schema" in spec else None
-    if isinstance(schema, dict) and not isinstance(schema.get("parameters"), list):
-        found.append(f"field {where}'argument_schema' must have a 'parameters' list")
-    return found
+def _not_json(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
 
 
-def _normalize_times(body: JSON) -> JSON:
-    """Store every timestamp as UTC with ``Z``; a timestamp without offset is taken as UTC."""
-    out = dict(body)
-    for key in ("started_at", "finished_at", "at"):
-        if isinstance(out.get(key), str):
-            moment = datetime.fromisoformat(out[key])
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            out[key] = utc_iso(moment)
-    return out
-
-
-def _json_body() -> JSON:
+def _json_body() -> Any:
+    """The body as JSON that can be stored and answered back: finite numbers, valid Unicode."""
     raw = request.get_data(cache=False)
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_float=_finite, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _BadRequest(f"malformed JSON body ({exc}); send a JSON object") from None
-    if not isinstance(body, dict):
-        raise _BadRequest(f"the body must be a JSON object, got {_type_name(body)}")
+    try:  # json reads "\\ud800" as a lone surrogate, which SQLite cannot store
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError as exc:
+        half = exc.object[exc.start : exc.end]
+        raise _BadRequest(
+            f"the body is not valid Unicode: {half!r} is half a surrogate pair"
+        ) from None
     return body
 
 
-def _checked(call: str, body: JSON) -> JSON:
-    problems = _problems(body, _BODIES[call])
-    if problems:
-        raise _BadRequest(f"invalid {call} body: " + "; ".join(problems))
-    return _normalize_times(body)
+def _normalize_times(body: JSON) -> JSON:
+    """Store every timestamp as UTC with ``Z`` (the contract has checked that each is one)."""
+    out = dict(body)
+    for key in _TIMESTAMPS:
+        if isinstance(out.get(key), str):
+            out[key] = utc_iso(parse_timestamp(out[key]))
+    return out
 
 
 class _Sweeper:
@@ -237,6 +173,7 @@ def create_app(
     []
     """
     store = Store(db_path)
+    bodies = RequestBodies(load_spec())
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     expected = f"Bearer {token}".encode() if token else None
@@ -248,6 +185,13 @@ def create_app(
 
     def error(status: int, message: str) -> tuple[Response, int]:
         return jsonify({"code": status, "message": message}), status
+
+    def valid_body(operation_id: str) -> JSON:
+        body = _json_body()
+        problems = bodies.problems(operation_id, body)
+        if problems:
+            raise _BadRequest(f"invalid {operation_id} body: " + "; ".join(problems))
+        return _normalize_times(body)
 
     def fresh(run_id: str) -> JSON:
         # Reads apply the watchdog first, so nobody sees a silent run as still running.
@@ -297,34 +241,17 @@ def create_app(
 
     @app.post("/api/perf/endpoints")
     def create_endpoint() -> tuple[Response, int]:
-        body = _checked("endpoint", _json_body())
+        body = valid_body("createEndpoint")
         return ok(store.create_endpoint(body["name"], body["argument_schema"]), 201)
 
     @app.post("/api/perf/environments")
     def create_environment() -> tuple[Response, int]:
-        body = _checked("environment", _json_body())
+        body = valid_body("createEnvironment")
         return ok(store.create_environment(body["name"], body["host"]), 201)
 
     @app.post("/api/perf/runs")
     def create_run() -> tuple[Response, int]:
-        body = _json_body()
-        problems: list[str] = []
-        run_id = body.get("id")
-        if run_id is not None and not (isinstance(run_id, str) and _RUN_ID.match(run_id)):
-            problems.append(
-                "field 'id' must be 1-128 letters, digits, '_', '.' or '-', "
-                f"got {json.dumps(run_id)[:60]}"
-            )
-        for kind in ("endpoint", "environment"):
-            if f"{kind}_id" in body:
-                if not _is_int(body[f"{kind}_id"]):
-                    problems.append(f"field '{kind}_id' must be an integer")
-            elif isinstance(body.get(kind), dict):
-                problems += _problems(body[kind], _BODIES[kind], where=f"{kind}.")
-            else:
-                problems.append(f"missing field '{kind}' (an object) or '{kind}_id'")
-        if problems:
-            raise _BadRequest("invalid run body: " + "; ".join(problems))
+        body = valid_body("createRun")
         if "endpoint_id" in body:
             endpoint_id = body["endpoint_id"]
         else:
@@ -337,7 +264,7 @@ def create_app(
             environment_id = store.upsert_environment(
                 body["environment"]["name"], body["environment"]["host"]
             )
-        run = store.create_run(run_id, endpoint_id, environment_id)
+        run = store.create_run(body.get("id"), endpoint_id, environment_id)
         logger.info("run %s: created", run["id"])
         return ok(run, 201)
 
@@ -353,7 +280,7 @@ def create_app(
     @app.post("/api/perf/runs/<run_id>/<any(start, complete, fail, progress):call>")
     def state_call(run_id: str, call: str) -> tuple[Response, int]:
         store.get_run(run_id)  # an unknown run is a 404 even when the body is bad
-        body = _checked(call, _json_body())
+        body = valid_body(_STATE_OPERATIONS[call])
         run = store.transition(run_id, call, body, progress_timeout=progress_timeout)
         if call != "progress":
             logger.info("run %s: %s -> %s", run_id, call, run["status"])
