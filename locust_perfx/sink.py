@@ -1,5 +1,11 @@
 """The sink: a bounded queue of points and its writes to InfluxDB, with retry and backoff.
 
+Which write API a server takes is asked once per connection: ``GET /ping`` and its
+``X-Influxdb-Version`` header. InfluxDB 1.x (1.6 and 1.7 have no other) is written through
+its own ``/write``; everything else (2.x, 3.x, VictoriaMetrics, which answers without that
+header) through ``/api/v2/write``. Both speak the same line protocol and share the buffer,
+the retries, the 413 splitting and the health counters.
+
 The only module that imports ``influxdb_client``: only the export process and the master's
 start-up check load it, never a worker (see ``plugin.on_init``).
 """
@@ -7,13 +13,17 @@ start-up check load it, never a worker (see ``plugin.on_init``).
 from __future__ import annotations
 
 import itertools
+import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import gevent
+import urllib3
 import urllib3.exceptions
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -34,8 +44,157 @@ BATCH_POINTS = 5_000
 CHECK_MEASUREMENT = "perfx_check"
 """``check()`` writes one point here: the only proof that the token may write to the bucket."""
 
+V1_VERSION = re.compile(r"v?1\.")
+"""An ``X-Influxdb-Version`` that takes the 1.x ``/write`` API ("1.6.7~rc0", "v1.7.0",
+"1.8.10"). 1.8 also has a 2.x-compatible API, but ``/write`` is every 1.x's own."""
+
 # The points are bad: retrying them cannot help (413: once a single point gets it).
 _REJECTED_STATUSES = frozenset({400, 413, 422})
+
+
+class _Refused(Exception):
+    """InfluxDB answered a write with an error status; one shape for both write APIs."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        # "HTTP 500: Internal Server Error: retention policy not found: x": status, reason,
+        # and the server's own words from the body, when it has any.
+        super().__init__(": ".join(filter(None, (f"HTTP {status}", reason, message))))
+        self.status = status
+
+
+class _Unavailable(Exception):
+    """``/ping`` answered 5xx or 429: the server (or a proxy before it) is up but not
+    serving; retried like an outage, and the version asked again."""
+
+
+class _Writer(Protocol):
+    """One write API of one server: sends a body of points, explains a refused check."""
+
+    described: str
+
+    def write(self, body: str) -> None:
+        """Send ``body`` (points, one a line); ``_Refused`` on an error status."""
+        ...
+
+    def refusal(self, error: _Refused) -> str:
+        """The one-line reason, naming the fix, for a refused start-up check."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _V2Writer:
+    """``/api/v2/write`` through influxdb_client: InfluxDB 2.x and 3.x, VictoriaMetrics."""
+
+    def __init__(self, client: Any, config: InfluxConfig) -> None:
+        self._client = client
+        self._write_api = client.write_api(write_options=SYNCHRONOUS)
+        self._config = config
+        self.described = (
+            f"InfluxDB at {config.url}: 2.x write API, org {config.org!r}, bucket {config.bucket!r}"
+        )
+
+    def write(self, body: str) -> None:
+        try:
+            self._write_api.write(
+                bucket=self._config.bucket,
+                org=self._config.org,
+                record=body,
+                write_precision=WritePrecision.MS,
+            )
+        except ApiException as error:
+            raise _Refused(error.status, str(error.reason), _message(error.body)) from None
+
+    def refusal(self, error: _Refused) -> str:
+        url, org, bucket = self._config.url, self._config.org, self._config.bucket
+        if error.status == 401:
+            return f"InfluxDB at {url} rejected the token (HTTP 401); check --influxdb-token"
+        if error.status == 403:
+            return (
+                f"InfluxDB at {url}: the token may not write to bucket {bucket!r} of org "
+                f"{org!r} (HTTP 403); give the token write access to that bucket"
+            )
+        if error.status == 404:
+            return (
+                f"InfluxDB at {url}: org {org!r} or bucket {bucket!r} not found (HTTP 404); "
+                "check --influxdb-org and --influxdb-bucket"
+            )
+        return (
+            f"InfluxDB at {url} refused a test write to bucket {bucket!r} of org {org!r} "
+            f"({error}); check --influxdb-url"
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _V1Writer:
+    """``/write`` of InfluxDB 1.x. influxdb_client speaks only the 2.x API, so this is plain
+    HTTP over urllib3, which influxdb_client itself runs on. ``--influxdb-bucket`` is
+    ``database/retention_policy`` or ``database`` (its default policy); a ``user:password``
+    token is sent as basic auth, any other token not at all (a 1.x server without
+    authentication ignores it)."""
+
+    def __init__(self, config: InfluxConfig, version: str) -> None:
+        self._config = config
+        self._version = version
+        self._database, _, self._policy = config.bucket.partition("/")
+        query = {"db": self._database, "precision": "ms"}
+        if self._policy:
+            query["rp"] = self._policy
+        self._url = f"{config.url.rstrip('/')}/write?{urlencode(query)}"
+        user, colon, _ = config.token.partition(":")
+        self._user = user if colon else ""
+        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self._user:
+            self._headers.update(urllib3.make_headers(basic_auth=config.token))
+        self._pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(total=config.timeout), retries=False
+        )
+        self.described = f"InfluxDB {version} at {config.url}: 1.x write API, {self._target()}"
+
+    def write(self, body: str) -> None:
+        response = self._pool.request("POST", self._url, body=body.encode(), headers=self._headers)
+        if response.status >= 300:
+            raise _Refused(response.status, response.reason or "", _message(response.data))
+
+    def refusal(self, error: _Refused) -> str:
+        server = f"InfluxDB {self._version} at {self._config.url}"
+        if error.status == 401:
+            what = "rejected the user and password" if self._user else "requires a user"
+            return f"{server} {what} (HTTP 401); pass --influxdb-token USER:PASSWORD"
+        if error.status == 403:
+            return (
+                f"{server}: user {self._user!r} may not write to {self._target()} (HTTP 403); "
+                f'grant it: GRANT WRITE ON "{self._database}" TO "{self._user}"'
+            )
+        if error.status == 404:
+            return (
+                f"{server}: database {self._database!r} not found (HTTP 404); create it "
+                f'(CREATE DATABASE "{self._database}") or check --influxdb-bucket'
+            )
+        return (
+            f"{server} refused a test write to {self._target()} ({error}); "
+            "check --influxdb-bucket (database/retention_policy)"
+        )
+
+    def _target(self) -> str:
+        policy = f"retention policy {self._policy!r}" if self._policy else "its default policy"
+        return f"database {self._database!r}, {policy}"
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _message(body: bytes | str | None) -> str:
+    """The server's message in an error body: 2.x ``{"message": ...}``, 1.x ``{"error": ...}``."""
+    try:
+        found = json.loads(body or "null")
+    except ValueError:  # a proxy's HTML page, say
+        return ""
+    if isinstance(found, dict):
+        return str(found.get("message") or found.get("error") or "")
+    return ""
 
 
 class _PointBuffer:
@@ -76,7 +235,7 @@ class _PointBuffer:
 
 
 # Not gevent.Timeout: drain() bounds its flush with one, and catching it would defeat that.
-_TRANSIENT = (urllib3.exceptions.HTTPError, OSError)
+_TRANSIENT = (urllib3.exceptions.HTTPError, OSError, _Unavailable)
 
 
 class InfluxSink:
@@ -97,9 +256,7 @@ class InfluxSink:
         self._config = config
         self._tags = dict(tags)
         self._buffer = _PointBuffer(config.buffer_points)
-        # influxdb_client is only partly typed: its client and write API stay Any here.
-        self._client: Any = None
-        self._write_api: Any = None
+        self._writer: _Writer | None = None  # connected on the first write, by _connect()
         self._retry_at = 0.0
         self._backoff = 0.0
         self._warned_full = False
@@ -114,14 +271,16 @@ class InfluxSink:
         """Write one point to prove URL, token, org and bucket; ``ExportError`` if refused."""
         point = line(CHECK_MEASUREMENT, self._tags, {"ok": 1}, int(time.time() * 1000))
         try:
-            self._write([point])
-        except ApiException as error:
-            raise ExportError(self._refusal(error.status, error.reason)) from None
+            writer = self._connected()
+            writer.write(point)
+        except _Refused as error:
+            raise ExportError(writer.refusal(error)) from None
         except _TRANSIENT as error:
             raise ExportError(
                 f"InfluxDB at {self._config.url} is unreachable ({_reason(error)}); "
                 "check --influxdb-url and that the server is running"
             ) from None
+        logger.info("perfx: writing live metrics to %s", writer.described)
 
     def queue(self, points: Sequence[str]) -> None:
         """Add ``points``; when full, drop the oldest (warned once, counted)."""
@@ -145,8 +304,8 @@ class InfluxSink:
             retrying = self._backoff > 0
             try:
                 written = self._deliver(seq - len(batch) + 1, batch)
-            except ApiException as error:
-                self._failed(f"HTTP {error.status}: {error.reason}")
+            except _Refused as error:
+                self._failed(str(error))
                 return False
             except _TRANSIENT as error:
                 self._failed(_reason(error))
@@ -168,8 +327,8 @@ class InfluxSink:
         exceed: the halves are written in turn, down to single points.
         """
         try:
-            self._write(points)
-        except ApiException as error:
+            self._connected().write("\n".join(points))
+        except _Refused as error:
             if error.status == 413 and len(points) > 1:
                 half = len(points) // 2
                 written = self._deliver(first, points[:half])
@@ -185,9 +344,9 @@ class InfluxSink:
         self._buffer.discard_through(first + len(points) - 1)
         return written
 
-    def _reject(self, points: list[str], error: ApiException) -> None:
+    def _reject(self, points: list[str], error: _Refused) -> None:
         self._points_rejected += len(points)
-        self._last_error = f"HTTP {error.status}: {error.reason}"
+        self._last_error = str(error)
         if error.status == 413:
             self._last_error += (
                 f": a single point of {len(points[0].encode())} bytes is over the request body "
@@ -212,10 +371,10 @@ class InfluxSink:
         self.close()
 
     def close(self) -> None:
-        """Close the connection; a later write opens a new one."""
-        if self._client is not None:
-            self._client.close()
-            self._client = self._write_api = None
+        """Close the connection; a later write opens a new one (and asks the version again)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def health(self) -> dict[str, object]:
         """Export counters as plain values, for logs, the web UI and the run summary."""
@@ -238,40 +397,33 @@ class InfluxSink:
         self._backoff = min(max(self._backoff * 2, self._config.interval), MAX_BACKOFF)
         self._retry_at = time.monotonic() + self._backoff
 
-    def _write(self, points: list[str]) -> None:
-        if self._client is None:
-            self._client = InfluxDBClient(
-                url=self._config.url,
-                token=self._config.token,
-                org=self._config.org,
-                timeout=int(self._config.timeout * 1000),
-            )
-            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        self._write_api.write(
-            bucket=self._config.bucket,
-            org=self._config.org,
-            record="\n".join(points),
-            write_precision=WritePrecision.MS,
-        )
+    def _connected(self) -> _Writer:
+        if self._writer is None:
+            self._writer = self._connect()
+        return self._writer
 
-    def _refusal(self, status: int | None, reason: str | None) -> str:
-        url, org, bucket = self._config.url, self._config.org, self._config.bucket
-        if status == 401:
-            return f"InfluxDB at {url} rejected the token (HTTP 401); check --influxdb-token"
-        if status == 403:
-            return (
-                f"InfluxDB at {url}: the token may not write to bucket {bucket!r} of org "
-                f"{org!r} (HTTP 403); give the token write access to that bucket"
-            )
-        if status == 404:
-            return (
-                f"InfluxDB at {url}: org {org!r} or bucket {bucket!r} not found (HTTP 404); "
-                "check --influxdb-org and --influxdb-bucket"
-            )
-        return (
-            f"InfluxDB at {url} refused a test write to bucket {bucket!r} of org {org!r} "
-            f"(HTTP {status} {reason}); check --influxdb-url"
+    def _connect(self) -> _Writer:
+        """The writer for the API the server's ``/ping`` says it has (see the module)."""
+        client: Any = InfluxDBClient(  # only partly typed
+            url=self._config.url,
+            token=self._config.token,
+            org=self._config.org,
+            timeout=int(self._config.timeout * 1000),
         )
+        try:
+            version = client.version()  # "unknown" without an X-Influxdb-Version header
+        except ApiException as error:
+            if error.status is not None and (error.status >= 500 or error.status == 429):
+                client.close()
+                raise _Unavailable(f"HTTP {error.status} {error.reason} on /ping") from None
+            version = ""  # refused (a proxy's auth, say): not 1.x, whose /ping is open to all
+        except BaseException:
+            client.close()
+            raise
+        if V1_VERSION.match(version):
+            client.close()
+            return _V1Writer(self._config, version)
+        return _V2Writer(client, self._config)
 
 
 def _reason(error: BaseException) -> str:

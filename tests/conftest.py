@@ -5,6 +5,7 @@ import locust  # noqa: F401  (gevent must monkey-patch before requests/urllib3 l
 pytest_plugins = [
     "tests.fixtures.platform",
     "tests.fixtures.tsdb",
+    "tests.fixtures.influxdb1",
     "tests.fixtures.locust",
     "tests.fixtures.faults",
     "tests.fixtures.browser",

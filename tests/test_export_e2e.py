@@ -77,8 +77,9 @@ def test_a_local_run_streams_interval_counts_that_add_up(
     assert code == 0, output
     arrived(victoria_metrics, run_id, target)
     summary = platform_server.get_run(run_id)["summary"]
+    # The summary leaves before the export's last writes (the verdict goes first): points
+    # may be queued then, and arrived() shows they were sent. None may have been dropped.
     assert summary["export"]["points_dropped"] == 0
-    assert summary["export"]["points_queued"] == 0
     [series] = victoria_metrics.export(f'{{__name__="locust_totals_users",run_id="{run_id}"}}')
     assert series["metric"]["endpoint"] == "shop"  # type: ignore[index]
     assert max(series["values"]) == 3  # type: ignore[type-var]

@@ -141,8 +141,8 @@ def test_parse_tags_names_every_bad_item() -> None:
 
 def test_config_lists_every_problem_and_never_shows_the_token() -> None:
     with pytest.raises(ConfigError) as caught:
-        InfluxConfig("localhost:8086", interval=0, layout="csv")
-    assert len(caught.value.problems) == 4
+        InfluxConfig("localhost:8086", layout="csv")
+    assert len(caught.value.problems) == 3  # url, bucket, layout (the interval: options.py)
 
     shown = repr(InfluxConfig("http://db:8086", token="s3cret", bucket="b"))
     assert "s3cret" not in shown and "token='***'" in shown
@@ -368,25 +368,47 @@ def test_check_reports_a_rejected_token(victoria_metrics_with_auth: VictoriaMetr
         exporter.check()
 
 
-@pytest.fixture
-def influx_fault() -> Iterator[tuple[str, list[int]]]:
-    """A fake InfluxDB for statuses VictoriaMetrics never sends (403, 404, 503).
+class ScriptedInflux:
+    """A fake InfluxDB for what no server here sends on demand: statuses VictoriaMetrics never
+    sends (403, 404, 503), and the ``/ping`` of an InfluxDB 2.x or 1.8.
 
-    Answers each write with the next scripted status, then 204; the script is the list.
+    ``/ping`` answers the next of ``ping_script`` (then 204) with ``X-Influxdb-Version:
+    version`` unless it is None, as VictoriaMetrics answers; each write gets the next status
+    of ``script``, then 204. ``writes`` records the path of every write.
     """
-    script: list[int] = []
 
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    def __init__(self) -> None:
+        self.script: list[int] = []
+        self.ping_script: list[int] = []
+        self.version: str | None = None
+        self.writes: list[str] = []
+        self._server = WSGIServer(("127.0.0.1", 0), self._app, log=None)
+        self._server.start()
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         environ["wsgi.input"].read()
-        status = script.pop(0) if script else 204
+        headers = [("Content-Type", "application/json")]
+        if environ["PATH_INFO"] == "/ping":
+            status = self.ping_script.pop(0) if self.ping_script else 204
+            if self.version is not None:
+                headers.append(("X-Influxdb-Version", self.version))
+        else:
+            self.writes.append(environ["PATH_INFO"])
+            status = self.script.pop(0) if self.script else 204
         body = json.dumps({"code": "fault", "message": f"scripted {status}"}).encode()
-        start_response(f"{status} Scripted", [("Content-Type", "application/json")])
+        start_response(f"{status} Scripted", headers)
         return [] if status == 204 else [body]
 
-    server = WSGIServer(("127.0.0.1", 0), app, log=None)
-    server.start()
+    def stop(self) -> None:
+        self._server.stop()
+
+
+@pytest.fixture
+def influx_fault() -> Iterator[ScriptedInflux]:
+    server = ScriptedInflux()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", script
+        yield server
     finally:
         server.stop()
 
@@ -400,21 +422,74 @@ def influx_fault() -> Iterator[tuple[str, list[int]]]:
     ],
 )
 def test_check_explains_what_the_server_refused(
-    influx_fault: tuple[str, list[int]], status: int, message: str
+    influx_fault: ScriptedInflux, status: int, message: str
 ) -> None:
-    url, script = influx_fault
-    script.append(status)
+    influx_fault.script.append(status)
 
     with pytest.raises(ExportError, match=message):
-        MetricsExporter(config(url), run_id="r").check()
+        MetricsExporter(config(influx_fault.url), run_id="r").check()
+
+
+@pytest.mark.parametrize(
+    ("version", "path"),
+    [
+        ("1.8.10", "/write"),
+        ("v1.7.0", "/write"),
+        ("v2.7.4", "/api/v2/write"),
+        ("3.0.0", "/api/v2/write"),
+        (None, "/api/v2/write"),  # VictoriaMetrics: no version header
+    ],
+)
+def test_writes_take_the_api_of_the_version_ping_reports(
+    influx_fault: ScriptedInflux, version: str | None, path: str
+) -> None:
+    influx_fault.version = version
+
+    MetricsExporter(config(influx_fault.url), run_id="r").check()
+
+    assert influx_fault.writes == [path]
+
+
+def test_a_ping_refused_by_a_proxys_auth_means_the_2x_api(influx_fault: ScriptedInflux) -> None:
+    """InfluxDB 1.x answers /ping to anyone: a 401 there is not 1.x."""
+    influx_fault.ping_script.append(401)
+    influx_fault.version = "1.8.10"  # what a broken proxy might pass on: ignored with a 401
+
+    MetricsExporter(config(influx_fault.url), run_id="r").check()
+
+    assert influx_fault.writes == ["/api/v2/write"]
+
+
+def test_a_ping_that_is_not_served_yet_is_retried_like_an_outage(
+    influx_fault: ScriptedInflux,
+) -> None:
+    influx_fault.ping_script.append(503)
+    influx_fault.version = "1.8.10"
+    sink = InfluxSink(config(influx_fault.url), {"run_id": "r"})
+    sink.queue(numbered_points(3))
+
+    assert not sink.flush()
+    assert sink.health()["last_error"] == "HTTP 503 Scripted on /ping"
+    wait_until(sink.due, 5, INTERVAL, "the backoff ends")
+    assert sink.flush()
+    assert influx_fault.writes == ["/write"]
+    sink.close()
+
+
+def test_a_ping_that_is_not_served_stops_the_run_before_any_load(
+    influx_fault: ScriptedInflux,
+) -> None:
+    influx_fault.ping_script.append(503)
+
+    with pytest.raises(ExportError, match=r"is unreachable \(HTTP 503 Scripted on /ping\)"):
+        MetricsExporter(config(influx_fault.url), run_id="r").check()
 
 
 def test_server_errors_are_retried_until_written(
-    influx_fault: tuple[str, list[int]], environment: Environment
+    influx_fault: ScriptedInflux, environment: Environment
 ) -> None:
-    url, script = influx_fault
-    script.extend([503, 429])
-    exporter = MetricsExporter(config(url), run_id="r")
+    influx_fault.script.extend([503, 429])
+    exporter = MetricsExporter(config(influx_fault.url), run_id="r")
     exporter.start(environment)
     run_intervals(exporter, 2, lambda i: environment.stats.log_request("GET", "/", 5, 0))
     wait_until(lambda: exporter.health()["writes_retried"], 10, INTERVAL, "a retry succeeds")
@@ -429,17 +504,20 @@ BODY_LIMIT = 4_096
 
 
 class BodyLimitProxy:
-    """A reverse proxy with a body limit, in front of the real VictoriaMetrics.
+    """A reverse proxy with a body limit, in front of a real server (VictoriaMetrics, or
+    InfluxDB 1.x).
 
-    A fake only for the faults, which VictoriaMetrics (32 MB limit) does not produce on
-    demand: HTTP 413 for a body over ``BODY_LIMIT`` bytes, as nginx's ``client_max_body_size``
-    answers, and the next status of ``script`` (``None``: forward) for a body that fits.
-    Every other write goes on to VictoriaMetrics, and each body is recorded.
+    A fake only for the faults, which the server (VictoriaMetrics: 32 MB limit) does not
+    produce on demand: HTTP 413 for a body over ``BODY_LIMIT`` bytes, as nginx's
+    ``client_max_body_size`` answers, and the next status of ``script`` (``None``: forward)
+    for a write that fits. Everything else goes on to the server, the ``/ping`` too (with
+    its answer's ``X-Influxdb-Version``); each forwarded write's body and path are recorded.
     """
 
     def __init__(self, upstream: str) -> None:
         self.script: list[int | None] = []
         self.forwarded: list[bytes] = []
+        self.paths: list[str] = []
         self.refused: list[bytes] = []
         self._upstream = upstream
         self._server = WSGIServer(("127.0.0.1", 0), self._app, log=None)
@@ -448,22 +526,33 @@ class BodyLimitProxy:
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         body = environ["wsgi.input"].read()
+        path = environ["PATH_INFO"]
         if len(body) > BODY_LIMIT:
             self.refused.append(body)
             start_response("413 Request Entity Too Large", [("Content-Type", "text/html")])
             return [b"<html><body>413 Request Entity Too Large</body></html>"]
-        status = self.script.pop(0) if self.script else None
-        if status is not None:
-            start_response(f"{status} Scripted", [("Content-Type", "text/plain")])
-            return [b"scripted"]
-        self.forwarded.append(body)
+        if path != "/ping":
+            status = self.script.pop(0) if self.script else None
+            if status is not None:
+                start_response(f"{status} Scripted", [("Content-Type", "text/plain")])
+                return [b"scripted"]
+            self.forwarded.append(body)
+            self.paths.append(path)
+        headers = {"Content-Type": environ.get("CONTENT_TYPE") or "text/plain"}
+        if "HTTP_AUTHORIZATION" in environ:
+            headers["Authorization"] = environ["HTTP_AUTHORIZATION"]
         request = urllib.request.Request(
-            f"{self._upstream}{environ['PATH_INFO']}?{environ['QUERY_STRING']}",
-            data=body,
-            headers={"Content-Type": environ.get("CONTENT_TYPE", "text/plain")},
+            f"{self._upstream}{path}?{environ['QUERY_STRING']}",
+            data=body or None,
+            headers=headers,
+            method=environ["REQUEST_METHOD"],
         )
         with urllib.request.urlopen(request, timeout=5) as answer:
-            start_response(f"{answer.status} {answer.reason}", [])
+            version = answer.headers.get("X-Influxdb-Version")
+            start_response(
+                f"{answer.status} {answer.reason}",
+                [("X-Influxdb-Version", version)] if version else [],
+            )
             return [answer.read()]
 
     def forwarded_points(self) -> list[str]:
@@ -513,6 +602,7 @@ def test_a_proxys_413_splits_the_batch_until_every_point_arrives_in_order(
     assert health["points_written"] == 1_000 and health["points_rejected"] == 1
     assert health["points_queued"] == 0 and health["writes_failed"] == 0
     assert body_limit_proxy.forwarded_points() == points  # each once, in the queue's order
+    assert set(body_limit_proxy.paths) == {"/api/v2/write"}  # VictoriaMetrics: the 2.x API
     assert body_limit_proxy.refused.count(oversized.encode()) == 1  # alone once, then rejected
     assert str(health["last_error"]).startswith("HTTP 413: Request Entity Too Large: a single ")
     assert str(health["last_error"]).endswith("raise that limit (nginx: client_max_body_size)")
