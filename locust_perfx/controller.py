@@ -30,25 +30,22 @@ from typing import Any, Final
 
 import gevent
 import gevent.event
-import gevent.lock
 from locust import __version__ as locust_version
 from locust import log as locust_log
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
-from locust_perfx.criteria import Judge, Result
+from locust_perfx.criteria import Judge
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.lifecycle import (
     DELIVERY_EXIT_CODES,
     EXIT_THRESHOLDS,
-    TICK,
     Delivery,
     Outcome,
     PlatformSync,
     Verdict,
     decide,
-    spawn_ticker,
 )
 from locust_perfx.options import (
     ARGUMENT_NAMES_KEY,
@@ -60,14 +57,12 @@ from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
 from locust_perfx.schema import render
 from locust_perfx.snapshot import summarize
+from locust_perfx.watch import TICK, RunWatch, WorkerRoster, spawn_ticker, worker_count
 
 logger = logging.getLogger(__name__)
 
 LATE_REPORT_WAIT: Final = 5.0
 """Seconds to wait after a web UI Stop for each worker's last report (workers report every 3 s)."""
-
-HELLO_GRACE: Final = 1.0
-"""Seconds a new worker has to say it runs the plugin before the master warns that it does not."""
 
 SIGTERM_EXIT: Final = 128 + signal.SIGTERM
 """What a shell reports for a process that SIGTERM's default action ended."""
@@ -128,7 +123,8 @@ class RunController:
         self.client = PlatformClient(plan.settings.platform_url, plan.settings.platform_token)
         self.sync = self._sync(plan)
         self.exporter = self._exporter(plan)
-        self.judge = self._judge(plan)
+        self.watch = self._watch(plan, self.sync)
+        self.roster = WorkerRoster(self.runner)
         self.phase = Phase.IDLE
         self.verdict: Verdict | None = None
         self.delivery: Delivery | None = None
@@ -136,17 +132,9 @@ class RunController:
         self.interrupted_by = ""
         self.plugin_error = ""
         self.workers_lost = False
-        self.aborted = False
-        self.users_peak = 0
-        self.workers_peak = 0
         self._exit_code_is_ours = False
         self._tests_started = 0
-        self._next_check = 0.0
-        self._reported_breaches: set[str] = set()
         self._ticker: gevent.Greenlet | None = None
-        self._reporting = gevent.lock.Semaphore()
-        self._plugin_workers: set[str] = set()
-        self._workers_seen: dict[str, float] = {}
         self._reported_since_stop: set[str] = set()
         self._late_reports = gevent.event.Event()
         self._done = gevent.event.Event()
@@ -187,9 +175,10 @@ class RunController:
             config, run_id=info.id, endpoint=info.endpoint, environment=info.environment
         )
 
-    @staticmethod
-    def _judge(plan: RunPlan) -> Judge | None:
-        return Judge(plan.criteria, interval=plan.settings.interval) if plan.criteria else None
+    def _watch(self, plan: RunPlan, sync: PlatformSync) -> RunWatch:
+        judge = Judge(plan.criteria, interval=plan.settings.interval) if plan.criteria else None
+        stop = self.runner.quit if self.options.headless else self.runner.stop
+        return RunWatch(self.runner, sync, judge, stop_test=stop)
 
     def _move(self, to: Phase) -> None:
         if to not in _MOVES[self.phase]:
@@ -231,11 +220,8 @@ class RunController:
             "last_platform_error": self.sync.last_error,
             "run_url": f"{self.client.base_url}/runs/{self.plan.run_id}",
             "export": None if self.exporter is None else self.exporter.health(),
-            "threshold_results": [r.describe() for r in self._threshold_results()],
+            "threshold_results": [r.describe() for r in self.watch.results()],
         }
-
-    def _threshold_results(self) -> list[Result]:
-        return [] if self.judge is None else self.judge.results()
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -248,7 +234,7 @@ class RunController:
         events.quit.add_listener(self.on_quit)
         events.worker_report.add_listener(self.on_worker_report)
         if isinstance(self.runner, MasterRunner):
-            self.runner.register_message(WORKER_HELLO, self.on_worker_hello)
+            self.runner.register_message(WORKER_HELLO, self.roster.on_hello)
         # gevent runs every handler of a signal: ours beside Locust's own, once Locust has one.
         gevent.signal_handler(signal.SIGTERM, self._on_sigterm)
         previous = signal.getsignal(signal.SIGINT)
@@ -315,7 +301,7 @@ class RunController:
         self.plan, self.sync = plan, sync
         if new_run:
             self.exporter = self._exporter(plan)
-        self.judge = self._judge(plan)
+        self.watch = self._watch(plan, sync)
         self._move(Phase.TESTING)
         if self.exporter is not None:
             self.exporter.event("start", f"run {plan.run_id} started: {users} users")
@@ -323,7 +309,7 @@ class RunController:
     def _reset_for_new_run(self) -> None:
         self.verdict = self.delivery = None
         self.interrupted_by = self.plugin_error = ""
-        self.workers_lost = self.aborted = False
+        self.workers_lost = False
         self._done.clear()
 
     # -- Locust's events ----------------------------------------------------------------------
@@ -334,82 +320,20 @@ class RunController:
         if self.phase is not Phase.TESTING:
             return  # a test the platform run does not own (a finished run's process)
         self.apply()  # the web UI form wrote raw strings into parsed_options
-        self.users_peak = self.workers_peak = 0
         self._reported_since_stop.clear()
         self._late_reports.clear()
         if self.exporter is not None:
             self.exporter.start(self.environment)
-        if self.judge is not None:
-            self.judge.start(self.runner.stats, time.time())
-            self._reported_breaches.clear()
-            self._next_check = time.monotonic() + self.judge.interval
+        self.watch.start()
         if self._ticker is None:
             self._ticker = spawn_ticker(TICK, self.tick)
 
-    def on_worker_hello(self, msg: Any, **_: Any) -> None:
-        self._plugin_workers.add(msg.node_id)
-
-    def _warn_of_workers_without_the_plugin(self) -> None:
-        """A worker without the plugin runs the test, but its locustfile sees no PERFX_*
-        variables: say so once, for each such worker."""
-        now = time.monotonic()
-        for worker_id in list(getattr(self.runner, "clients", ())):
-            first_seen = self._workers_seen.setdefault(worker_id, now)
-            if worker_id in self._plugin_workers or now - first_seen < HELLO_GRACE:
-                continue
-            self._plugin_workers.add(worker_id)  # warned: once is enough
-            logger.warning(
-                "perfx: worker %s runs without the perfx plugin: its locustfile gets the run's "
-                "arguments in parsed_options but no PERFX_* variables; load it there too: "
-                "locust -f perfx_plugin.py,locustfile.py --worker ...",
-                worker_id,
-            )
-
     @_guard
     def tick(self) -> None:
-        """Once a second: peak users, and progress to the platform when it is due."""
-        self._warn_of_workers_without_the_plugin()
-        self.users_peak = max(self.users_peak, self.runner.user_count)
-        self.workers_peak = max(self.workers_peak, self._workers())
-        with self._reporting:
-            if self.phase is not Phase.TESTING:
-                return
-            self.sync.progress(self.progress_body)
-            if self.judge is not None and time.monotonic() >= self._next_check:
-                self._next_check += self.judge.interval
-                self._check_thresholds(self.judge)
-
-    def _report_breaches(self, results: list[Result]) -> None:
-        for result in results:
-            if not result.passed and result.criterion.name not in self._reported_breaches:
-                self._reported_breaches.add(result.criterion.name)
-                logger.warning("perfx: threshold breached: %s", result.reason)
-
-    def _check_thresholds(self, judge: Judge) -> None:
-        """Judge the interval that just ended; an ``abort`` breach stops the test now."""
-        now = time.time()
-        self._report_breaches(judge.check(self.runner.stats, now))
-        aborting = judge.aborting(now)
-        if aborting and not self.aborted:
-            self.aborted = True
-            logger.error("perfx: stopping the test: %s", "; ".join(r.reason for r in aborting))
-            gevent.spawn(self.runner.quit if self.options.headless else self.runner.stop)
-
-    def _workers(self) -> int:
-        runner = self.runner
-        return runner.worker_count if isinstance(runner, MasterRunner) else 0
-
-    def progress_body(self) -> dict[str, Any]:
-        runner = self.runner
-        total = runner.stats.total
-        return {
-            "users": runner.user_count,
-            "workers": self._workers(),
-            "rps": round(total.current_rps, 2),
-            "fail_ratio": round(total.fail_ratio, 4),
-            "requests": total.num_requests,
-            "failures": total.num_failures,
-        }
+        """Once a second: workers without the plugin; while testing, the run's watch."""
+        self.roster.check()
+        if self.phase is Phase.TESTING:
+            self.watch.tick()
 
     @_guard
     def on_test_stopping(self, **_: Any) -> None:
@@ -436,7 +360,7 @@ class RunController:
     def on_worker_report(self, client_id: str = "", **_: Any) -> None:
         if self.phase is Phase.STOPPING:
             self._reported_since_stop.add(client_id)
-            if len(self._reported_since_stop) >= self._workers():
+            if len(self._reported_since_stop) >= worker_count(self.runner):
                 self._late_reports.set()
 
     def _finish_after_late_reports(self) -> None:
@@ -471,11 +395,8 @@ class RunController:
         """The code for a test Locust would pass (exit 0) but the plugin does not: 0 if none."""
         verdict = self.verdict
         if verdict is not None and verdict.failed:
-            return EXIT_THRESHOLDS if self._threshold_breached() else 1
+            return EXIT_THRESHOLDS if any(not r.passed for r in self.watch.results()) else 1
         return DELIVERY_EXIT_CODES.get(self.delivery, 0) if self.delivery else 0
-
-    def _threshold_breached(self) -> bool:
-        return any(not r.passed for r in self._threshold_results())
 
     def _owns_load(self) -> bool:
         return self.phase in (Phase.TESTING, Phase.STOPPING)
@@ -501,12 +422,11 @@ class RunController:
 
     def _finish(self, exit_code: int, plugin_error: str) -> None:
         """The final status goes out first; neither the summary nor the export can stop it."""
-        if self.judge is not None:
-            try:
-                self._report_breaches(self.judge.finish(self.runner.stats, time.time()))
-            except Exception as err:  # judged wrongly is a plugin failure, not a lost verdict
-                logger.exception("perfx: the thresholds could not be judged")
-                plugin_error = plugin_error or f"{type(err).__name__}: {err} (judging thresholds)"
+        try:
+            self.watch.final_results()
+        except Exception as err:  # judged wrongly is a plugin failure, not a lost verdict
+            logger.exception("perfx: the thresholds could not be judged")
+            plugin_error = plugin_error or f"{type(err).__name__}: {err} (judging thresholds)"
         verdict = decide(self._outcome(exit_code, plugin_error))
         self.verdict = verdict
         try:
@@ -514,7 +434,7 @@ class RunController:
         except Exception as err:  # a bug here must not keep the verdict from the platform
             logger.exception("perfx: the run summary could not be built")
             summary = {"error": f"the summary could not be built: {type(err).__name__}: {err}"}
-        self._stop_ticker()
+        self.watch.stop()
         try:
             self.delivery = self.sync.finish(
                 verdict, summary, exit_code or self._plugin_exit_code()
@@ -546,32 +466,24 @@ class RunController:
             signal=self.interrupted_by,
             workers_lost=self.workers_lost,
             plugin_error=plugin_error or self.plugin_error,
-            breaches=tuple(r.reason for r in self._threshold_results() if not r.passed),
-            aborted=self.aborted,
+            breaches=tuple(r.reason for r in self.watch.results() if not r.passed),
+            aborted=self.watch.aborted,
         )
 
     def _summary(self) -> dict[str, Any]:
         runner = self.runner
         summary = summarize(
             runner.stats,
-            users_peak=max(self.users_peak, runner.user_count),
-            workers=max(self.workers_peak, self._workers()),
+            users_peak=max(self.watch.users_peak, runner.user_count),
+            workers=max(self.watch.workers_peak, worker_count(runner)),
             started_at=runner.stats.start_time,
             finished_at=time.time(),
         )
         if self.exporter is not None:
             summary["export"] = self.exporter.health()
-        if self.judge is not None:
-            summary["thresholds"] = [r.describe() for r in self.judge.results()]
+        if self.watch.judge is not None:
+            summary["thresholds"] = [r.describe() for r in self.watch.results()]
         return summary
-
-    def _stop_ticker(self) -> None:
-        """A progress report in flight completes first: none may reach the platform after
-        the final status (it would be refused, or worse, taken as news)."""
-        with self._reporting:
-            if self._ticker is not None:
-                self._ticker.kill(block=False)
-                self._ticker = None
 
     def _exit_code_now(self) -> int:
         """The code Locust would exit with now (``main.py`` ``shutdown``)."""

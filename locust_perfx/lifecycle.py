@@ -18,16 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import gevent
-
 from locust_perfx.exceptions import PerfxError, PlatformError, RunStateConflict
 from locust_perfx.platform import PROGRESS_INTERVAL, PlatformClient
 from locust_perfx.schema import Value
 
 logger = logging.getLogger(__name__)
-
-TICK: Final = 1.0
-"""Seconds between two looks at the runner (peak users, lost workers)."""
 
 
 class Delivery(enum.Enum):
@@ -231,17 +226,3 @@ def resend(client: PlatformClient, path: Path, *, retry_for: float) -> str:
     maybe_applied = bool(record.get("maybe_applied"))
     client.finish(run_id, call, body, retry_for=retry_for, maybe_applied=maybe_applied)
     return str(run_id)
-
-
-def spawn_ticker(interval: float, tick: Callable[[], None]) -> gevent.Greenlet:
-    """Run ``tick`` every ``interval`` seconds in a greenlet, logging (not dying on) errors."""
-
-    def loop() -> None:
-        while True:
-            gevent.sleep(interval)
-            try:
-                tick()
-            except Exception:
-                logger.exception("perfx: periodic check failed")
-
-    return gevent.spawn(loop)

@@ -41,12 +41,12 @@ if BEHAVIOUR == "exit_code":
 
 if BEHAVIOUR == "plugin_crash":
     # Fault injection: no real input makes the plugin crash, so the test breaks it on purpose.
-    import locust_perfx.controller
+    import locust_perfx.watch
 
     def broken_progress_body(self: object) -> dict[str, object]:
         raise RuntimeError("injected fault")
 
-    locust_perfx.controller.RunController.progress_body = broken_progress_body  # type: ignore[method-assign]
+    locust_perfx.watch.RunWatch.progress_body = broken_progress_body  # type: ignore[method-assign]
 
 
 if BEHAVIOUR in ("summary_crash", "export_close_crash"):

@@ -1,0 +1,163 @@
+"""What the process that owns a run watches while it tests, once a second.
+
+:class:`RunWatch` keeps the peak users and workers, sends progress to the platform when it is
+due, and judges the thresholds every interval (a breach is logged once; an ``abort`` breach
+stops the test). :class:`WorkerRoster` notices workers that run without the plugin. Both
+belong to the run controller, which decides when a watch starts and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import gevent
+import gevent.lock
+from locust.runners import MasterRunner, Runner
+
+from locust_perfx.criteria import Judge, Result
+from locust_perfx.lifecycle import PlatformSync
+
+logger = logging.getLogger(__name__)
+
+TICK: Final = 1.0
+"""Seconds between two looks at the runner (peak users, progress, thresholds)."""
+
+HELLO_GRACE: Final = 1.0
+"""Seconds a new worker has to say it runs the plugin before the master warns that it does not."""
+
+
+def worker_count(runner: Runner) -> int:
+    return runner.worker_count if isinstance(runner, MasterRunner) else 0
+
+
+class RunWatch:
+    """One test of one run, watched; ``tick`` is called once a second by the controller."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        sync: PlatformSync,
+        judge: Judge | None,
+        stop_test: Callable[[], None],
+    ) -> None:
+        self.runner = runner
+        self.sync = sync
+        self.judge = judge
+        self.aborted = False
+        self.users_peak = 0
+        self.workers_peak = 0
+        self._stop_test = stop_test
+        self._next_check = 0.0
+        self._reported: set[str] = set()
+        # A progress report in flight must complete before the final status is sent.
+        self._reporting = gevent.lock.Semaphore()
+        self._stopped = False
+
+    def start(self) -> None:
+        """A test starts: peaks and thresholds count from now."""
+        self.users_peak = self.workers_peak = 0
+        if self.judge is not None:
+            self.judge.start(self.runner.stats, time.time())
+            self._reported.clear()
+            self._next_check = time.monotonic() + self.judge.interval
+
+    def tick(self) -> None:
+        self.users_peak = max(self.users_peak, self.runner.user_count)
+        self.workers_peak = max(self.workers_peak, worker_count(self.runner))
+        with self._reporting:
+            if self._stopped:
+                return
+            self.sync.progress(self.progress_body)
+            if self.judge is not None and time.monotonic() >= self._next_check:
+                self._next_check += self.judge.interval
+                self._check(self.judge)
+
+    def stop(self) -> None:
+        """No progress after this; one in flight completes first (it would reach the platform
+        after the final status, refused or, worse, taken as news)."""
+        with self._reporting:
+            self._stopped = True
+
+    def progress_body(self) -> dict[str, Any]:
+        runner = self.runner
+        total = runner.stats.total
+        return {
+            "users": runner.user_count,
+            "workers": worker_count(runner),
+            "rps": round(total.current_rps, 2),
+            "fail_ratio": round(total.fail_ratio, 4),
+            "requests": total.num_requests,
+            "failures": total.num_failures,
+        }
+
+    def results(self) -> list[Result]:
+        return [] if self.judge is None else self.judge.results()
+
+    def final_results(self) -> list[Result]:
+        """The thresholds judged on the final stats (the workers' last reports included)."""
+        if self.judge is None:
+            return []
+        return self._report(self.judge.finish(self.runner.stats, time.time()))
+
+    def _check(self, judge: Judge) -> None:
+        """Judge the interval that just ended; an ``abort`` breach stops the test now."""
+        now = time.time()
+        self._report(judge.check(self.runner.stats, now))
+        aborting = judge.aborting(now)
+        if aborting and not self.aborted:
+            self.aborted = True
+            logger.error("perfx: stopping the test: %s", "; ".join(r.reason for r in aborting))
+            gevent.spawn(self._stop_test)
+
+    def _report(self, results: list[Result]) -> list[Result]:
+        for result in results:
+            if not result.passed and result.criterion.name not in self._reported:
+                self._reported.add(result.criterion.name)
+                logger.warning("perfx: threshold breached: %s", result.reason)
+        return results
+
+
+class WorkerRoster:
+    """The workers that said they run the plugin; the others are named once.
+
+    A worker without the plugin runs the test, but its locustfile sees no ``PERFX_*``.
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self._hello: set[str] = set()
+        self._first_seen: dict[str, float] = {}
+
+    def on_hello(self, msg: Any, **_: Any) -> None:
+        self._hello.add(msg.node_id)
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for worker_id in list(getattr(self.runner, "clients", ())):
+            first_seen = self._first_seen.setdefault(worker_id, now)
+            if worker_id in self._hello or now - first_seen < HELLO_GRACE:
+                continue
+            self._hello.add(worker_id)  # named: once is enough
+            logger.warning(
+                "perfx: worker %s runs without the perfx plugin: its locustfile gets the run's "
+                "arguments in parsed_options but no PERFX_* variables; load it there too: "
+                "locust -f perfx_plugin.py,locustfile.py --worker ...",
+                worker_id,
+            )
+
+
+def spawn_ticker(interval: float, tick: Callable[[], None]) -> gevent.Greenlet:
+    """Run ``tick`` every ``interval`` seconds in a greenlet, logging (not dying on) errors."""
+
+    def loop() -> None:
+        while True:
+            gevent.sleep(interval)
+            try:
+                tick()
+            except Exception:
+                logger.exception("perfx: periodic check failed")
+
+    return gevent.spawn(loop)
