@@ -123,7 +123,7 @@ class RunController:
         self.client = PlatformClient(plan.settings.platform_url, plan.settings.platform_token)
         self.sync = self._sync(plan)
         self.exporter = self._exporter(plan)
-        self.watch = self._watch(plan, self.sync)
+        self.watch = self._watch(plan, self.sync, self.exporter)
         self.roster = WorkerRoster(self.runner)
         self.phase = Phase.IDLE
         self.verdict: Verdict | None = None
@@ -175,10 +175,12 @@ class RunController:
             config, run_id=info.id, endpoint=info.endpoint, environment=info.environment
         )
 
-    def _watch(self, plan: RunPlan, sync: PlatformSync) -> RunWatch:
+    def _watch(
+        self, plan: RunPlan, sync: PlatformSync, exporter: MetricsExporter | None
+    ) -> RunWatch:
         judge = Judge(plan.criteria, interval=plan.settings.interval) if plan.criteria else None
         stop = self.runner.quit if self.options.headless else self.runner.stop
-        return RunWatch(self.runner, sync, judge, stop_test=stop)
+        return RunWatch(self.runner, sync, judge, stop_test=stop, exporter=exporter)
 
     def _move(self, to: Phase) -> None:
         if to not in _MOVES[self.phase]:
@@ -301,7 +303,7 @@ class RunController:
         self.plan, self.sync = plan, sync
         if new_run:
             self.exporter = self._exporter(plan)
-        self.watch = self._watch(plan, sync)
+        self.watch = self._watch(plan, sync, self.exporter)
         self._move(Phase.TESTING)
         if self.exporter is not None:
             self.exporter.event("start", f"run {plan.run_id} started: {users} users")

@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import IO
 
-from locust_perfx.handoff import Clear, Close, Entries, Event, Setup, StatsMirror, Take
+from locust_perfx.handoff import Clear, Close, Entries, Event, Judged, Setup, StatsMirror, Take
 from locust_perfx.influx import Stamper, make_layout
 from locust_perfx.sink import InfluxSink
 from locust_perfx.snapshot import IntervalTracker
@@ -72,6 +72,8 @@ class ExportLoop:
             self._sink.queue(
                 [self._layout.event_point(message.kind, message.text, self._stamp(message.at))]
             )
+        elif isinstance(message, Judged):
+            self._sink.queue(self._layout.threshold_points(message.rows, self._stamp(message.at)))
         elif isinstance(message, Close):
             self._sink.drain(message.deadline)
             self._report(self._sink.health(), True)

@@ -36,7 +36,7 @@ import gevent.event
 import gevent.lock
 import gevent.subprocess
 
-from locust_perfx.handoff import ChangeReader, Close, Event, Setup
+from locust_perfx.handoff import ChangeReader, Close, Event, Judged, Setup
 from locust_perfx.influx import InfluxConfig, run_tags
 from locust_perfx.sink import InfluxSink
 from locust_perfx.snapshot import Sample
@@ -50,7 +50,7 @@ export may delay a user's next request by about this much, never by a whole inte
 EXIT_GRACE = 0.25
 """Seconds the master waits, past a close's deadline, for the process to report and exit."""
 
-EVENT_KINDS = ("start", "complete", "fail")
+EVENT_KINDS = ("start", "breach", "complete", "fail")
 
 
 class _State(enum.Enum):
@@ -111,11 +111,16 @@ class MetricsExporter:
         self._state = _State.RUNNING
 
     def event(self, kind: str, text: str) -> None:
-        """Queue a ``start``/``complete``/``fail`` annotation; sent with the next write."""
+        """Queue a ``start``, ``breach``, ``complete`` or ``fail`` annotation (next write)."""
         if kind not in EVENT_KINDS:
             raise ValueError(f"event kind: expected one of {EVENT_KINDS}, got {kind!r}")
         self._spawn()
         self._send(Event(kind, text, time.time()))
+
+    def judged(self, rows: tuple[tuple[str, float | None, float, bool], ...]) -> None:
+        """Queue the thresholds as judged now, ``(criterion, observed, limit, passed)`` each."""
+        self._spawn()
+        self._send(Judged(rows, time.time()))
 
     def close(self, deadline: float = 10.0) -> None:
         """Take the final interval, send what is queued within ``deadline`` seconds, stop.

@@ -85,6 +85,13 @@ class Event(NamedTuple):
     at: float
 
 
+class Judged(NamedTuple):
+    """The thresholds as judged at ``at``: one ``(criterion, observed, limit, passed)`` each."""
+
+    rows: tuple[tuple[str, float | None, float, bool], ...]
+    at: float
+
+
 class Close(NamedTuple):
     """The last message: send what is queued within ``deadline`` seconds, then exit."""
 

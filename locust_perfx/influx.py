@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
@@ -52,7 +52,7 @@ JMETER_PERCENTILES = (0.9, 0.95, 0.99)
 subset of the ``PERCENTILES`` each interval computes."""
 
 _RESERVED_TAGS = frozenset(
-    {"run_id", "endpoint", "environment", "name", "method", "error_id", "kind"}
+    {"run_id", "endpoint", "environment", "name", "method", "error_id", "kind", "criterion"}
     | {"application", "transaction", "statut", "responseCode", "responseMessage", "title"}
     | {"tags"}
 )
@@ -154,6 +154,8 @@ _ESCAPE_KEY = str.maketrans(
 _ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
 
 FieldValue = int | float | str
+ThresholdRow = tuple[str, float | None, float, bool]
+"""A judged criterion: its text, what was observed (``None``: no request), limit, passed."""
 
 
 def line(
@@ -205,6 +207,10 @@ class Layout(Protocol):
         ...
 
     def event_point(self, kind: str, text: str, ms: int) -> str: ...
+
+    def threshold_points(self, rows: Sequence[ThresholdRow], ms: int) -> list[str]:
+        """Points of the thresholds as judged at ``ms``."""
+        ...
 
 
 def _timing_fields(delta: EntryDelta, suffix: str = "_ms") -> dict[str, FieldValue]:
@@ -316,6 +322,19 @@ class PerfxLayout:
     def event_point(self, kind: str, text: str, ms: int) -> str:
         return line("locust_events", {**self._tags, "kind": kind}, {"text": text}, ms)
 
+    def threshold_points(self, rows: Sequence[ThresholdRow], ms: int) -> list[str]:
+        """``locust_thresholds``, one point per criterion: ``passed`` is 1 or 0, ``observed``
+        is absent while its scope has no request."""
+        points = []
+        for criterion, observed, limit, passed in rows:
+            fields: dict[str, FieldValue] = {"limit": float(limit), "passed": int(passed)}
+            if observed is not None:
+                fields["observed"] = float(observed)
+            points.append(
+                line("locust_thresholds", {**self._tags, "criterion": criterion}, fields, ms)
+            )
+        return points
+
 
 class JMeterLayout:
     """JMeter's own InfluxDB backend listener schema, so JMeter Grafana dashboards work.
@@ -387,6 +406,10 @@ class JMeterLayout:
     def event_point(self, kind: str, text: str, ms: int) -> str:
         tags = {**self._tags, "title": "Locust", "tags": kind}
         return line("events", tags, {"text": text}, ms)
+
+    def threshold_points(self, rows: Sequence[ThresholdRow], ms: int) -> list[str]:
+        """JMeter's schema has no place for criteria: breaches reach it as events only."""
+        return []
 
 
 class Stamper:

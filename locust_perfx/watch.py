@@ -18,6 +18,7 @@ import gevent.lock
 from locust.runners import MasterRunner, Runner
 
 from locust_perfx.criteria import Judge, Result
+from locust_perfx.exporter import MetricsExporter
 from locust_perfx.lifecycle import PlatformSync
 
 logger = logging.getLogger(__name__)
@@ -42,10 +43,12 @@ class RunWatch:
         sync: PlatformSync,
         judge: Judge | None,
         stop_test: Callable[[], None],
+        exporter: MetricsExporter | None = None,
     ) -> None:
         self.runner = runner
         self.sync = sync
         self.judge = judge
+        self.exporter = exporter
         self.aborted = False
         self.users_peak = 0
         self.workers_peak = 0
@@ -113,10 +116,17 @@ class RunWatch:
             gevent.spawn(self._stop_test)
 
     def _report(self, results: list[Result]) -> list[Result]:
+        """Log each new breach once; export the results, and each new breach as an event."""
         for result in results:
             if not result.passed and result.criterion.name not in self._reported:
                 self._reported.add(result.criterion.name)
                 logger.warning("perfx: threshold breached: %s", result.reason)
+                if self.exporter is not None:
+                    self.exporter.event("breach", result.reason)
+        if self.exporter is not None:
+            self.exporter.judged(
+                tuple((r.criterion.text, r.observed, r.criterion.limit, r.passed) for r in results)
+            )
         return results
 
 

@@ -12,6 +12,9 @@ import pytest
 from locust_perfx.lifecycle import EXIT_THRESHOLDS
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.platform import PlatformServer
+from tests.fixtures.tsdb import VictoriaMetrics
+from tests.fixtures.waiting import wait_until
+from tests.test_export_e2e import event_kinds
 from tests.test_lifecycle import status_calls
 
 LOCUSTFILE = ROOT / "tests" / "locustfiles" / "thresholds.py"
@@ -152,3 +155,41 @@ def test_malformed_criteria_are_refused_before_any_load(
     ]
     assert run["status"] == "pending"
     assert target.total == 0
+
+
+def test_results_and_breaches_reach_influxdb(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    target.slow_seconds = SLOW
+    influx = f"--influxdb-url {victoria_metrics.url} --influxdb-org o --influxdb-bucket b"
+    run_id, code, output, run = judged_run(
+        locust_runner,
+        platform_server,
+        target,
+        f"-u 2 -t 3s --influxdb-interval 1 {influx}",
+        "p95_ms < 100 for GET /slow",
+        "requests > 0",
+    )
+    assert code == EXIT_THRESHOLDS, output
+
+    def exported(field: str) -> dict[str, list[float]]:
+        series = victoria_metrics.export(
+            f'{{__name__="locust_thresholds_{field}",run_id="{run_id}"}}'
+        )
+        return {s["metric"]["criterion"]: s["values"] for s in series}  # type: ignore[index,misc]
+
+    passed = wait_until(
+        lambda: (found := exported("passed")) and len(found) == 2 and found,
+        timeout=5,
+        message="the thresholds' points",
+    )
+    assert passed["p95_ms < 100 for GET /slow"][-1] == 0
+    assert passed["requests > 0"][-1] == 1
+    final = {r["criterion"]: r["observed"] for r in run["summary"]["thresholds"]}
+    observed = exported("observed")
+    assert {name: values[-1] for name, values in observed.items()} == final
+    assert exported("limit")["p95_ms < 100 for GET /slow"][-1] == 100
+    assert event_kinds(victoria_metrics, run_id) == ["breach", "fail", "start"]
