@@ -14,6 +14,8 @@ CLI = [sys.executable, "-m", "locust_perfx.reference.cli"]
 #: Seconds a client command may take (its own HTTP timeout is 5 s).
 COMMAND_TIMEOUT = 30.0
 SCHEMA = {"parameters": [{"name": "model", "type": "string", "required": True}]}
+START = {"arguments": {}, "host": "http://t:1", "started_at": "2026-11-23T10:00:00Z"}
+FAIL = {"finished_at": "2026-11-23T10:00:10Z", "reason": "thresholds breached", "exit_code": 6}
 
 
 def perfx_platform(
@@ -87,6 +89,7 @@ def test_new_run_prints_only_the_id_and_show_and_list_find_it(
     assert run["environment"]["name"] == "local"
     assert run["environment"]["host"] == "http://target:9"
     assert json.loads(shown.stdout) == run
+    assert shown.stderr == ""  # no criteria, nothing to word
     assert listed.stdout == f"{run_id}  pending    demo  {run['created_at']}\n"
 
 
@@ -113,6 +116,78 @@ def test_new_run_takes_an_id_names_and_the_url_from_the_environment(
     assert created.stdout == "nightly-1\n", created.stderr
     run = platform_server.get_run("nightly-1")
     assert (run["endpoint"]["name"], run["environment"]["name"]) == ("rerank", "staging")
+
+
+def test_new_run_takes_the_runs_and_the_endpoints_thresholds_and_show_words_them(
+    platform_server: PlatformServer, tmp_path: Path
+) -> None:
+    common = [
+        "--url",
+        platform_server.url,
+        "--schema",
+        schema_file(tmp_path),
+        "--host",
+        "http://t:1",
+    ]
+
+    created = perfx_platform(
+        "new-run",
+        *common,
+        *("--endpoint-threshold", "p95_ms < 500 for GET /search"),
+        *("--endpoint-threshold", "rps >= 200"),
+        *("--threshold", "p95_ms < 800 for GET /search, abort after 10s"),
+    )
+    run_id = created.stdout.strip()
+    later = perfx_platform("new-run", *common).stdout.strip()
+    shown = perfx_platform("show", run_id, "--url", platform_server.url)
+
+    assert created.returncode == shown.returncode == 0, created.stderr
+    run = platform_server.get_run(run_id)
+    assert run["endpoint"]["thresholds"] == ["p95_ms < 500 for GET /search", "rps >= 200"]
+    assert run["thresholds"] == ["p95_ms < 800 for GET /search, abort after 10s"]
+    assert json.loads(shown.stdout) == run
+    assert shown.stderr.splitlines() == [
+        "threshold of endpoint demo: p95_ms < 500 for GET /search",
+        "threshold of endpoint demo: rps >= 200",
+        f"threshold of run {run_id}: p95_ms < 800 for GET /search, abort after 10s",
+    ]
+    assert platform_server.get_run(later)["endpoint"]["thresholds"] == run["endpoint"]["thresholds"]
+    assert platform_server.get_run(later)["thresholds"] is None
+
+
+def test_show_words_each_result_once_the_run_has_ended(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run(thresholds=[{"expression": "rps >= 200", "abort": True}])
+    breached = {
+        "criterion": "rps >= 200",
+        "source": f"run {run_id} on the platform",
+        "observed": 123.456789,
+        "limit": 200,
+        "passed": False,
+        "first_breach_at": 1795428005.25,
+    }
+    unjudged = {
+        "criterion": "p95_ms < 500 for GET /x",
+        "observed": None,
+        "limit": 500,
+        "passed": True,
+    }
+    platform_server.api("POST", f"/api/perf/runs/{run_id}/start", START).raise_for_status()
+    platform_server.api(
+        "POST",
+        f"/api/perf/runs/{run_id}/fail",
+        {**FAIL, "summary": {"thresholds": [breached, unjudged]}},
+    ).raise_for_status()
+
+    shown = perfx_platform("show", run_id, "--url", platform_server.url)
+
+    assert shown.stderr.splitlines() == [
+        f'threshold of run {run_id}: {{"expression": "rps >= 200", "abort": true}}',
+        f"BREACHED  rps >= 200: observed 123.457, limit 200, from run {run_id} on the platform, "
+        "first breached at 2026-11-23T10:00:05.250Z",
+        "passed    p95_ms < 500 for GET /x: observed no requests, limit 500",
+    ]
 
 
 def test_client_commands_send_the_token_and_cope_with_the_envelope(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from locust_perfx.criteria import Result, parse_criteria
 from locust_perfx.reference import create_app
 from locust_perfx.reference.contract import load_spec
 from tests.fixtures.openapi import validate_request, validate_response
@@ -126,3 +127,34 @@ def test_validate_response_checks_runs_envelopes_and_documented_statuses() -> No
         validate_response("GET", "/api/perf/runs/{run_id}", 409, {"code": 409, "message": "x"})
     with pytest.raises(AssertionError, match=r"/api/perf/run/\{id\} is not in openapi.yaml"):
         validate_response("GET", "/api/perf/run/{id}", 200, RUN)
+
+
+def test_the_criteria_the_plugin_reads_and_the_results_it_sends_fit_the_contract() -> None:
+    forms = [
+        "p95_ms < 500 for GET /search, abort after 10s, per interval",
+        {"metric": "p99_ms", "op": "<", "limit": 900, "scope": "GET /search", "abort": True},
+        {"expression": "rps >= 200", "abort": True, "delay": 10, "per_interval": False},
+    ]
+    criteria = parse_criteria(forms, "endpoint 'search' on the platform")
+    results = [
+        Result(criteria[0], 730.0, False, 1795428005.5),
+        Result(criteria[1], None, True),
+        Result(criteria[2], 250.0, True),
+    ]
+
+    endpoint = {"name": "search", "argument_schema": {"parameters": []}, "thresholds": forms}
+    validate_request("POST", "/api/perf/endpoints", endpoint)
+    validate_request(
+        "POST",
+        "/api/perf/runs/{run_id}/complete",
+        {
+            "finished_at": "2026-11-23T10:00:10Z",
+            "summary": {"thresholds": [r.describe() for r in results]},
+        },
+    )
+    validate_response(
+        "GET",
+        "/api/perf/runs/{run_id}",
+        200,
+        {**RUN, "thresholds": forms[1:], "endpoint": {**RUN["endpoint"], "thresholds": forms[:1]}},
+    )

@@ -5,15 +5,19 @@ Every response is checked against openapi.yaml, and every well-formed request bo
 
 from __future__ import annotations
 
+import html
 import re
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from locust_perfx.reference.app import AUTH_MESSAGE
 from locust_perfx.reference.store import watchdog_reason
 from tests.fixtures.openapi import validate_request, validate_response
-from tests.fixtures.platform import PlatformFactory, PlatformServer
+from tests.fixtures.platform import DEFAULT_SCHEMA, PlatformFactory, PlatformServer
 from tests.fixtures.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -87,6 +91,79 @@ BODIES: dict[str, dict[str, Any]] = {
     "progress": PROGRESS,
 }
 RUN_ID = re.compile(r"^run_\d{8}_\d{6}_[0-9a-f]{6}$")
+RELEASED_SCHEMA = """
+CREATE TABLE endpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    argument_schema TEXT NOT NULL
+);
+CREATE TABLE environments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL
+);
+CREATE TABLE runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),
+    environment_id INTEGER NOT NULL REFERENCES environments(id),
+    arguments TEXT,
+    host TEXT,
+    locust TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    reason TEXT,
+    exit_code INTEGER,
+    summary TEXT,
+    progress TEXT,
+    last_seen REAL
+);
+CREATE TABLE calls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    call TEXT NOT NULL,
+    http_status INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+"""The tables of the first release, frozen here: files written then must keep working."""
+ENDPOINT_CRITERIA = [
+    "p95_ms < 500 for GET /search, abort after 10s",
+    {"metric": "failure_ratio", "op": "<=", "limit": 0.01, "scope": None, "abort": True},
+]
+RUN_CRITERIA = [{"expression": "p95_ms < 800 for GET /search", "per_interval": True}]
+RESULTS = [
+    {
+        "criterion": "p95_ms < 800 for GET /search",
+        "abort": False,
+        "delay_s": 0.0,
+        "per_interval": True,
+        "source": "run run-1 on the platform",
+        "observed": 912.0,
+        "limit": 800.0,
+        "passed": False,
+        "first_breach_at": 1795428005.5,
+    },
+    {
+        "criterion": "failure_ratio <= 0.01",
+        "abort": True,
+        "delay_s": 0.0,
+        "per_interval": False,
+        "source": "endpoint 'search' on the platform",
+        "observed": 0.0012345678,
+        "limit": 0.01,
+        "passed": True,
+        "first_breach_at": None,
+    },
+    {
+        "criterion": "requests >= 1 for GET /other",
+        "observed": None,
+        "limit": 1,
+        "passed": True,
+    },
+]
 
 
 def call(
@@ -122,6 +199,12 @@ def post(platform: PlatformServer, run_id: str, what: str, **changes: Any) -> re
 
 def message(response: requests.Response) -> str:
     return str(response.json()["message"])
+
+
+def table_rows(page: str) -> list[str]:
+    """Each HTML table row's text, its cells joined by ``|`` (empty cells left out)."""
+    rows = re.findall(r"<tr>(.*?)</tr>", page, re.DOTALL)
+    return [html.unescape(re.sub(r"(?:\s*<[^>]+>\s*)+", "|", row).strip("|")) for row in rows]
 
 
 def test_a_new_run_is_pending_with_its_endpoint_and_environment(
@@ -643,3 +726,182 @@ def test_runs_survive_a_restart_on_the_same_port(platform_server: PlatformServer
     assert platform_server.url == url
     assert platform_server.get_run(run_id)["status"] == "running"
     assert post(platform_server, run_id, "complete").status_code == 200
+
+
+def test_a_run_without_thresholds_says_it_has_none(platform_server: PlatformServer) -> None:
+    run = platform_server.get_run(platform_server.create_run())
+
+    assert run["thresholds"] is None
+    assert run["endpoint"]["thresholds"] is None
+
+
+def test_thresholds_of_an_endpoint_and_of_a_run_are_stored_as_given(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run(
+        endpoint="search", endpoint_thresholds=ENDPOINT_CRITERIA, thresholds=RUN_CRITERIA
+    )
+    endpoint = call(
+        platform_server,
+        "POST",
+        "/api/perf/endpoints",
+        {"name": "other", "argument_schema": SCHEMA, "thresholds": ["rps >= 200"]},
+    )
+    by_id = {
+        "endpoint_id": endpoint.json()["id"],
+        "environment_id": 1,
+        "thresholds": ["p99_ms < 1"],
+    }
+    validate_request("POST", "/api/perf/runs", by_id)
+    other = call(platform_server, "POST", "/api/perf/runs", by_id).json()
+
+    run = platform_server.get_run(run_id)
+    assert run["endpoint"]["thresholds"] == ENDPOINT_CRITERIA
+    assert run["thresholds"] == RUN_CRITERIA
+    assert endpoint.json()["thresholds"] == ["rps >= 200"]
+    assert other["endpoint"]["thresholds"] == ["rps >= 200"]
+    assert other["thresholds"] == ["p99_ms < 1"]
+
+
+def test_a_run_created_without_endpoint_thresholds_keeps_the_endpoints_and_null_clears_them(
+    platform_server: PlatformServer,
+) -> None:
+    def endpoint_criteria_after(**creation: Any) -> Any:
+        run_id = platform_server.create_run(**creation)
+        return platform_server.get_run(run_id)["endpoint"]["thresholds"]
+
+    assert endpoint_criteria_after(endpoint_thresholds=["rps >= 200"]) == ["rps >= 200"]
+    assert endpoint_criteria_after(thresholds=["p95_ms < 500"]) == ["rps >= 200"]
+    assert endpoint_criteria_after(endpoint_thresholds=["rps >= 300"]) == ["rps >= 300"]
+    assert endpoint_criteria_after(endpoint_thresholds=[]) == []
+    cleared = call(
+        platform_server,
+        "POST",
+        "/api/perf/runs",
+        {
+            "endpoint": {"name": "demo", "argument_schema": SCHEMA, "thresholds": None},
+            "environment_id": 1,
+        },
+    )
+    assert cleared.json()["endpoint"]["thresholds"] is None
+
+
+def test_a_criterion_the_plugin_would_refuse_is_stored_but_a_malformed_form_is_not(
+    platform_server: PlatformServer,
+) -> None:
+    unknown_metric = platform_server.create_run(
+        endpoint_thresholds=["p95 < 500"], thresholds=[{"metric": "p95", "op": "<", "limit": 5}]
+    )
+    malformed = call(
+        platform_server,
+        "POST",
+        "/api/perf/runs",
+        {
+            "endpoint_id": 1,
+            "environment_id": 1,
+            "thresholds": ["", {"metric": "p95_ms", "op": "=<", "limit": "5"}, {"op": "<"}, 5],
+        },
+    )
+
+    assert platform_server.get_run(unknown_metric)["endpoint"]["thresholds"] == ["p95 < 500"]
+    assert message(malformed) == (
+        "invalid createRun body: field 'thresholds[0]': '' should be non-empty; "
+        "field 'thresholds[1].op': '=<' is not one of ['<', '<=', '>', '>=', '==', '!=']; "
+        "field 'thresholds[1].limit': '5' is not of type 'number'; "
+        "missing field 'thresholds[2].metric'; missing field 'thresholds[2].limit'; "
+        "field 'thresholds[3]': 5 is not of type 'string' or 'object'"
+    )
+
+
+def test_the_results_of_the_criteria_are_kept_with_the_summary_and_must_be_typed(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run()
+    post(platform_server, run_id, "start")
+
+    untyped = call(
+        platform_server,
+        "POST",
+        "/api/perf/runs/{run_id}/complete",
+        {**COMPLETE, "summary": {"thresholds": [{"criterion": "rps > 1", "passed": "yes"}]}},
+        run_id=run_id,
+    )
+    failed = post(platform_server, run_id, "fail", summary={**SUMMARY, "thresholds": RESULTS})
+
+    assert message(untyped) == (
+        "invalid completeRun body: missing field 'summary.thresholds[0].observed'; "
+        "missing field 'summary.thresholds[0].limit'; "
+        "field 'summary.thresholds[0].passed': 'yes' is not of type 'boolean'"
+    )
+    assert failed.json()["summary"]["thresholds"] == RESULTS
+
+
+def test_a_summary_the_plugin_could_not_build_carries_its_error(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run()
+    post(platform_server, run_id, "start")
+    error = "the summary could not be built: KeyError: 'total'"
+
+    failed = post(platform_server, run_id, "fail", summary={"error": error})
+    page = call(platform_server, "GET", "/runs/{run_id}", run_id=run_id)
+
+    assert failed.json()["summary"] == {"error": error}
+    assert f"could not build the summary: {error}" in html.unescape(page.text)
+
+
+def test_the_run_page_shows_the_criteria_and_how_each_stood(
+    platform_server: PlatformServer,
+) -> None:
+    run_id = platform_server.create_run(
+        endpoint="search", endpoint_thresholds=ENDPOINT_CRITERIA, thresholds=RUN_CRITERIA
+    )
+    post(platform_server, run_id, "start")
+    post(platform_server, run_id, "complete", summary={**SUMMARY, "thresholds": RESULTS})
+
+    page = call(platform_server, "GET", "/runs/{run_id}", run_id=run_id).text
+    rows = table_rows(page)
+
+    assert "endpoint search|p95_ms < 500 for GET /search, abort after 10s" in rows
+    assert (
+        'endpoint search|{"metric": "failure_ratio", "op": "<=", "limit": 0.01, "scope": null, '
+        '"abort": true}' in rows
+    )
+    assert (
+        f'run {run_id}|{{"expression": "p95_ms < 800 for GET /search", "per_interval": true}}'
+        in rows
+    )
+    assert (
+        "BREACHED|p95_ms < 800 for GET /search|912|800|run run-1 on the platform|"
+        "2026-11-23T10:00:05.500Z" in rows
+    )
+    assert "passed|failure_ratio <= 0.01|0.00123457|0.01|endpoint 'search' on the platform" in rows
+    assert "passed|requests >= 1 for GET /other|no requests|1" in rows
+
+
+def test_an_older_database_file_gains_the_threshold_columns(
+    platform_factory: PlatformFactory, tmp_path: Path
+) -> None:
+    old = tmp_path / "platform.sqlite3"  # the file platform_factory() opens first
+    with closing(sqlite3.connect(old)) as conn, conn:
+        conn.executescript(RELEASED_SCHEMA)
+        conn.execute("INSERT INTO endpoints VALUES (1, 'demo', '{\"parameters\":[]}')")
+        conn.execute("INSERT INTO environments VALUES (1, 'local', 'http://127.0.0.1:1')")
+        conn.execute(
+            "INSERT INTO runs (id, status, endpoint_id, environment_id, created_at) "
+            "VALUES ('run-old', 'pending', 1, 1, '2026-11-23T10:00:00Z')"
+        )
+
+    platform = platform_factory()
+    new = platform.create_run(endpoint_thresholds=["rps >= 1"], thresholds=["p95_ms < 9"])
+
+    before = platform.get_run("run-old")
+    assert (before["thresholds"], before["status"]) == (None, "pending")
+    assert platform.get_run(new)["endpoint"] == {
+        "id": 1,
+        "name": "demo",
+        "argument_schema": DEFAULT_SCHEMA,
+        "thresholds": ["rps >= 1"],
+    }
+    assert platform.get_run(new)["thresholds"] == ["p95_ms < 9"]
+    assert post(platform, "run-old", "start").status_code == 200

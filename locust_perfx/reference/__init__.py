@@ -5,7 +5,9 @@ can run it: ``perfx-platform serve``. The contract it implements is ``openapi.ya
 in this package.
 
 >>> from locust_perfx.reference import create_app
->>> app = create_app("perfx-platform.sqlite3", token="s3cret", envelope=True)
+>>> app = create_app("perfx-platform.sqlite3", token="s3cret", envelope=True, progress_timeout=0)
+>>> app.test_client().get("/api/perf/runs").status_code  # no token: refused
+401
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ import math
 import os
 import sqlite3
 import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from flask import Flask, Response, jsonify, render_template_string, request
@@ -88,6 +90,73 @@ def _normalize_times(body: JSON) -> JSON:
     return out
 
 
+@dataclass(frozen=True)
+class ResultLine:
+    """One criterion's result, worded for people: the run page and ``perfx-platform show``."""
+
+    verdict: str
+    """``passed`` or ``BREACHED``."""
+    criterion: str
+    observed: str
+    limit: str
+    source: str
+    """Where the criterion came from, or ``""`` when the summary does not say."""
+    first_breach: str
+    """When it was first breached (UTC), or ``""``."""
+
+    def __str__(self) -> str:
+        parts = [
+            f"{self.verdict:<8}  {self.criterion}: observed {self.observed}",
+            f"limit {self.limit}",
+        ]
+        if self.source:
+            parts.append(f"from {self.source}")
+        if self.first_breach:
+            parts.append(f"first breached at {self.first_breach}")
+        return ", ".join(parts)
+
+
+def criteria_of(run: JSON) -> list[tuple[str, str]]:
+    """The criteria the platform holds for a run, as (whose, criterion): the endpoint's, then
+    the run's own. Objects are shown as stored: judging them is the plugin's job."""
+    return [
+        (whose, item if isinstance(item, str) else json.dumps(item, ensure_ascii=False))
+        for whose, items in (
+            (f"endpoint {run['endpoint']['name']}", run["endpoint"].get("thresholds")),
+            (f"run {run['id']}", run.get("thresholds")),
+        )
+        for item in items or ()
+    ]
+
+
+def results_of(run: JSON) -> list[ResultLine]:
+    """How each criterion stood at the end, from the summary the plugin sent (none before)."""
+    summary = run["summary"] if isinstance(run["summary"], dict) else {}
+    return [
+        ResultLine(
+            verdict="passed" if result["passed"] else "BREACHED",
+            criterion=result["criterion"],
+            observed="no requests" if result["observed"] is None else _number(result["observed"]),
+            limit=_number(result["limit"]),
+            source=result.get("source", ""),
+            first_breach=_moment(result.get("first_breach_at")),
+        )
+        for result in summary.get("thresholds", ())
+    ]
+
+
+def _number(value: float) -> str:
+    # Counts stay whole (12345678, not 1.23457e+07) up to where a float still holds every
+    # integer; ratios, rates and anything larger keep 6 significant digits.
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return f"{value:.6g}"
+
+
+def _moment(epoch: float | None) -> str:
+    return "" if epoch is None else utc_iso(datetime.fromtimestamp(epoch, UTC))
+
+
 class _Sweeper:
     """Background watchdog: fails running runs whose load generator went silent."""
 
@@ -145,7 +214,21 @@ _RUN_PAGE = """<!doctype html>
 {% else %}<table border="1" cellpadding="4">
 {% for name, value in run.arguments.items() %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>
 {% endfor %}</table>{% endif %}
+{% if criteria or results %}<h2>Pass/fail criteria</h2>
+{% if criteria %}<table border="1" cellpadding="4">
+<tr><th>of</th><th>criterion</th></tr>
+{% for whose, criterion in criteria %}<tr><td>{{ whose }}</td><td>{{ criterion }}</td></tr>
+{% endfor %}</table>{% endif %}
+{% if results %}<h3>Results</h3>
+<table border="1" cellpadding="4">
+<tr><th>result</th><th>criterion</th><th>observed</th><th>limit</th><th>from</th>
+<th>first breach</th></tr>
+{% for r in results %}<tr><td>{{ r.verdict }}</td><td>{{ r.criterion }}</td>
+<td>{{ r.observed }}</td><td>{{ r.limit }}</td><td>{{ r.source }}</td><td>{{ r.first_breach }}</td>
+</tr>
+{% endfor %}</table>{% endif %}{% endif %}
 <h2>Summary</h2>
+{% if error %}<p>The load generator could not build the summary: {{ error }}</p>{% endif %}
 {% if total %}<table border="1" cellpadding="4">
 {% for name, value in total.items() %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>
 {% endfor %}</table>{% else %}<p>No summary.</p>{% endif %}
@@ -241,8 +324,7 @@ def create_app(
 
     @app.post("/api/perf/endpoints")
     def create_endpoint() -> tuple[Response, int]:
-        body = valid_body("createEndpoint")
-        return ok(store.create_endpoint(body["name"], body["argument_schema"]), 201)
+        return ok(store.create_endpoint(valid_body("createEndpoint")), 201)
 
     @app.post("/api/perf/environments")
     def create_environment() -> tuple[Response, int]:
@@ -255,16 +337,14 @@ def create_app(
         if "endpoint_id" in body:
             endpoint_id = body["endpoint_id"]
         else:
-            endpoint_id = store.upsert_endpoint(
-                body["endpoint"]["name"], body["endpoint"]["argument_schema"]
-            )
+            endpoint_id = store.upsert_endpoint(body["endpoint"])
         if "environment_id" in body:
             environment_id = body["environment_id"]
         else:
             environment_id = store.upsert_environment(
                 body["environment"]["name"], body["environment"]["host"]
             )
-        run = store.create_run(body.get("id"), endpoint_id, environment_id)
+        run = store.create_run(body.get("id"), endpoint_id, environment_id, body.get("thresholds"))
         logger.info("run %s: created", run["id"])
         return ok(run, 201)
 
@@ -303,6 +383,13 @@ def create_app(
             return render_template_string("<p>{{ message }}</p>", message=str(exc)), 404
         summary = run["summary"] if isinstance(run["summary"], dict) else {}
         total = summary.get("total") if isinstance(summary.get("total"), dict) else None
-        return render_template_string(_RUN_PAGE, run=run, total=total)
+        return render_template_string(
+            _RUN_PAGE,
+            run=run,
+            total=total,
+            error=summary.get("error"),
+            criteria=criteria_of(run),
+            results=results_of(run),
+        )
 
     return app

@@ -1,7 +1,9 @@
 """``perfx-platform``: serve the reference platform, or create and inspect its runs.
 
 Errors are one line on stderr, never a traceback: exit 2 for bad input (usage, schema
-file, URL), exit 1 when the server cannot be reached or refuses the call.
+file, URL), exit 1 when the server cannot be reached or refuses the call. ``show`` keeps
+stdout pure JSON for scripts (``show RUN > run.json``) and words a run's pass/fail criteria
+and their results for people on stderr.
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.serving import make_server
 
-from locust_perfx.reference.app import DEFAULT_PROGRESS_TIMEOUT, create_app
+from locust_perfx.reference.app import (
+    DEFAULT_PROGRESS_TIMEOUT,
+    create_app,
+    criteria_of,
+    results_of,
+)
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -147,10 +154,16 @@ def _load_schema(path: str) -> dict[str, Any]:
 
 
 def _new_run(args: argparse.Namespace) -> int:
+    endpoint: dict[str, Any] = {"name": args.endpoint, "argument_schema": _load_schema(args.schema)}
     body: dict[str, Any] = {
-        "endpoint": {"name": args.endpoint, "argument_schema": _load_schema(args.schema)},
+        "endpoint": endpoint,
         "environment": {"name": args.environment, "host": args.host},
     }
+    # Left out when not given: the platform then keeps the endpoint's criteria.
+    if args.endpoint_thresholds:
+        endpoint["thresholds"] = args.endpoint_thresholds
+    if args.thresholds:
+        body["thresholds"] = args.thresholds
     if args.id:
         body["id"] = args.id
     run = _request(args, "POST", "/api/perf/runs", body)
@@ -160,7 +173,11 @@ def _new_run(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     run = _request(args, "GET", f"/api/perf/runs/{args.run_id}")
-    print(json.dumps(run, indent=2))
+    print(json.dumps(run, indent=2), flush=True)  # before the stderr lines, on a terminal
+    for whose, criterion in criteria_of(run):
+        print(f"threshold of {whose}: {criterion}", file=sys.stderr)
+    for result in results_of(run):
+        print(result, file=sys.stderr)
     return 0
 
 
@@ -238,9 +255,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--environment", default="local", metavar="NAME", help="Defaults to local."
     )
     new_run.add_argument("--id", metavar="RUN_ID", help="Run id. Defaults to a generated one.")
+    new_run.add_argument(
+        "--threshold",
+        action="append",
+        dest="thresholds",
+        metavar="TEXT",
+        help="A pass/fail criterion of this run, like 'p95_ms < 500 for GET /search'; "
+        "repeatable. Each overrides the endpoint's of the same metric and scope. "
+        "Defaults to none.",
+    )
+    new_run.add_argument(
+        "--endpoint-threshold",
+        action="append",
+        dest="endpoint_thresholds",
+        metavar="TEXT",
+        help="A pass/fail criterion of every run of the endpoint; repeatable, and together "
+        "they replace the endpoint's. Defaults to keeping the endpoint's.",
+    )
     new_run.set_defaults(func=_new_run)
 
-    show = commands.add_parser("show", help="Print one run as JSON.")
+    show = commands.add_parser(
+        "show",
+        help="Print one run as JSON; its pass/fail criteria and results as lines on stderr.",
+    )
     show.add_argument("run_id", metavar="RUN_ID")
     _client_options(show)
     show.set_defaults(func=_show)

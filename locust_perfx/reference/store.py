@@ -4,6 +4,9 @@ The server is threaded, so every operation opens its own connection, and every s
 change runs inside ``BEGIN IMMEDIATE``: the status check, the update and the call-log
 row are one atomic step, which is what makes "a final status is accepted once" true
 under concurrent calls. JSON bodies are stored as text.
+
+Files written by an older version keep working: opening one adds the columns it lacks
+(:data:`_ADDED_COLUMNS`), empty, which reads as "none" (no thresholds).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ _NEXT_STATUS: dict[str, str | None] = {
     "progress": None,
 }
 
+# The tables as first released; _ADDED_COLUMNS holds what came later.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoints (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,9 +84,16 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 """
 
+# Columns added since, as (table, column definition): added to a file that lacks them
+# when it is opened, so a new file and an old one end up with the same tables.
+_ADDED_COLUMNS = (
+    ("endpoints", "thresholds TEXT"),
+    ("runs", "thresholds TEXT"),
+)
+
 _RUN_SELECT = """
-SELECT r.*, e.name AS endpoint_name, e.argument_schema, v.name AS environment_name,
-       v.host AS environment_host
+SELECT r.*, e.name AS endpoint_name, e.argument_schema, e.thresholds AS endpoint_thresholds,
+       v.name AS environment_name, v.host AS environment_host
 FROM runs r JOIN endpoints e ON e.id = r.endpoint_id JOIN environments v ON v.id = r.environment_id
 """
 
@@ -133,12 +144,14 @@ def _run_from_row(row: sqlite3.Row) -> JSON:
             "id": row["endpoint_id"],
             "name": row["endpoint_name"],
             "argument_schema": _loads(row["argument_schema"]),
+            "thresholds": _loads(row["endpoint_thresholds"]),
         },
         "environment": {
             "id": row["environment_id"],
             "name": row["environment_name"],
             "host": row["environment_host"],
         },
+        "thresholds": _loads(row["thresholds"]),
         "arguments": _loads(row["arguments"]),
         "host": row["host"],
         "locust": _loads(row["locust"]),
@@ -166,7 +179,7 @@ class Store:
     """All reads and writes of one SQLite file.
 
     >>> store = Store("perfx-platform.sqlite3")
-    >>> endpoint_id = store.upsert_endpoint("demo", {"parameters": []})
+    >>> endpoint_id = store.upsert_endpoint({"name": "demo", "argument_schema": {"parameters": []}})
     >>> environment_id = store.upsert_environment("local", "http://127.0.0.1:8089")
     >>> store.create_run(None, endpoint_id, environment_id)["status"]
     'pending'
@@ -177,6 +190,11 @@ class Store:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+        with self._write() as conn:  # one server at a time checks and adds, on a shared file
+            for table, column in _ADDED_COLUMNS:
+                present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column.split()[0] not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -201,19 +219,26 @@ class Store:
 
     # -- endpoints and environments ---------------------------------------------------
 
-    def create_endpoint(self, name: str, argument_schema: JSON) -> JSON:
+    def create_endpoint(self, endpoint: JSON) -> JSON:
+        """Store a new endpoint from its body (name, argument_schema, optional thresholds)."""
+        name, thresholds = endpoint["name"], endpoint.get("thresholds")
         with self._write() as conn:
             try:
                 cur = conn.execute(
-                    "INSERT INTO endpoints (name, argument_schema) VALUES (?, ?)",
-                    (name, _dumps(argument_schema)),
+                    "INSERT INTO endpoints (name, argument_schema, thresholds) VALUES (?, ?, ?)",
+                    (name, _dumps(endpoint["argument_schema"]), _dumps(thresholds)),
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(
                     f"endpoint {name!r} already exists; pick another name or create the run "
                     "with an inline endpoint to update it"
                 ) from None
-        return {"id": cur.lastrowid, "name": name, "argument_schema": argument_schema}
+        return {
+            "id": cur.lastrowid,
+            "name": name,
+            "argument_schema": endpoint["argument_schema"],
+            "thresholds": thresholds,
+        }
 
     def create_environment(self, name: str, host: str) -> JSON:
         with self._write() as conn:
@@ -228,14 +253,25 @@ class Store:
                 ) from None
         return {"id": cur.lastrowid, "name": name, "host": host}
 
-    def upsert_endpoint(self, name: str, argument_schema: JSON) -> int:
-        """Reuse the endpoint called ``name``, replacing its schema; create it if new."""
+    def upsert_endpoint(self, endpoint: JSON) -> int:
+        """Reuse the endpoint named in the body, or create it; return its id.
+
+        The body's schema replaces the stored one. Its ``thresholds`` do too when the body
+        has the key (``None`` clears them), and are kept when it has not, as in a JSON merge
+        patch: a run created without criteria must not wipe the endpoint's.
+        """
+        update = "argument_schema = excluded.argument_schema"
+        if "thresholds" in endpoint:
+            update += ", thresholds = excluded.thresholds"
         with self._write() as conn:
             row = conn.execute(
-                "INSERT INTO endpoints (name, argument_schema) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET argument_schema = excluded.argument_schema "
-                "RETURNING id",
-                (name, _dumps(argument_schema)),
+                "INSERT INTO endpoints (name, argument_schema, thresholds) VALUES (?, ?, ?) "
+                f"ON CONFLICT(name) DO UPDATE SET {update} RETURNING id",
+                (
+                    endpoint["name"],
+                    _dumps(endpoint["argument_schema"]),
+                    _dumps(endpoint.get("thresholds")),
+                ),
             ).fetchone()
         return int(row["id"])
 
@@ -251,7 +287,14 @@ class Store:
 
     # -- runs --------------------------------------------------------------------------
 
-    def create_run(self, run_id: str | None, endpoint_id: int, environment_id: int) -> JSON:
+    def create_run(
+        self,
+        run_id: str | None,
+        endpoint_id: int,
+        environment_id: int,
+        thresholds: list[Any] | None = None,
+    ) -> JSON:
+        """Store a pending run; ``thresholds`` are its own criteria, over the endpoint's."""
         run_id = run_id or new_run_id()
         with self._write() as conn:
             for table, key, value in (
@@ -265,9 +308,9 @@ class Store:
                     )
             try:
                 conn.execute(
-                    "INSERT INTO runs (id, status, endpoint_id, environment_id, created_at) "
-                    "VALUES (?, 'pending', ?, ?, ?)",
-                    (run_id, endpoint_id, environment_id, utc_iso()),
+                    "INSERT INTO runs (id, status, endpoint_id, environment_id, thresholds, "
+                    "created_at) VALUES (?, 'pending', ?, ?, ?, ?)",
+                    (run_id, endpoint_id, environment_id, _dumps(thresholds), utc_iso()),
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(
