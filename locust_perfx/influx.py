@@ -20,8 +20,8 @@ from functools import lru_cache
 from typing import Protocol
 
 from locust_perfx.exceptions import ConfigError
+from locust_perfx.options import DEFAULT_BUFFER_POINTS, DEFAULT_INTERVAL, DEFAULT_MAX_NAMES
 from locust_perfx.snapshot import (
-    DEFAULT_MAX_NAMES,
     PERCENTILES,
     EntryDelta,
     ErrorDelta,
@@ -31,15 +31,8 @@ from locust_perfx.snapshot import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL = 5.0
-"""Seconds between two interval points; also the first retry delay after a failed write."""
-
 DEFAULT_TIMEOUT = 5.0
 """Seconds for one HTTP call to InfluxDB (connect and read)."""
-
-DEFAULT_BUFFER_POINTS = 150_000
-"""Points queued while InfluxDB is unreachable: 10 minutes of a 1,000-name test at the
-default interval is 120 intervals x ~1,001 points; the rest is room for errors and events."""
 
 MAX_CACHED_ERRORS = 10_000
 """Distinct errors whose ``locust_errors`` line text is kept for the next intervals."""

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from locust_perfx.exceptions import PerfxError, PlatformError, RunStateConflict
-from locust_perfx.platform import PROGRESS_INTERVAL, PlatformClient
+from locust_perfx.options import PROGRESS_INTERVAL
+from locust_perfx.platform import PlatformClient
 from locust_perfx.schema import Value
 
 logger = logging.getLogger(__name__)

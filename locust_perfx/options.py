@@ -13,23 +13,30 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
-from locust.argument_parser import LocustArgumentParser
-
-from locust_perfx.criteria import Criterion, parse_criteria
 from locust_perfx.exceptions import ConfigError, PerfxError
-from locust_perfx.influx import DEFAULT_BUFFER_POINTS, DEFAULT_INTERVAL, InfluxConfig, parse_tags
-from locust_perfx.platform import (
-    DEFAULT_PLATFORM_URL,
-    DEFAULT_RETRY_FOR,
-    DEFAULT_TIMEOUT,
-    PROGRESS_INTERVAL,
-    RunInfo,
-)
 from locust_perfx.schema import FALSE_WORDS, TRUE_WORDS, Parameter, RunSchema, Value, render
-from locust_perfx.snapshot import DEFAULT_MAX_NAMES
+
+if TYPE_CHECKING:
+    from locust.argument_parser import LocustArgumentParser
+
+    from locust_perfx.platform import RunInfo
+
+DEFAULT_PLATFORM_URL: Final = "http://localhost:8000"
+DEFAULT_RETRY_FOR: Final = 60.0
+"""Seconds to keep retrying a start or final status through an outage."""
+PROGRESS_INTERVAL: Final = 10.0
+"""Seconds between two progress reports."""
+DEFAULT_INTERVAL: Final = 5.0
+"""Seconds between two interval points and threshold checks; also the first retry delay
+after a failed write."""
+DEFAULT_MAX_NAMES: Final = 500
+"""Distinct request names kept as their own series; later names fold into ``__other__``."""
+DEFAULT_BUFFER_POINTS: Final = 150_000
+"""Points queued while InfluxDB is unreachable: 10 minutes of a 1,000-name test at the
+default interval is 120 intervals x ~1,001 points; the rest is room for errors and events."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,7 @@ def add_plugin_options(parser: LocustArgumentParser) -> None:
     for opt in OPTIONS:
         if opt.flag in parser._option_string_actions:
             continue
-        # Values stay text here and are typed by Settings.from_options, which names the
+        # Values stay text here and are typed by typed_values(), which names the
         # source of a bad one; argparse's own "invalid float value" names none.
         kind: dict[str, Any] = (
             {"action": "store_true"}
@@ -265,106 +272,36 @@ def source_of(sources: Mapping[str, str], dest: str) -> str:
     return sources.get(dest, COMMAND_LINE)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The plugin's options, read once from ``parsed_options``; the tokens never print."""
+def typed_values(
+    options: argparse.Namespace, sources: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Every plugin option by dest, typed, and the problems, each naming its flag and source.
 
-    run_id: str
-    platform_url: str = DEFAULT_PLATFORM_URL
-    platform_token: str = field(default="", repr=False)
-    platform_timeout: float = DEFAULT_RETRY_FOR
-    platform_progress: float = PROGRESS_INTERVAL
-    influx: InfluxConfig | None = None
-    thresholds: tuple[Criterion, ...] = ()
-    """Criteria given to this process; they override the platform's of the same name."""
-    interval: float = DEFAULT_INTERVAL
-    """Seconds per interval: of the InfluxDB points, and of the thresholds' live checks."""
-    dry_run: bool = False
-
-    @classmethod
-    def from_options(cls, options: argparse.Namespace, sources: Mapping[str, str]) -> Settings:
-        """Type and check every plugin option; raises ConfigError naming each bad one's source."""
-        problems: list[str] = []
-        typed: dict[str, Any] = {}
-        for opt in OPTIONS:
-            dest = opt.dest
-            raw = getattr(options, dest)
-            if opt.flag_only or not isinstance(raw, str) or opt.type is str:
-                typed[dest] = raw
-                continue
-            try:
-                typed[dest] = opt.type(raw.strip())
-            except ValueError:
-                expected = "a whole number" if opt.type is int else "a number of seconds"
-                where = source_of(sources, dest)
-                problems.append(f'{opt.flag} (from {where}): expected {expected}, got "{raw}"')
-                typed[dest] = opt.default
-        for dest in ("platform_timeout", "platform_progress"):
-            if typed[dest] < 0:
-                problems.append(f"--{dest.replace('_', '-')}: expected 0 or more seconds")
-        if not typed["influxdb_interval"] > 0:  # the only check: thresholds use it too
-            problems.append(
-                f"--influxdb-interval: expected seconds > 0, got {typed['influxdb_interval']!r}"
-            )
-        thresholds: list[Criterion] = []
+    A value that cannot be typed keeps its default, so that the rest can still be checked.
+    """
+    problems: list[str] = []
+    typed: dict[str, Any] = {}
+    for opt in OPTIONS:
+        dest = opt.dest
+        raw = getattr(options, dest)
+        if opt.flag_only or not isinstance(raw, str) or opt.type is str:
+            typed[dest] = raw
+            continue
         try:
-            thresholds = parse_criteria(
-                [c for value in typed["threshold"] or () for c in value.split(";") if c.strip()],
-                source_of(sources, "threshold"),
-            )
-        except ConfigError as err:
-            problems.extend(err.problems)
-        influx = None
-        if typed["influxdb_url"]:
-            try:
-                influx = _influx_config(typed)
-            except ConfigError as err:
-                problems.extend(err.problems)
-        if problems:
-            raise ConfigError(problems)
-        return cls(
-            run_id=typed["run_id"] or "",
-            platform_url=typed["platform_url"],
-            platform_token=typed["platform_token"] or "",
-            platform_timeout=typed["platform_timeout"],
-            platform_progress=typed["platform_progress"],
-            influx=influx,
-            thresholds=tuple(thresholds),
-            interval=typed["influxdb_interval"],
-            dry_run=typed["dry_run"],
-        )
-
-
-def _influx_config(typed: Mapping[str, Any]) -> InfluxConfig:
-    """The export settings; one ConfigError names every bad ``--influxdb-*`` flag."""
-    problems = []
-    if not typed["influxdb_org"]:
+            typed[dest] = opt.type(raw.strip())
+        except ValueError:
+            expected = "a whole number" if opt.type is int else "a number of seconds"
+            where = source_of(sources, dest)
+            problems.append(f'{opt.flag} (from {where}): expected {expected}, got "{raw}"')
+            typed[dest] = opt.default
+    for dest in ("platform_timeout", "platform_progress"):
+        if typed[dest] < 0:
+            problems.append(f"--{dest.replace('_', '-')}: expected 0 or more seconds")
+    if not typed["influxdb_interval"] > 0:  # the only check: thresholds use it too
         problems.append(
-            "--influxdb-url is set but --influxdb-org is not: "
-            "set --influxdb-org or PERFX_INFLUXDB_ORG (InfluxDB 1.x: -)"
+            f"--influxdb-interval: expected seconds > 0, got {typed['influxdb_interval']!r}"
         )
-    try:
-        tags = parse_tags(typed["influxdb_tags"] or "")
-    except ConfigError as err:
-        problems.extend(err.problems)
-        tags = {}
-    try:
-        config = InfluxConfig(
-            url=typed["influxdb_url"],
-            token=typed["influxdb_token"] or "",
-            org=typed["influxdb_org"] or "",
-            bucket=typed["influxdb_bucket"] or "",
-            interval=typed["influxdb_interval"],
-            layout=typed["influxdb_layout"],
-            tags=tags,
-            max_names=typed["influxdb_max_names"],
-            buffer_points=typed["influxdb_buffer"],
-        )
-    except ConfigError as err:
-        problems.extend(err.problems)
-    if problems:
-        raise ConfigError(problems)
-    return config
+    return typed, problems
 
 
 def export_to_environ(run_id: str, values: Mapping[str, Value], names: Iterable[str]) -> None:
@@ -420,8 +357,8 @@ HELP_FETCH_TIMEOUT: Final = 2.0
 """Seconds ``--help`` waits for the run's schema: help must come at once, listing the run's
 arguments when the platform answers, and the plugin's own options with a note when not."""
 
-Fetch = Callable[[str, str, str, float, float], RunInfo]
-"""``fetch(run_id, platform_url, token, retry_for, timeout)``."""
+Fetch = Callable[[str, str, str, float, "float | None"], "RunInfo"]
+"""``fetch(run_id, platform_url, token, retry_for, timeout)``; ``None``: the client's own."""
 
 
 class OptionRegistry:
@@ -460,13 +397,8 @@ class OptionRegistry:
         known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
         if not known.run_id or known.worker:
             return None
-        problems: list[str] = []
-        retry_for = DEFAULT_RETRY_FOR
-        try:
-            retry_for = Settings.from_options(known, value_sources(parser, known)).platform_timeout
-        except ConfigError as err:
-            problems = err.problems
-        retry, timeout = (0.0, HELP_FETCH_TIMEOUT) if helping else (retry_for, DEFAULT_TIMEOUT)
+        typed, problems = typed_values(known, value_sources(parser, known))
+        retry, timeout = (0.0, HELP_FETCH_TIMEOUT) if helping else (typed["platform_timeout"], None)
         if known.dry_run:
             parser.set_defaults(headless=True)  # a dry run checks what a test would, never serves
         try:

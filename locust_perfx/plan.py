@@ -6,7 +6,6 @@ line (:func:`build_plan`) and from the web UI's start form (:meth:`RunPlan.with_
 ``--dry-run`` prints it, the PerfX tab shows it, and the run controller sends it to the
 platform; nothing here touches Locust's ``Environment``.
 
->>> from locust_perfx.options import Settings
 >>> from locust_perfx.platform import RunInfo
 >>> from locust_perfx.schema import RunSchema
 >>> schema = RunSchema.from_json({"parameters": [{"name": "batch_size", "type": "int"}]})
@@ -27,12 +26,101 @@ from typing import Any, Final
 
 from locust_perfx.criteria import Criterion, merge, parse_criteria
 from locust_perfx.exceptions import ConfigError, RunStateConflict
-from locust_perfx.options import Settings, source_of
+from locust_perfx.influx import InfluxConfig, parse_tags
+from locust_perfx.options import (
+    DEFAULT_INTERVAL,
+    DEFAULT_PLATFORM_URL,
+    DEFAULT_RETRY_FOR,
+    PROGRESS_INTERVAL,
+    source_of,
+    typed_values,
+)
 from locust_perfx.platform import RunInfo
 from locust_perfx.schema import Value, resolve_value
 
 FORM: Final = "the web UI form"
 PLATFORM: Final = "the platform"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The plugin's options, read once from ``parsed_options``; the tokens never print."""
+
+    run_id: str
+    platform_url: str = DEFAULT_PLATFORM_URL
+    platform_token: str = field(default="", repr=False)
+    platform_timeout: float = DEFAULT_RETRY_FOR
+    platform_progress: float = PROGRESS_INTERVAL
+    influx: InfluxConfig | None = None
+    thresholds: tuple[Criterion, ...] = ()
+    """Criteria given to this process; they override the platform's of the same name."""
+    interval: float = DEFAULT_INTERVAL
+    """Seconds per interval: of the InfluxDB points, and of the thresholds' live checks."""
+    dry_run: bool = False
+
+    @classmethod
+    def from_options(cls, options: argparse.Namespace, sources: Mapping[str, str]) -> Settings:
+        """Type and check every plugin option; raises ConfigError naming each bad one's source."""
+        typed, problems = typed_values(options, sources)
+        thresholds: list[Criterion] = []
+        try:
+            thresholds = parse_criteria(
+                [c for value in typed["threshold"] or () for c in value.split(";") if c.strip()],
+                source_of(sources, "threshold"),
+            )
+        except ConfigError as err:
+            problems.extend(err.problems)
+        influx = None
+        if typed["influxdb_url"]:
+            try:
+                influx = _influx_config(typed)
+            except ConfigError as err:
+                problems.extend(err.problems)
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            run_id=typed["run_id"] or "",
+            platform_url=typed["platform_url"],
+            platform_token=typed["platform_token"] or "",
+            platform_timeout=typed["platform_timeout"],
+            platform_progress=typed["platform_progress"],
+            influx=influx,
+            thresholds=tuple(thresholds),
+            interval=typed["influxdb_interval"],
+            dry_run=typed["dry_run"],
+        )
+
+
+def _influx_config(typed: Mapping[str, Any]) -> InfluxConfig:
+    """The export settings; one ConfigError names every bad ``--influxdb-*`` flag."""
+    problems = []
+    if not typed["influxdb_org"]:
+        problems.append(
+            "--influxdb-url is set but --influxdb-org is not: "
+            "set --influxdb-org or PERFX_INFLUXDB_ORG (InfluxDB 1.x: -)"
+        )
+    try:
+        tags = parse_tags(typed["influxdb_tags"] or "")
+    except ConfigError as err:
+        problems.extend(err.problems)
+        tags = {}
+    try:
+        config = InfluxConfig(
+            url=typed["influxdb_url"],
+            token=typed["influxdb_token"] or "",
+            org=typed["influxdb_org"] or "",
+            bucket=typed["influxdb_bucket"] or "",
+            interval=typed["influxdb_interval"],
+            layout=typed["influxdb_layout"],
+            tags=tags,
+            max_names=typed["influxdb_max_names"],
+            buffer_points=typed["influxdb_buffer"],
+        )
+    except ConfigError as err:
+        problems.extend(err.problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 @dataclass(frozen=True)

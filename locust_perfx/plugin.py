@@ -25,7 +25,7 @@ from locust_perfx.options import (
     value_sources,
 )
 from locust_perfx.plan import build_plan
-from locust_perfx.platform import PlatformClient, RunInfo
+from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
 
 if TYPE_CHECKING:
     from locust_perfx.controller import RunController
@@ -36,8 +36,8 @@ EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 1
 
 
-def _fetch(run_id: str, url: str, token: str, retry_for: float, timeout: float) -> RunInfo:
-    with PlatformClient(url, token, timeout=timeout) as client:
+def _fetch(run_id: str, url: str, token: str, retry_for: float, timeout: float | None) -> RunInfo:
+    with PlatformClient(url, token, timeout=timeout or DEFAULT_TIMEOUT) as client:
         return client.get_run(run_id, retry_for=retry_for)
 
 

@@ -39,13 +39,12 @@ from locust.stats import (
     StatsError,
 )
 
+from locust_perfx.options import DEFAULT_MAX_NAMES
+
 logger = logging.getLogger(__name__)
 
 PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 """The response-time percentiles exported each interval and in the summary."""
-
-DEFAULT_MAX_NAMES = 500
-"""Distinct request names kept as their own series; later names fold into ``OTHER_NAME``."""
 
 OTHER_NAME = "__other__"
 
