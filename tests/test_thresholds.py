@@ -190,4 +190,8 @@ def test_results_and_breaches_reach_influxdb(
     wait_until(lambda: latest("observed") == final, timeout=10, message=f"final points {final}")
     assert latest("passed") == {"p95_ms < 100 for GET /slow": 0, "requests > 0": 1}
     assert exported("limit")["p95_ms < 100 for GET /slow"][-1] == 100
-    assert event_kinds(victoria_metrics, run_id) == ["breach", "fail", "start"]
+    wait_until(
+        lambda: event_kinds(victoria_metrics, run_id) == ["breach", "fail", "start"],
+        timeout=10,
+        message="the start, breach and fail annotations",
+    )
