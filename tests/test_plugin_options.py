@@ -400,10 +400,21 @@ def test_dry_run_prints_the_resolved_run_without_secrets_or_load(
         "64",
         "--dry-run",
         "--headless",
+        "--threshold",
+        "p95_ms < 500 for GET /echo, abort after 10s",
     )
     assert code == 0, output
     resolved = json.loads(output[output.index("{") : output.rindex("}") + 1])
     assert resolved["arguments"] == {**EXPECTED_OPTIONS, "batch_size": 64}
+    assert resolved["thresholds"] == [
+        {
+            "criterion": "p95_ms < 500 for GET /echo",
+            "abort": True,
+            "delay_s": 10.0,
+            "per_interval": False,
+            "source": "the command line",
+        }
+    ]
     assert (resolved["endpoint"], resolved["host"]) == ("rerank", target.url)
     assert "s3cret-token" not in output
     assert target.total == 0

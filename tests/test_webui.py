@@ -305,7 +305,7 @@ def test_a_scripted_start_without_the_runs_fields_uses_the_values_given_at_start
     proc = locust_runner.start(
         *("--run-id", run_id, "--platform-url", platform_server.url),
         *("--model", "m1", "--gpu_model", "H100", "--batch_size", "16"),
-        *("--web-host", "127.0.0.1", "--web-port", str(port)),
+        *("--web-host", "127.0.0.1", "--web-port", str(port), "--threshold", "p95_ms < 60000"),
     )
     proc.wait_for("Starting web interface")
     ui = Ui(f"http://127.0.0.1:{port}")
@@ -320,3 +320,12 @@ def test_a_scripted_start_without_the_runs_fields_uses_the_values_given_at_start
         "gpu_model": "H100",
         "warm_up": False,
     }
+    assert tab_rows(ui)["Threshold p95_ms < 60000"].startswith(("not judged yet", "passed"))
+    ui.post("/stop", {})
+    run = wait_until(
+        lambda: (r := platform_server.get_run(run_id))["status"] == "completed" and r,
+        message="Stop completes the run",
+    )
+    [result] = run["summary"]["thresholds"]
+    assert result["passed"] is True
+    assert tab_rows(ui)["Threshold p95_ms < 60000"] == f"passed (observed {result['observed']:g})"
