@@ -6,19 +6,26 @@ hands the command line to Locust unchanged, so ``perfx --help`` lists the plugin
 
 ``perfx init [DIR]`` writes ``perfx_plugin.py`` for the plain ``locust -f
 perfx_plugin.py,locustfile.py`` form; ``perfx resend FILE`` delivers a final status that
-could not reach the platform at the end of a run.
+could not reach the platform at the end of a run; ``perfx --version`` names the plugin's,
+Locust's and Python's versions, the three a bug report needs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
+from importlib.metadata import version
 from pathlib import Path
+
+from locust_perfx import __version__
 
 # Nothing here may import requests or gevent at module level: Locust must monkey-patch
 # the process first, or ssl recurses forever.
 
+VERSION_FLAGS = ("--version", "-V")
+"""Locust's own version flags: ``perfx`` answers them with the plugin's version as well."""
 PLUGIN_FILE = "perfx_plugin.py"
 PLUGIN_SOURCE = (
     "# Load the locust-perfx plugin: locust -f perfx_plugin.py,locustfile.py --run-id RUN_ID\n"
@@ -32,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         return init(args[1:])
     if args[:1] == ["resend"]:
         return resend_command(args[1:])
+    if any(arg in VERSION_FLAGS for arg in args):
+        print(version_line())
+        return 0
     import locust.main
 
     import locust_perfx.plugin  # noqa: F401  (registers the listeners before Locust parses)
@@ -39,6 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [sys.argv[0], *args]
     locust.main.main()
     return 0
+
+
+def version_line() -> str:
+    """``locust-perfx X.Y.Z (Locust A.B.C, Python 3.11.x)``.
+
+    Locust's version is read from its installed metadata: importing Locust would
+    monkey-patch the process just to print a line.
+    """
+    locust = version("locust")
+    return f"locust-perfx {__version__} (Locust {locust}, Python {platform.python_version()})"
 
 
 def init(args: list[str]) -> int:

@@ -1,12 +1,18 @@
-"""The perfx command: init writes the plugin file, resend delivers a saved final status."""
+"""The perfx command: init writes the plugin file, resend delivers a saved final status,
+--version names the versions a bug report needs."""
 
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
+import locust
+import pytest
+
+from locust_perfx import __version__
 from locust_perfx.cli import PLUGIN_SOURCE
 from tests.fixtures.locust import PLUGIN
 from tests.fixtures.platform import PlatformServer
@@ -19,6 +25,16 @@ def perfx(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
         text=True,
         timeout=60,
         cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_names_the_plugin_locust_and_python(flag: str) -> None:
+    result = perfx(flag)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"locust-perfx {__version__} (Locust {locust.__version__}, "
+        f"Python {platform.python_version()})\n"
     )
 
 

@@ -1,0 +1,200 @@
+"""The release a team pins: ``python -m build`` makes an sdist and, from it, a wheel that
+installs into a fresh virtual environment and works there, away from this checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from packaging.requirements import Requirement
+
+from locust_perfx import __version__
+from tests.fixtures.locust import EXAMPLES, ROOT
+from tests.fixtures.platform import PlatformServer
+
+PACKAGE = ROOT / "locust_perfx"
+PACKAGE_DATA = ("locust_perfx/py.typed", "locust_perfx/reference/openapi.yaml")
+BUILD_TIMEOUT = 300.0
+"""A build, then an install from PyPI: about a minute and a half on a busy 2-core machine."""
+COMMAND_TIMEOUT = 60.0
+
+
+class Release(NamedTuple):
+    sdist: Path
+    wheel: Path
+
+
+class Installed(NamedTuple):
+    bin: Path
+    env: dict[str, str]
+
+    def run(self, *command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin / command[0]), *command[1:]],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            cwd=cwd,
+            env=self.env,
+        )
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    """``python -m build``: the sdist, then the wheel built from the unpacked sdist, so a file
+    the sdist lacks is missing from the wheel too."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    (sdist,) = out.glob("*.tar.gz")
+    (wheel,) = out.glob("*.whl")
+    return Release(sdist, wheel)
+
+
+@pytest.fixture(scope="module")
+def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The wheel and its dependencies from PyPI in a fresh venv (pip's cache keeps it quick)."""
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=COMMAND_TIMEOUT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFX_", "LOCUST_"))}
+    env.pop("PYTHONPATH", None)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(release.wheel)],
+        check=True,
+        capture_output=True,
+        timeout=BUILD_TIMEOUT,
+        env=env,
+    )
+    return Installed(venv / "bin", env)
+
+
+def test_the_changelog_names_this_version_and_renders() -> None:
+    import docutils.core
+
+    changelog = (ROOT / "CHANGELOG.rst").read_text()
+    docutils.core.publish_doctree(changelog, settings_overrides={"halt_level": 2})
+    assert re.search(rf"^{re.escape(__version__)} \(", changelog, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_every_module_and_the_package_data(release: Release) -> None:
+    with zipfile.ZipFile(release.wheel) as wheel:
+        names = set(wheel.namelist())
+    modules = {path.relative_to(ROOT).as_posix() for path in PACKAGE.rglob("*.py")}
+
+    assert modules | set(PACKAGE_DATA) <= names
+    assert not {name for name in names if name.startswith(("tests/", "examples/", "bench/"))}
+
+
+@pytest.mark.slow
+def test_the_sdist_carries_the_changelog_the_dashboards_and_what_the_tests_read(
+    release: Release,
+) -> None:
+    with tarfile.open(release.sdist) as sdist:
+        top, *names = sorted(sdist.getnames())
+    files = {name.removeprefix(f"{top}/") for name in names}
+    shipped = ["CHANGELOG.rst", "README.rst", "tox.ini", ".ci/run", "perfx_plugin.py"]
+    grafted = [
+        path.relative_to(ROOT).as_posix()
+        for folder in ("dashboards", "deploy", "examples", "tests")
+        for path in (ROOT / folder).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+
+    assert set(shipped + grafted) <= files
+    assert any(name.startswith("dashboards/") and name.endswith(".json") for name in files)
+
+
+@pytest.mark.slow
+def test_the_locust_floor_the_wheel_requires_is_the_one_tox_tests(release: Release) -> None:
+    """tox's oldest-Locust environment pins ``locust==X.Y.*``: the wheel must accept X.Y.0
+    and refuse the minor version before it."""
+    (floor,) = re.findall(r"locust==(\d+)\.(\d+)\.\*", (ROOT / "tox.ini").read_text())
+    with zipfile.ZipFile(release.wheel) as wheel:
+        metadata = Parser().parsestr(
+            wheel.read(f"locust_perfx-{__version__}.dist-info/METADATA").decode()
+        )
+    (locust,) = [
+        Requirement(line)
+        for line in metadata.get_all("Requires-Dist", [])
+        if line.startswith("locust")
+    ]
+    major, minor = map(int, floor)
+
+    assert locust.specifier.contains(f"{major}.{minor}.0")
+    assert not locust.specifier.contains(f"{major}.{minor - 1}.99")
+
+
+@pytest.mark.slow
+def test_the_installed_perfx_names_its_locust_and_python(
+    installed: Installed, tmp_path: Path
+) -> None:
+    result = installed.run("perfx", "--version", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    version = rf"Locust \d+\.\d+\.\d+, Python {re.escape(platform.python_version())}"
+    assert re.fullmatch(rf"locust-perfx {re.escape(__version__)} \({version}\)\n", result.stdout)
+
+
+@pytest.mark.slow
+def test_the_installed_reference_platform_answers_help(
+    installed: Installed, tmp_path: Path
+) -> None:
+    result = installed.run("perfx-platform", "--help", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "serve" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_installed_package_is_the_wheel_with_its_data(
+    installed: Installed, tmp_path: Path
+) -> None:
+    probe = (
+        "import json, locust_perfx, locust_perfx.plugin\n"
+        "from importlib.resources import files\n"
+        "print(json.dumps({'file': locust_perfx.__file__, 'version': locust_perfx.__version__,\n"
+        "  'openapi': files('locust_perfx.reference').joinpath('openapi.yaml').is_file()}))\n"
+    )
+    result = installed.run("python", "-c", probe, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert Path(found["file"]).is_relative_to(installed.bin.parent)
+    assert (found["version"], found["openapi"]) == (__version__, True)
+
+
+@pytest.mark.slow
+def test_the_installed_plugin_checks_a_platform_run_without_load(
+    installed: Installed, platform_server: PlatformServer, tmp_path: Path
+) -> None:
+    run_id = platform_server.create_run()
+    result = installed.run(
+        "perfx",
+        "-f",
+        str(EXAMPLES / "locustfile.py"),
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform_server.url,
+        "--dry-run",
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["run_id"] == run_id
+    assert platform_server.get_run(run_id)["status"] == "pending"
