@@ -35,6 +35,7 @@ from locust import log as locust_log
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
+from locust_perfx import __version__ as perfx_version
 from locust_perfx.criteria import Judge
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
 from locust_perfx.exporter import MetricsExporter
@@ -125,6 +126,8 @@ class RunController:
         self.exporter = self._exporter(plan)
         self.watch = self._watch(plan, self.sync, self.exporter)
         self.roster = WorkerRoster(self.runner)
+        if isinstance(self.runner, MasterRunner):  # before anything yields: hellos may be queued
+            self.runner.register_message(WORKER_HELLO, self.roster.on_hello)
         self.phase = Phase.IDLE
         self.verdict: Verdict | None = None
         self.delivery: Delivery | None = None
@@ -235,8 +238,6 @@ class RunController:
         events.test_stop.add_listener(self.on_test_stop)
         events.quit.add_listener(self.on_quit)
         events.worker_report.add_listener(self.on_worker_report)
-        if isinstance(self.runner, MasterRunner):
-            self.runner.register_message(WORKER_HELLO, self.roster.on_hello)
         # gevent runs every handler of a signal: ours beside Locust's own, once Locust has one.
         gevent.signal_handler(signal.SIGTERM, self._on_sigterm)
         previous = signal.getsignal(signal.SIGINT)
@@ -481,6 +482,7 @@ class RunController:
             started_at=runner.stats.start_time,
             finished_at=time.time(),
         )
+        summary["perfx_version"] = perfx_version
         if self.exporter is not None:
             summary["export"] = self.exporter.health()
         if self.watch.judge is not None:

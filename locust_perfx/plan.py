@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from locust_perfx import __version__
 from locust_perfx.criteria import Criterion, merge, parse_criteria
 from locust_perfx.exceptions import ConfigError, RunStateConflict
 from locust_perfx.influx import InfluxConfig, parse_tags
@@ -147,6 +148,7 @@ class RunPlan:
         influx = self.settings.influx
         return {
             "run_id": self.info.id,
+            "perfx_version": __version__,
             "status": self.info.status,
             "platform_url": self.settings.platform_url,
             "endpoint": self.info.endpoint,

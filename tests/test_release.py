@@ -12,11 +12,13 @@ import sys
 import tarfile
 import zipfile
 from email.parser import Parser
+from importlib.metadata import version
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.version import Version
 
 from locust_perfx import __version__
 from tests.fixtures.locust import EXAMPLES, ROOT
@@ -120,10 +122,13 @@ def test_the_sdist_carries_the_changelog_the_dashboards_and_what_the_tests_read(
 
 
 @pytest.mark.slow
-def test_the_locust_floor_the_wheel_requires_is_the_one_tox_tests(release: Release) -> None:
-    """tox's oldest-Locust environment pins ``locust==X.Y.*``: the wheel must accept X.Y.0
-    and refuse the minor version before it."""
-    (floor,) = re.findall(r"locust==(\d+)\.(\d+)\.\*", (ROOT / "tox.ini").read_text())
+def test_the_oldest_locust_the_wheel_accepts_is_one_tox_tests(release: Release) -> None:
+    """tox tests the Locust a ``locust==X.Y.*`` environment pins, and the newest (the one
+    installed here, in the default environment): the oldest of them is the floor, so the
+    wheel must accept its X.Y.0 and refuse the minor version before it."""
+    pinned = re.findall(r"locust==(\d+\.\d+)\.\*", (ROOT / "tox.ini").read_text())
+    newest = ".".join(version("locust").split(".")[:2])
+    major, minor = min(Version(v) for v in [*pinned, newest]).release
     with zipfile.ZipFile(release.wheel) as wheel:
         metadata = Parser().parsestr(
             wheel.read(f"locust_perfx-{__version__}.dist-info/METADATA").decode()
@@ -133,7 +138,6 @@ def test_the_locust_floor_the_wheel_requires_is_the_one_tox_tests(release: Relea
         for line in metadata.get_all("Requires-Dist", [])
         if line.startswith("locust")
     ]
-    major, minor = map(int, floor)
 
     assert locust.specifier.contains(f"{major}.{minor}.0")
     assert not locust.specifier.contains(f"{major}.{minor - 1}.99")
