@@ -11,19 +11,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from bench.common import ROOT, log, median, versions
+from bench.common import BENCH, log, median, versions
+
+RESULTS = BENCH / "results.txt"
+"""The last full run's output, which README.rst's short table summarizes."""
+
+
+class Row(NamedTuple):
+    """One measurement; ``brief`` names it in the short table (rows with a goal only)."""
+
+    measure: str
+    result: str
+    goal: str = ""
+    met: str = ""
+    brief: str = ""
+
+    @property
+    def headline(self) -> str:
+        """The result without its details: what comes before the first " (", ";" or " = "."""
+        return re.split(r" \(|;| = ", self.result, maxsplit=1)[0]
 
 
 def part(module: str, *args: str) -> dict[str, Any]:
     log(f"running {module} {' '.join(args)}")
     done = subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=ROOT,
+        cwd=BENCH.parent,
         stdout=subprocess.PIPE,
         check=True,
     )
@@ -45,11 +65,12 @@ def paired(runs: list[dict[str, Any]], mode: str, config: str, key: str) -> list
     return ratios
 
 
-def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def load_rows(load: dict[str, Any]) -> list[Row]:
     runs = load["runs"]
     rows = []
     for mode in ("local", "distributed"):
         label = "local" if mode == "local" else "master + 2 workers"
+        brief = "local" if mode == "local" else "distributed"
         plain = [r for r in runs if r["mode"] == mode and r["config"] == "plain"]
         if not plain:
             continue
@@ -60,7 +81,7 @@ def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         noise_cpu = max(same_cpu, default=1.0) - 1
         if same:
             rows.append(
-                (
+                Row(
                     f"1. A/A: plain again / plain, req/s ({label}): this method's noise",
                     f"{median(same):.3f} (rounds {', '.join(f'{r:.3f}' for r in same)})",
                     "",
@@ -71,21 +92,23 @@ def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ours_cpu = paired(runs, mode, "perfx", "cpu_us_per_request")
         rps_ratio = median(ours_rps)
         rows.append(
-            (
+            Row(
                 f"1. plugin on / plain, req/s ({label})",
                 f"{rps_ratio:.3f} (rounds {', '.join(f'{r:.3f}' for r in ours_rps)}); "
                 f"plain {median([r['rps'] for r in plain]):,.0f} req/s",
                 ">= 0.99",
                 _verdict(rps_ratio >= 0.99, 1 - rps_ratio <= noise_rps),
+                f"req/s, plugin / plain ({brief})",
             )
         )
         rows.append(
-            (
+            Row(
                 f"1. plugin on / plain, CPU per request ({label})",
                 f"{median(ours_cpu):.3f}; plain "
                 f"{median([r['cpu_us_per_request'] for r in plain]):.0f} us/request",
                 "<= 1.01",
                 _verdict(median(ours_cpu) <= 1.01, median(ours_cpu) - 1 <= noise_cpu),
+                f"CPU/request, plugin / plain ({brief})",
             )
         )
         timed = [
@@ -104,13 +127,14 @@ def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             in_process = run["plugin_cpu_s"] / run["process_cpu_s"]
             share = in_process + export_share
             rows.append(
-                (
+                Row(
                     f"1. plugin's share of Locust's CPU: greenlets + export process ({label})",
                     f"{share:.3%} = {in_process:.3%} ({run['plugin_cpu_s'] * 1000:.1f} ms of "
                     f"{run['process_cpu_s']:.1f} s, in-process) + {export_share:.3%} (export "
                     "process, timed rounds); no per-request code",
                     "<= 1%",
                     _met(share <= 0.01),
+                    f"plugin's CPU share ({brief})",
                 )
             )
         if load["peer_problem"]:
@@ -118,7 +142,7 @@ def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         peer_rps = median(paired(runs, mode, "peer", "rps"))
         peer_cpu = median(paired(runs, mode, "peer", "cpu_us_per_request"))
         rows.append(
-            (
+            Row(
                 f"2. peer on / plain, req/s ({label})",
                 f"{peer_rps:.3f} (overhead {1 - peer_rps:.1%})",
                 "(seen: 0.78)",
@@ -126,7 +150,7 @@ def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
         )
         rows.append(
-            (
+            Row(
                 f"2. peer on / plain, CPU per request ({label})",
                 f"{peer_cpu:.3f} (overhead {peer_cpu - 1:.1%})",
                 "",
@@ -144,57 +168,70 @@ def load_rows(load: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 text = f"{peer_overhead / ours_overhead:.0f}x (ours {ours_overhead:.2%})"
                 met = peer_overhead / ours_overhead >= 20
             verdict = _verdict(met, ours_overhead <= noise)
-            rows.append((f"2. peer overhead / ours, {what} ({label})", text, ">= 20x", verdict))
+            rows.append(
+                Row(
+                    f"2. peer overhead / ours, {what} ({label})",
+                    text,
+                    ">= 20x",
+                    verdict,
+                    f"peer / our overhead, {what} ({brief})",
+                )
+            )
         if share:
             rows.append(
-                (
+                Row(
                     f"2. peer CPU overhead / our in-process share ({label})",
                     f"{(peer_cpu - 1) / share:.0f}x (peer {peer_cpu - 1:.1%}, ours {share:.3%})",
                     ">= 20x",
                     _met((peer_cpu - 1) / share >= 20),
+                    f"peer CPU overhead / our share ({brief})",
                 )
             )
     if load["peer_problem"]:
-        rows.append(("2. peer", f"not run: {load['peer_problem']}", ">= 20x", "NOT RUN"))
+        rows.append(Row("2. peer", f"not run: {load['peer_problem']}", ">= 20x", "NOT RUN", "peer"))
     return rows
 
 
-def master_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def master_rows(result: dict[str, Any]) -> list[Row]:
     names = f"{result['names']:,} names"
+    thousands = f"{result['names'] // 1000}k names"
     summary, live, direct = result["summary"], result["live"], result["direct"]
     cheap = summary["live_median_ms"] < 10
     rows = [
-        (
+        Row(
             f"3. master export CPU per interval, {names} (median, p99)",
             f"{summary['live_median_ms']:.1f} ms, {summary['live_p99_ms']:.1f} ms "
             f"({live['intervals']} intervals, 8 workers, {result['rps']:,.0f} req/s)",
             "< 10 ms median" if result["names"] == 1000 else "",
             _met(cheap) if result["names"] == 1000 else "",
+            f"master CPU per interval, median, p99 ({thousands})",
         ),
-        (
+        Row(
             f"3. longest gevent-loop block by the export, {names} (CPU)",
             f"{summary['live_longest_slice_cpu_ms']:.1f} ms "
             f"({summary['live_longest_slice_ms']:.1f} ms wall); "
             f"{live['slices_over_5ms']} of {live['slices']} slices > 5 ms wall",
             "<= 5 ms",
             _met(summary["live_longest_slice_cpu_ms"] <= 5),
+            f"longest loop block ({thousands})",
         ),
-        (
+        Row(
             f"3. the same without garbage collections, {names} (CPU)",
             f"{summary['live_longest_slice_cpu_without_gc_ms']:.1f} ms; "
             f"{summary['gc_in_slices']} collections ran inside the export's slices, "
             f"longest {summary['gc_in_slices_max_ms']:.1f} ms",
             "<= 5 ms",
             _met(summary["live_longest_slice_cpu_without_gc_ms"] <= 5),
+            f"the same without GC ({thousands})",
         ),
-        (
+        Row(
             f"3. export process CPU per interval, {names} (off the master's loop)",
             f"{live['export_process_cpu_ms_per_interval']:.1f} ms; "
             f"RSS {live['export_process_rss_mib']:.0f} MiB",
             "",
             "",
         ),
-        (
+        Row(
             f"3. CPU per interval by design, {names} (direct, no pauses, median)",
             f"master now (read + pickle) {summary['direct_master_median_ms']:.1f} ms; "
             f"diff in C (export process now; master's loop before) "
@@ -204,13 +241,13 @@ def master_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "",
             "",
         ),
-        (
+        Row(
             f"3. master / {_baseline()} design, CPU per interval, {names}",
             f"{summary['direct_master_median_ms'] / summary['direct_baseline_median_ms']:.2f}",
             "",
             "",
         ),
-        (
+        Row(
             f"3. memory, {names} (kept between intervals, peak in one; tracemalloc)",
             "master {:.1f} / {:.1f} MiB; export process {:.1f} / {:.1f} MiB; {} design "
             "{:.1f} / {:.1f} MiB; master RSS +{:.1f} MiB".format(
@@ -227,7 +264,7 @@ def master_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def outage_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def outage_rows(result: dict[str, Any]) -> list[Row]:
     within = result["peak_queued"] <= result["buffer"]
     delivered = (
         result["points_dropped"] == 0
@@ -235,21 +272,23 @@ def outage_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         and result["requests_read_back"] == result["requests_master_total"]
     )
     return [
-        (
+        Row(
             f"4. 10-min outage, {result['names']:,} names: peak buffer",
             f"{result['peak_queued']:,} points of {result['buffer']:,} "
             f"({result['buffer_mib']:.1f} MiB, {result['bytes_per_point']:.0f} B/point; "
             f"RSS +{result['rss_growth_mib']:.1f} MiB)",
-            "<= --influxdb-buffer",
+            "<= buffer",
             _met(within),
+            "10-min outage: peak buffer",
         ),
-        (
+        Row(
             "4. delivered after recovery (read back from VictoriaMetrics)",
-            f"{result['request_points_read_back']:,} request points, "
             f"{result['requests_read_back']:,} of {result['requests_master_total']:,} requests "
-            f"in {result['delivery_s']:.1f} s; dropped {result['points_dropped']}",
+            f"({result['request_points_read_back']:,} request points, in "
+            f"{result['delivery_s']:.1f} s); dropped {result['points_dropped']}",
             "all",
             _met(delivered),
+            "outage: delivered after recovery",
         ),
     ]
 
@@ -262,7 +301,7 @@ def _verdict(met: bool, within_noise: bool) -> str:
     """A side-by-side ratio short of its goal by less than the A/A rounds differ is noise."""
     if met:
         return "yes"
-    return "noise (A/A)" if within_noise else "NO"
+    return "noise" if within_noise else "NO"
 
 
 def _baseline() -> str:
@@ -271,17 +310,25 @@ def _baseline() -> str:
     return BASELINE_COMMIT
 
 
-def print_table(rows: list[tuple[str, str, str, str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    header = ("measure", "result", "goal", "met")
-    widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A reStructuredText simple table (it reads as plain text too)."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
     rule = "  ".join("=" * w for w in widths)
-    print(rule)
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print(rule)
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(rule)
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([rule, line(header), rule, *map(line, rows), rule]) + "\n"
+
+
+def full_table(rows: list[Row]) -> str:
+    return table(("measure", "result", "goal", "met"), [row[:4] for row in rows])
+
+
+def short_table(rows: list[Row]) -> str:
+    """README.rst's table: the rows with a goal, by brief name and headline result."""
+    picked = [(row.brief, row.headline, row.goal, row.met) for row in rows if row.brief]
+    return table(("measure", "result", "goal", "met"), picked)
 
 
 def main() -> None:
@@ -289,9 +336,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one round, short windows")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--skip-load", action="store_true", help="parts 3 and 4 only")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help=f"where the full output goes too (default {RESULTS.relative_to(BENCH.parent)})",
+    )
     args = parser.parse_args()
     started = time.monotonic()
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     if not args.skip_load:
         rounds = "1" if args.quick else str(args.rounds)
         window = "3" if args.quick else "8"
@@ -301,11 +354,19 @@ def main() -> None:
     rows += master_rows(part("bench.master", "--names", "10000", "--intervals", intervals))
     rows += outage_rows(part("bench.outage"))
     info = versions()
-    print(f"locust-perfx benchmark, {time.strftime('%Y-%m-%d')}, {info.pop('cores')} cores")
-    print(", ".join(f"{key} {value}" for key, value in info.items()))
-    print(f"took {time.monotonic() - started:.0f} s")
-    print()
-    print_table(rows)
+    full = "\n".join(
+        [
+            f"locust-perfx benchmark, {time.strftime('%Y-%m-%d')}, {info.pop('cores')} cores",
+            ", ".join(f"{key} {value}" for key, value in info.items()),
+            f"took {time.monotonic() - started:.0f} s",
+            "",
+            full_table(rows),
+        ]
+    )
+    args.results.write_text(full)
+    print(full)
+    print(f"Short table (README.rst); the full one is also in {args.results}:\n")
+    print(short_table(rows))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Grafana dashboards for the default ``perfx`` layout: InfluxDB 2 (Flux) and 1.x (InfluxQL).
 
-``python dashboards/build.py`` writes both JSON files beside it; ``tests/test_dashboards.py``
+``python dashboards/build.py`` writes both JSON files into ``locust_perfx/dashboards/``, the
+package data ``perfx dashboards`` copies out of an installed wheel; ``tests/test_dashboards.py``
 fails while the checked-in files differ from what this builds, and runs every InfluxQL query
 against a real InfluxDB 1.x. Each panel is written once, with its query in both languages,
 so the two dashboards stay panel-for-panel the same (titles, order, units, variables).
@@ -34,7 +35,7 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common, dashboard
 
-HERE = Path(__file__).resolve().parent
+OUT = Path(__file__).resolve().parent.parent / "locust_perfx" / "dashboards"
 
 Language = Literal["flux", "influxql"]
 FILES: dict[Language, str] = {
@@ -467,8 +468,8 @@ def render(language: Language) -> str:
 
 def main() -> None:
     for language, name in FILES.items():
-        (HERE / name).write_text(render(language))
-        print(f"wrote {HERE / name}", file=sys.stderr)
+        (OUT / name).write_text(render(language))
+        print(f"wrote {OUT / name}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
-"""``perfx``: Locust with the plugin loaded, plus two small helpers.
+"""``perfx``: Locust with the plugin loaded, plus small helpers.
 
 ``perfx -f locustfile.py --run-id X [any locust or perfx option]`` imports the plugin and
 hands the command line to Locust unchanged, so ``perfx --help`` lists the plugin's options
 (plain ``locust --help`` prints before any ``-f`` file is loaded).
 
 ``perfx init [DIR]`` writes ``perfx_plugin.py`` for the plain ``locust -f
-perfx_plugin.py,locustfile.py`` form; ``perfx resend FILE`` delivers a final status that
+perfx_plugin.py,locustfile.py`` form; ``perfx dashboards [DIR]`` writes the Grafana
+dashboards the package carries; ``perfx resend FILE`` delivers a final status that
 could not reach the platform at the end of a run; ``perfx --version`` names the plugin's,
 Locust's and Python's versions, the three a bug report needs.
 """
@@ -17,6 +18,7 @@ import os
 import platform
 import sys
 from importlib.metadata import version
+from importlib.resources import files
 from pathlib import Path
 
 from locust_perfx import __version__
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["init"]:
         return init(args[1:])
+    if args[:1] == ["dashboards"]:
+        return dashboards(args[1:])
     if args[:1] == ["resend"]:
         return resend_command(args[1:])
     if any(arg in VERSION_FLAGS for arg in args):
@@ -63,17 +67,47 @@ def version_line() -> str:
 
 def init(args: list[str]) -> int:
     """Write the one-line plugin file Locust's ``-f`` needs into a folder (default: here)."""
-    parser = argparse.ArgumentParser(prog="perfx init", description=init.__doc__)
-    parser.add_argument("folder", nargs="?", default=".", type=Path)
-    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
-    options = parser.parse_args(args)
+    options = _folder_parser("perfx init", init.__doc__).parse_args(args)
     path = options.folder / PLUGIN_FILE
-    if path.exists() and not options.force and path.read_text() != PLUGIN_SOURCE:
-        print(f"perfx: {path} exists and differs; pass --force to overwrite it", file=sys.stderr)
+    if not _write_all({path: PLUGIN_SOURCE}, force=options.force):
         return 1
-    path.write_text(PLUGIN_SOURCE)
     print(f"wrote {path}; run: locust -f {path},locustfile.py --run-id RUN_ID")
     return 0
+
+
+def dashboards(args: list[str]) -> int:
+    """Write the Grafana dashboards (InfluxDB 2 Flux, InfluxDB 1.x InfluxQL) into a folder."""
+    options = _folder_parser("perfx dashboards", dashboards.__doc__).parse_args(args)
+    folder = files("locust_perfx").joinpath("dashboards")
+    shipped = sorted((i for i in folder.iterdir() if i.name.endswith(".json")), key=str)
+    texts = {options.folder / item.name: item.read_text() for item in shipped}
+    if not _write_all(texts, force=options.force):
+        return 1
+    for path in texts:
+        print(f"wrote {path}")
+    return 0
+
+
+def _folder_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("folder", nargs="?", default=".", type=Path)
+    parser.add_argument("--force", action="store_true", help="overwrite changed files")
+    return parser
+
+
+def _write_all(texts: dict[Path, str], *, force: bool) -> bool:
+    """Write every file, or none: a file of the user's that differs is kept unless ``force``."""
+    changed = [p for p in texts if p.exists() and p.read_text() != texts[p]]
+    if changed and not force:
+        for path in changed:
+            print(
+                f"perfx: {path} exists and differs; pass --force to overwrite it", file=sys.stderr
+            )
+        return False
+    for path, text in texts.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return True
 
 
 def resend_command(args: list[str]) -> int:

@@ -1,5 +1,5 @@
-"""The perfx command: init writes the plugin file, resend delivers a saved final status,
---version names the versions a bug report needs."""
+"""The perfx command: init writes the plugin file, dashboards the Grafana dashboards, resend
+delivers a saved final status, --version names the versions a bug report needs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from locust_perfx import __version__
 from locust_perfx.cli import PLUGIN_SOURCE
-from tests.fixtures.locust import PLUGIN
+from tests.fixtures.locust import PLUGIN, ROOT
 from tests.fixtures.platform import PlatformServer
 
 
@@ -50,6 +50,33 @@ def test_init_keeps_a_different_file_unless_forced(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "exists and differs; pass --force to overwrite it" in result.stderr
     assert perfx("init", str(tmp_path), "--force").returncode == 0
+
+
+def test_dashboards_writes_both_into_a_new_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "grafana" / "dashboards"
+    result = perfx("dashboards", str(folder))
+
+    assert result.returncode == 0, result.stderr
+    shipped = sorted((ROOT / "locust_perfx" / "dashboards").glob("*.json"))
+    assert [path.name for path in shipped] == [
+        "locust-perfx-influxdb1-influxql.json",
+        "locust-perfx-influxdb2-flux.json",
+    ]
+    for path in shipped:
+        assert json.loads((folder / path.name).read_text()) == json.loads(path.read_text())
+
+
+def test_dashboards_keeps_an_edited_copy_and_writes_none_unless_forced(tmp_path: Path) -> None:
+    edited = tmp_path / "locust-perfx-influxdb2-flux.json"
+    edited.write_text('{"title": "mine"}')
+    result = perfx("dashboards", str(tmp_path))
+
+    assert result.returncode == 1
+    assert f"perfx: {edited} exists and differs; pass --force to overwrite it" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [edited.name]
+    assert edited.read_text() == '{"title": "mine"}'
+    assert perfx("dashboards", str(tmp_path), "--force").returncode == 0
+    assert json.loads(edited.read_text())["title"] != "mine"
 
 
 def test_resend_delivers_a_saved_final_status(

@@ -1,4 +1,4 @@
-"""The Grafana dashboards in dashboards/: what build.py makes, the Flux one panel for panel the
+"""The Grafana dashboards in locust_perfx/dashboards/: what dashboards/build.py makes, the Flux one panel for panel the
 InfluxQL one, and every InfluxQL query run, as Grafana would send it, against a real InfluxDB
 1.x that two real Locust runs wrote into; each panel's numbers agree with Locust's own final
 report (``--json-file``: counts and histograms) and the run summary's errors.
@@ -24,7 +24,7 @@ from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.platform import PlatformServer
 from tests.test_export_e2e import BEHAVIOURS
 
-DASHBOARDS = ROOT / "dashboards"
+DASHBOARDS = ROOT / "locust_perfx" / "dashboards"
 USERS = 3
 
 
@@ -36,7 +36,7 @@ def dashboard(language: build.Language) -> dict[str, Any]:
 def test_the_checked_in_dashboards_are_what_build_py_makes() -> None:
     for language, name in build.FILES.items():
         assert (DASHBOARDS / name).read_text() == build.render(language), (
-            f"dashboards/{name} is stale: run python dashboards/build.py"
+            f"locust_perfx/dashboards/{name} is stale: run python dashboards/build.py"
         )
 
 

@@ -25,7 +25,12 @@ from tests.fixtures.locust import EXAMPLES, ROOT
 from tests.fixtures.platform import PlatformServer
 
 PACKAGE = ROOT / "locust_perfx"
-PACKAGE_DATA = ("locust_perfx/py.typed", "locust_perfx/reference/openapi.yaml")
+PACKAGE_DATA = (
+    "locust_perfx/py.typed",
+    "locust_perfx/reference/openapi.yaml",
+    "locust_perfx/dashboards/locust-perfx-influxdb1-influxql.json",
+    "locust_perfx/dashboards/locust-perfx-influxdb2-flux.json",
+)
 BUILD_TIMEOUT = 300.0
 """A build, then an install from PyPI: about a minute and a half on a busy 2-core machine."""
 COMMAND_TIMEOUT = 60.0
@@ -99,26 +104,26 @@ def test_the_wheel_carries_every_module_and_the_package_data(release: Release) -
     modules = {path.relative_to(ROOT).as_posix() for path in PACKAGE.rglob("*.py")}
 
     assert modules | set(PACKAGE_DATA) <= names
+    assert any(re.fullmatch(r"locust_perfx-[^/]+\.dist-info/(licenses/)?LICENSE", n) for n in names)
     assert not {name for name in names if name.startswith(("tests/", "examples/", "bench/"))}
 
 
 @pytest.mark.slow
-def test_the_sdist_carries_the_changelog_the_dashboards_and_what_the_tests_read(
+def test_the_sdist_carries_the_changelog_and_what_the_tests_read(
     release: Release,
 ) -> None:
     with tarfile.open(release.sdist) as sdist:
         top, *names = sorted(sdist.getnames())
     files = {name.removeprefix(f"{top}/") for name in names}
-    shipped = ["CHANGELOG.rst", "README.rst", "tox.ini", ".ci/run", "perfx_plugin.py"]
+    shipped = ["CHANGELOG.rst", "LICENSE", "README.rst", "tox.ini", ".ci/run", "perfx_plugin.py"]
     grafted = [
         path.relative_to(ROOT).as_posix()
-        for folder in ("dashboards", "deploy", "examples", "tests")
+        for folder in ("dashboards", "deploy", "examples", "tests", "locust_perfx/dashboards")
         for path in (ROOT / folder).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     ]
 
     assert set(shipped + grafted) <= files
-    assert any(name.startswith("dashboards/") and name.endswith(".json") for name in files)
 
 
 @pytest.mark.slow
@@ -162,6 +167,17 @@ def test_the_installed_reference_platform_answers_help(
 
     assert result.returncode == 0, result.stderr
     assert "serve" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_installed_perfx_writes_the_dashboards(installed: Installed, tmp_path: Path) -> None:
+    result = installed.run("perfx", "dashboards", "grafana", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    for name in PACKAGE_DATA:
+        if name.startswith("locust_perfx/dashboards/"):
+            written = tmp_path / "grafana" / Path(name).name
+            assert written.read_text() == (ROOT / name).read_text()
 
 
 @pytest.mark.slow
