@@ -197,14 +197,21 @@ def master_rows(result: dict[str, Any]) -> list[Row]:
     thousands = f"{result['names'] // 1000}k names"
     summary, live, direct = result["summary"], result["live"], result["direct"]
     cheap = summary["live_median_ms"] < 10
+    goal_set = result["names"] == 1000  # the 10,000-name cost is shown, not judged
     rows = [
         Row(
             f"3. master export CPU per interval, {names} (median, p99)",
             f"{summary['live_median_ms']:.1f} ms, {summary['live_p99_ms']:.1f} ms "
             f"({live['intervals']} intervals, 8 workers, {result['rps']:,.0f} req/s)",
-            "< 10 ms median" if result["names"] == 1000 else "",
-            _met(cheap) if result["names"] == 1000 else "",
-            f"master CPU per interval, median, p99 ({thousands})",
+            *(
+                (
+                    "< 10 ms median",
+                    _met(cheap),
+                    f"master CPU per interval, median, p99 ({thousands})",
+                )
+                if goal_set
+                else ()
+            ),
         ),
         Row(
             f"3. longest gevent-loop block by the export, {names} (CPU)",
