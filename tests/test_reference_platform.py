@@ -643,7 +643,7 @@ def test_token_mode_requires_the_bearer_token_and_never_prints_it(
     assert anonymous.json() == {"code": 401, "message": AUTH_MESSAGE}
     assert anonymous.headers["WWW-Authenticate"] == "Bearer"
     assert platform.get_run(run_id)["status"] == "running"
-    assert page.status_code == 200  # the HTML pages are read-only and not protected
+    assert page.status_code == 401  # the pages need the token too
     assert platform.stop() == 0
     assert "run " in platform.output  # the server did log something...
     assert token not in platform.output  # ...but never the token

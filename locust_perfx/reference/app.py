@@ -1,4 +1,5 @@
-"""The reference platform as a Flask app: the JSON API under /api/perf and two HTML pages.
+"""The reference platform as a Flask app: the JSON API under /api/perf and the HTML pages
+(drawn by ``pages.py``).
 
 It implements the contract in ``openapi.yaml`` and nothing more, so that the plugin's
 tests and demos talk to a real HTTP server with a real database, and so that teams
@@ -17,14 +18,13 @@ import math
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from flask import Flask, Response, jsonify, render_template_string, request
+from flask import Flask, Response, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
+from locust_perfx.reference import pages
 from locust_perfx.reference.contract import RequestBodies, load_spec, parse_timestamp
 from locust_perfx.reference.store import JSON, Conflict, Invalid, Store, utc_iso
 from locust_perfx.reference.store import NotFound as RunMissing
@@ -90,73 +90,6 @@ def _normalize_times(body: JSON) -> JSON:
     return out
 
 
-@dataclass(frozen=True)
-class ResultLine:
-    """One criterion's result, worded for people: the run page and ``perfx-platform show``."""
-
-    verdict: str
-    """``passed`` or ``BREACHED``."""
-    criterion: str
-    observed: str
-    limit: str
-    source: str
-    """Where the criterion came from, or ``""`` when the summary does not say."""
-    first_breach: str
-    """When it was first breached (UTC), or ``""``."""
-
-    def __str__(self) -> str:
-        parts = [
-            f"{self.verdict:<8}  {self.criterion}: observed {self.observed}",
-            f"limit {self.limit}",
-        ]
-        if self.source:
-            parts.append(f"from {self.source}")
-        if self.first_breach:
-            parts.append(f"first breached at {self.first_breach}")
-        return ", ".join(parts)
-
-
-def criteria_of(run: JSON) -> list[tuple[str, str]]:
-    """The criteria the platform holds for a run, as (whose, criterion): the endpoint's, then
-    the run's own. Objects are shown as stored: judging them is the plugin's job."""
-    return [
-        (whose, item if isinstance(item, str) else json.dumps(item, ensure_ascii=False))
-        for whose, items in (
-            (f"endpoint {run['endpoint']['name']}", run["endpoint"].get("thresholds")),
-            (f"run {run['id']}", run.get("thresholds")),
-        )
-        for item in items or ()
-    ]
-
-
-def results_of(run: JSON) -> list[ResultLine]:
-    """How each criterion stood at the end, from the summary the plugin sent (none before)."""
-    summary = run["summary"] if isinstance(run["summary"], dict) else {}
-    return [
-        ResultLine(
-            verdict="passed" if result["passed"] else "BREACHED",
-            criterion=result["criterion"],
-            observed="no requests" if result["observed"] is None else _number(result["observed"]),
-            limit=_number(result["limit"]),
-            source=result.get("source", ""),
-            first_breach=_moment(result.get("first_breach_at")),
-        )
-        for result in summary.get("thresholds", ())
-    ]
-
-
-def _number(value: float) -> str:
-    # Counts stay whole (12345678, not 1.23457e+07) up to where a float still holds every
-    # integer; ratios, rates and anything larger keep 6 significant digits.
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return f"{value:.6g}"
-
-
-def _moment(epoch: float | None) -> str:
-    return "" if epoch is None else utc_iso(datetime.fromtimestamp(epoch, UTC))
-
-
 class _Sweeper:
     """Background watchdog: fails running runs whose load generator went silent."""
 
@@ -180,62 +113,6 @@ class _Sweeper:
         self._thread.join(timeout=5.0)
 
 
-_LIST_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>perfx platform: runs</title></head><body>
-<h1>Runs</h1>
-{% if runs %}<table border="1" cellpadding="4">
-<tr><th>id</th><th>status</th><th>endpoint</th><th>environment</th><th>created</th></tr>
-{% for run in runs %}<tr><td><a href="runs/{{ run.id | urlencode }}">{{ run.id }}</a></td>
-<td>{{ run.status }}</td><td>{{ run.endpoint.name }}</td><td>{{ run.environment.name }}</td>
-<td>{{ run.created_at }}</td></tr>
-{% endfor %}</table>{% else %}<p>No runs yet: create one with <code>perfx-platform new-run</code>.
-</p>{% endif %}
-</body></html>
-"""
-
-_RUN_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>perfx platform: {{ run.id }}</title></head><body>
-<p><a href="../">all runs</a></p>
-<h1>{{ run.id }}</h1>
-<table border="1" cellpadding="4">
-<tr><th>status</th><td>{{ run.status }}</td></tr>
-{% if run.reason %}<tr><th>reason</th><td>{{ run.reason }}</td></tr>{% endif %}
-<tr><th>endpoint</th><td>{{ run.endpoint.name }}</td></tr>
-<tr><th>environment</th><td>{{ run.environment.name }} ({{ run.environment.host }})</td></tr>
-<tr><th>host</th><td>{{ run.host or "" }}</td></tr>
-<tr><th>created</th><td>{{ run.created_at }}</td></tr>
-<tr><th>started</th><td>{{ run.started_at or "" }}</td></tr>
-<tr><th>finished</th><td>{{ run.finished_at or "" }}</td></tr>
-<tr><th>exit code</th><td>{{ run.exit_code if run.exit_code is not none else "" }}</td></tr>
-</table>
-<h2>Arguments</h2>
-{% if run.arguments is none %}<p>Not started yet.</p>
-{% elif not run.arguments %}<p>No arguments.</p>
-{% else %}<table border="1" cellpadding="4">
-{% for name, value in run.arguments.items() %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>
-{% endfor %}</table>{% endif %}
-{% if criteria or results %}<h2>Pass/fail criteria</h2>
-{% if criteria %}<table border="1" cellpadding="4">
-<tr><th>of</th><th>criterion</th></tr>
-{% for whose, criterion in criteria %}<tr><td>{{ whose }}</td><td>{{ criterion }}</td></tr>
-{% endfor %}</table>{% endif %}
-{% if results %}<h3>Results</h3>
-<table border="1" cellpadding="4">
-<tr><th>result</th><th>criterion</th><th>observed</th><th>limit</th><th>from</th>
-<th>first breach</th></tr>
-{% for r in results %}<tr><td>{{ r.verdict }}</td><td>{{ r.criterion }}</td>
-<td>{{ r.observed }}</td><td>{{ r.limit }}</td><td>{{ r.source }}</td><td>{{ r.first_breach }}</td>
-</tr>
-{% endfor %}</table>{% endif %}{% endif %}
-<h2>Summary</h2>
-{% if error %}<p>The load generator could not build the summary: {{ error }}</p>{% endif %}
-{% if total %}<table border="1" cellpadding="4">
-{% for name, value in total.items() %}<tr><th>{{ name }}</th><td>{{ value }}</td></tr>
-{% endfor %}</table>{% else %}<p>No summary.</p>{% endif %}
-</body></html>
-"""
-
-
 def create_app(
     db_path: str | os.PathLike[str],
     *,
@@ -245,7 +122,9 @@ def create_app(
 ) -> Flask:
     """Build the platform app on the SQLite file ``db_path`` (created if missing).
 
-    ``token`` makes every /api route require ``Authorization: Bearer <token>``;
+    ``token`` makes every /api route require ``Authorization: Bearer <token>``, and every
+    page too, which also takes it as the password of HTTP Basic auth (what a browser asks
+    a person for);
     ``envelope`` wraps success bodies as ``{"code": 0, "data": ...}`` like many real
     platforms; ``progress_timeout`` seconds of silence fail a running run (0 disables).
     A watchdog thread starts with the app; ``app.extensions["perfx_sweeper"].stop()``
@@ -259,7 +138,6 @@ def create_app(
     bodies = RequestBodies(load_spec())
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    expected = f"Bearer {token}".encode() if token else None
     if progress_timeout > 0:
         app.extensions["perfx_sweeper"] = _Sweeper(store, progress_timeout)
 
@@ -282,12 +160,21 @@ def create_app(
         return store.get_run(run_id)
 
     @app.before_request
-    def require_token() -> tuple[Response, int] | None:
-        if expected is None or not request.path.startswith("/api/"):
+    def require_token() -> ResponseReturnValue | None:
+        if not token:
             return None
         sent = request.headers.get("Authorization", "").encode()
-        if hmac.compare_digest(sent, expected):
+        if hmac.compare_digest(sent, f"Bearer {token}".encode()):
             return None
+        if not request.path.startswith("/api/"):
+            # Pages also take the token as a Basic password: what a browser asks a person for.
+            basic = request.authorization
+            password = basic.password if basic and basic.type == "basic" else None
+            if hmac.compare_digest((password or "").encode(), token.encode()):
+                return None
+            challenge = f'Basic realm="{pages.REALM}", charset="UTF-8"'
+            home = url_for("runs_page")
+            return pages.sign_in_page(home), 401, {"WWW-Authenticate": challenge}
         response, status = error(401, AUTH_MESSAGE)
         response.headers["WWW-Authenticate"] = "Bearer"
         return response, status
@@ -373,23 +260,14 @@ def create_app(
     @app.get("/")
     def runs_page() -> str:
         store.expire_silent_runs(progress_timeout)
-        return render_template_string(_LIST_PAGE, runs=store.list_runs())
+        return pages.run_list_page(store.list_runs(), store.progress())
 
     @app.get("/runs/<run_id>")
     def run_page(run_id: str) -> str | tuple[str, int]:
         try:
             run = fresh(run_id)
         except RunMissing as exc:
-            return render_template_string("<p>{{ message }}</p>", message=str(exc)), 404
-        summary = run["summary"] if isinstance(run["summary"], dict) else {}
-        total = summary.get("total") if isinstance(summary.get("total"), dict) else None
-        return render_template_string(
-            _RUN_PAGE,
-            run=run,
-            total=total,
-            error=summary.get("error"),
-            criteria=criteria_of(run),
-            results=results_of(run),
-        )
+            return pages.not_found_page(str(exc), url_for("runs_page")), 404
+        return pages.run_page(run, store.progress(run_id).get(run_id, []))
 
     return app

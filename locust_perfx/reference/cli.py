@@ -23,12 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.serving import make_server
 
-from locust_perfx.reference.app import (
-    DEFAULT_PROGRESS_TIMEOUT,
-    create_app,
-    criteria_of,
-    results_of,
-)
+from locust_perfx.reference.app import DEFAULT_PROGRESS_TIMEOUT, create_app
+from locust_perfx.reference.pages import criteria_of, results_of
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -224,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--token",
         default=os.environ.get("PERFX_PLATFORM_TOKEN"),
         metavar="TOKEN",
-        help="Require 'Authorization: Bearer TOKEN' on /api (env PERFX_PLATFORM_TOKEN). "
+        help="Require 'Authorization: Bearer TOKEN' on /api, and the token on the pages too "
+        "(that header, or as the HTTP Basic password) (env PERFX_PLATFORM_TOKEN). "
         "Defaults to no auth.",
     )
     serve.add_argument(

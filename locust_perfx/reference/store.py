@@ -6,7 +6,8 @@ row are one atomic step, which is what makes "a final status is accepted once" t
 under concurrent calls. JSON bodies are stored as text.
 
 Files written by an older version keep working: opening one adds the columns it lacks
-(:data:`_ADDED_COLUMNS`), empty, which reads as "none" (no thresholds).
+(:data:`_ADDED_COLUMNS`), empty, which reads as "none" (no thresholds), and the tables it
+lacks (:data:`_ADDED_TABLES`), empty, which reads as "no progress history".
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ CREATE TABLE IF NOT EXISTS calls (
     http_status INTEGER NOT NULL,
     at TEXT NOT NULL
 );
+"""
+
+# Tables added since. ``progress`` keeps every accepted progress body, in arrival order, for
+# the charts of the HTML pages; ``runs.progress`` keeps only the last one, as the API shows.
+_ADDED_TABLES = """
+CREATE TABLE IF NOT EXISTS progress (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS progress_by_run ON progress (run_id, seq);
 """
 
 # Columns added since, as (table, column definition): added to a file that lacks them
@@ -189,7 +201,7 @@ class Store:
         self.path = os.fspath(path)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + _ADDED_TABLES)
         with self._write() as conn:  # one server at a time checks and adds, on a shared file
             for table, column in _ADDED_COLUMNS:
                 present = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -337,6 +349,21 @@ class Store:
             ).fetchall()
         return [dict(row) for row in rows]
 
+    def progress(self, run_id: str | None = None) -> dict[str, list[JSON]]:
+        """The accepted progress bodies of one run (or of every run), oldest first, by run id.
+
+        Runs that never reported progress are left out: the pages chart what there is.
+        """
+        where, args = ("", ()) if run_id is None else (" WHERE run_id = ?", (run_id,))
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT run_id, body FROM progress{where} ORDER BY seq", args
+            ).fetchall()
+        history: dict[str, list[JSON]] = {}
+        for row in rows:
+            history.setdefault(row["run_id"], []).append(json.loads(row["body"]))
+        return history
+
     def transition(self, run_id: str, call: str, body: JSON, *, progress_timeout: float) -> JSON:
         """Apply a state call, log it, and return the updated run; raise Conflict if refused.
 
@@ -401,6 +428,9 @@ class Store:
             conn.execute(
                 "UPDATE runs SET progress = ?, last_seen = ? WHERE id = ?",
                 (_dumps(body), now, run_id),
+            )
+            conn.execute(
+                "INSERT INTO progress (run_id, body) VALUES (?, ?)", (run_id, _dumps(body))
             )
         else:
             conn.execute(
