@@ -112,8 +112,9 @@ def timings(buckets: Sequence[int], running: Sequence[int]) -> Timings:
 
 
 def histogram_timings(histogram: Mapping[int, int]) -> Timings:
-    """``timings`` of a plain ``{response_time: count}`` histogram, as Locust keeps them."""
-    buckets = sorted(histogram, reverse=True)
+    """``timings`` of a plain ``{response_time: count}`` histogram, as Locust keeps them;
+    int buckets, whatever Locust's version keyed them by (see ``_Baseline.advance``)."""
+    buckets = sorted(map(int, histogram), reverse=True)
     return timings(buckets, list(accumulate(map(histogram.__getitem__, buckets))))
 
 
@@ -224,7 +225,9 @@ class _Baseline:
         buckets, counts_of, before = self.buckets, self.counts_of, self.counts
         if len(histogram) != len(buckets):  # new buckets: a histogram only grows until reset
             known = dict(zip(buckets, before, strict=True))
-            buckets = self.buckets = sorted(histogram, reverse=True)
+            # int: Locust < 2.43 keys response times from 100 ms up by float (220.0), and
+            # InfluxDB refuses a field whose type changes ("field type conflict").
+            buckets = self.buckets = sorted(map(int, histogram), reverse=True)
             counts_of = self.counts_of = _counts_getter(buckets)
             before = tuple(map(known.get, buckets, repeat(0)))
         counts = self.counts = counts_of(histogram)
@@ -417,10 +420,11 @@ def _entry_summary(entry: StatsEntry, duration: float) -> dict[str, Any]:
         "avg_ms": round(entry.avg_response_time, 2),
         "min_ms": entry.min_response_time or 0,
         "max_ms": entry.max_response_time,
-        "median_ms": entry.median_response_time,
-        "p90_ms": entry.get_response_time_percentile(0.9),
-        "p95_ms": entry.get_response_time_percentile(0.95),
-        "p99_ms": entry.get_response_time_percentile(0.99),
+        # Histogram buckets: int in every Locust version (see _Baseline.advance).
+        "median_ms": int(entry.median_response_time),
+        "p90_ms": int(entry.get_response_time_percentile(0.9)),
+        "p95_ms": int(entry.get_response_time_percentile(0.95)),
+        "p99_ms": int(entry.get_response_time_percentile(0.99)),
         "bytes": entry.total_content_length,
     }
 

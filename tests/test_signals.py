@@ -140,7 +140,7 @@ def web_ui_after_a_test(
     proc, ui = _web_ui(runner, platform, run_id)
     assert ui.post("/swarm", FORM).json()["success"] is True
     wait_until(lambda: target.total > 0, message="load reaches the target")
-    ui.post("/stop", {})
+    ui.stop()
     wait_until(lambda: platform.get_run(run_id)["status"] == "completed", message="Stop completes")
     return Started(proc, status="completed", reason=None, calls=(("start", 200), ("complete", 200)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,12 +15,13 @@ from locust.env import Environment
 from locust.event import Events
 from locust.stats import (
     RequestStats,
-    bucket_response_time,
+    StatsEntry,
     calculate_response_time_percentile,
     setup_distributed_stats_event_listeners,
 )
 
 from locust_perfx.handoff import ChangeReader, StatsMirror
+from locust_perfx.influx import PerfxLayout
 from locust_perfx.snapshot import (
     OTHER_NAME,
     PERCENTILES,
@@ -30,6 +32,14 @@ from locust_perfx.snapshot import (
     histogram_timings,
     summarize,
 )
+
+
+def bucket_response_time(response_time: float) -> int:
+    """Locust's own rounding of a response time into its histogram, in every version."""
+    entry = StatsEntry(RequestStats(), "rounding", "GET")
+    entry.log(response_time, 0)
+    (bucket,) = entry.response_times
+    return int(bucket)
 
 
 class FakeClock:
@@ -170,6 +180,53 @@ def test_names_past_max_names_fold_into_other_once_logged(
     }
     assert [r.getMessage() for r in caplog.records].count(caplog.records[0].getMessage()) == 1
     assert OTHER_NAME in caplog.records[0].getMessage()
+
+
+def keyed_as_locust_240(stats: RequestStats) -> None:
+    """Re-key every histogram as Locust < 2.43 keeps it: ``round(t, -1)`` of a float response
+    time is a float, so buckets from 100 ms up are ``150.0``, below 100 ms ``95``."""
+    for entry in [stats.total, *stats.entries.values()]:
+        entry.response_times = defaultdict(
+            int,
+            {
+                (float(bucket) if bucket >= 100 else bucket): count
+                for bucket, count in entry.response_times.items()
+            },
+        )
+
+
+def test_float_keyed_histograms_of_older_locusts_still_give_int_timings(
+    stats: RequestStats,
+) -> None:
+    """InfluxDB refuses a field whose type changes ("field type conflict"), and ``150.0i`` is
+    no line protocol: timings are ints whatever Locust keyed its buckets by."""
+    tracker = IntervalTracker(max_names=1)
+    tracker.reset(stats)
+    for name, response_time in [("/a", 95.4), ("/a", 147.2), ("/b", 2210.7), ("/c", 151.0)]:
+        stats.log_request("GET", name, response_time, 10)
+    keyed_as_locust_240(stats)
+    assert 150.0 in stats.entries[("/a", "GET")].response_times  # the shape 2.40 gives
+    interval = tracker.take(stats)
+    stats.log_request("GET", "/a", 480.9, 10)  # a new bucket after the baseline was taken
+    keyed_as_locust_240(stats)
+    later = tracker.take(stats)
+
+    deltas = [interval.total, *interval.entries, later.total, *later.entries]
+    assert {d.name for d in deltas} == {"Aggregated", "/a", OTHER_NAME}  # /b, /c folded
+    for delta in deltas:
+        timings = [delta.min_ms, delta.max_ms, *delta.percentiles]
+        assert {type(t) for t in timings} == {int}, delta
+    assert by_name(interval)[(OTHER_NAME, "GET")][-3:] == (150, 2200, (2200, 2200, 2200, 2200))
+    assert (later.total.min_ms, later.total.max_ms) == (480, 480)
+    points = PerfxLayout({"run_id": "r"}).interval_points(interval, Sample(0.0, 1, 0), 7)
+    assert "max_ms=2200i," in points[-1] and ".0i" not in "".join(points)
+    assert "p99_ms=2200i" in points[1]  # __other__
+
+    summary = summarize(stats, users_peak=1, workers=0, started_at=0.0, finished_at=1.0)
+    for entry in [summary["total"], *summary["requests"]]:
+        timings = [entry[f"{key}_ms"] for key in ("median", "p90", "p95", "p99")]
+        assert {type(t) for t in timings} == {int}, entry
+    assert summary["total"]["p99_ms"] == 2200
 
 
 def test_late_worker_reports_land_in_the_next_interval_on_a_master() -> None:
