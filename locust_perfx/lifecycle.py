@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from locust_perfx.exceptions import PerfxError, PlatformError, RunStateConflict
+from locust_perfx.exceptions import PerfxError, PlatformError, PlatformUnavailable, RunStateConflict
 from locust_perfx.options import PROGRESS_INTERVAL
 from locust_perfx.platform import PlatformClient
 from locust_perfx.schema import Value
@@ -140,7 +140,8 @@ class PlatformSync:
         self.last_error = ""
         self.progress_every = progress_every
         self._progress_enabled = progress_every > 0
-        self._last_progress = 0.0
+        self._next_progress = 0.0
+        """``time.monotonic()`` before which no progress is sent."""
 
     def start(self, arguments: Mapping[str, Value], host: str, locust: Mapping[str, Any]) -> None:
         """Tell the platform the run starts; raises PlatformError when it refuses."""
@@ -155,25 +156,27 @@ class PlatformSync:
         except PlatformError as err:
             self.last_error = str(err)
             raise
-        self._last_progress = time.monotonic()
+        self._next_progress = time.monotonic() + self.progress_every
         logger.info("perfx: run %s started on %s", self.run_id, self.client.base_url)
 
     def progress(self, body: Callable[[], dict[str, Any]]) -> None:
-        """Send live numbers if it is time; a platform without the endpoint is left alone."""
-        if not self._progress_enabled:
+        """Send live numbers if it is time; a platform without the endpoint is left alone, and
+        one that asks for a pause (``Retry-After`` with a 429 or 503) gets it."""
+        now = time.monotonic()
+        if not self._progress_enabled or now < self._next_progress:
             return
-        if time.monotonic() - self._last_progress < self.progress_every:
-            return
-        self._last_progress = time.monotonic()
+        self._next_progress = now + self.progress_every
         try:
             self.client.progress(self.run_id, {"at": utc_now(), **body()})
         except PlatformError as err:
             if err.status in (404, 405):
                 logger.info("perfx: the platform has no progress endpoint; not sending progress")
                 self._progress_enabled = False
-            else:
-                self.last_error = str(err)
-                logger.debug("perfx: progress not delivered: %s", err)
+                return
+            self.last_error = str(err)
+            logger.debug("perfx: progress not delivered: %s", err)
+            if isinstance(err, PlatformUnavailable) and err.retry_after:
+                self._next_progress = max(self._next_progress, now + err.retry_after)
 
     def finish(self, verdict: Verdict, summary: Mapping[str, Any], exit_code: int) -> Delivery:
         """Send complete or fail; if it cannot be delivered, save it to a file."""

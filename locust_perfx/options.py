@@ -176,10 +176,19 @@ class _AnyChoices(list[str]):
         return True
 
 
-def add_plugin_options(parser: LocustArgumentParser) -> None:
-    """Register the option table on a fresh parser (Locust builds one per web UI page load)."""
+def add_plugin_options(parser: LocustArgumentParser) -> list[str]:
+    """Register the option table on a fresh parser (Locust builds one per web UI page load).
+
+    Returns the problems: a flag of the table that the locustfile (or another plugin) added
+    first cannot be the plugin's.
+    """
+    problems = []
     for opt in OPTIONS:
         if opt.flag in parser._option_string_actions:
+            problems.append(
+                f"the option {opt.flag} that the locustfile (or another plugin) adds is also "
+                "an option of the perfx plugin; rename it in the locustfile"
+            )
             continue
         # Values stay text here and are typed by typed_values(), which names the
         # source of a bad one; argparse's own "invalid float value" names none.
@@ -201,6 +210,7 @@ def add_plugin_options(parser: LocustArgumentParser) -> None:
             is_secret=opt.secret,
             **kind,
         )
+    return problems
 
 
 def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> dict[str, str]:
@@ -213,10 +223,7 @@ def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> dict[
     clashes: dict[str, str] = {}
     for param in schema.parameters:
         if param.option in parser._option_string_actions or param.dest in taken_dests:
-            clashes[param.dest] = (
-                f"schema parameter {param.name!r} clashes with the option "
-                f"{_clashing_flag(parser, param)}; rename the parameter on the platform"
-            )
+            clashes[param.dest] = _clash(parser, param)
             continue
         parser.add_argument(
             param.option,
@@ -346,11 +353,24 @@ def _bool_or_text(text: str) -> bool | str:
     return text
 
 
-def _clashing_flag(parser: LocustArgumentParser, param: Parameter) -> str:
-    for action in parser._actions:
-        if param.option in action.option_strings or action.dest == param.dest:
-            return "/".join(action.option_strings) or action.dest
-    return param.option
+def _clash(parser: LocustArgumentParser, param: Parameter) -> str:
+    """Name the option a parameter cannot become, and whose it is: Locust's, or one the
+    locustfile added (both use the name, so either may be renamed)."""
+    action = next(
+        a for a in parser._actions if param.option in a.option_strings or a.dest == param.dest
+    )
+    from locust.argument_parser import default_args_dict  # Locust has patched the process
+
+    flag = "/".join(action.option_strings) or action.dest
+    if action.dest in default_args_dict():
+        return (
+            f"schema parameter {param.name!r} clashes with the option {flag}; "
+            "rename the parameter on the platform"
+        )
+    return (
+        f"schema parameter {param.name!r} clashes with the option {flag} that the locustfile "
+        "(or another plugin) adds; rename the parameter on the platform or the locustfile's option"
+    )
 
 
 HELP_FETCH_TIMEOUT: Final = 2.0
@@ -377,12 +397,39 @@ class OptionRegistry:
         self.parser: LocustArgumentParser | None = None
         """The last parser given options; after Locust's parse, it knows every value's source."""
 
+    def register_at_parse(
+        self,
+        parser: LocustArgumentParser,
+        argv: Sequence[str],
+        on_error: Callable[[PerfxError], None],
+    ) -> None:
+        """Add every option when ``parser`` first parses, instead of now.
+
+        Locust fires ``init_command_line_parser`` in import order, so the plugin's listener
+        runs before the locustfile's. Registered now, a locustfile option named like one of
+        ours would make argparse raise inside the locustfile's listener (a traceback, then
+        confusing errors); at the parse, every listener has run and a shared name is
+        reported like any other problem.
+        """
+
+        def register_then_parse(*args: Any, **kwargs: Any) -> Any:
+            del parser.parse_known_args  # once: the look-up parses too
+            try:
+                self.register(parser, argv)
+            except PerfxError as err:
+                on_error(err)
+            return parser.parse_known_args(*args, **kwargs)
+
+        parser.parse_known_args = register_then_parse
+
     def register(self, parser: LocustArgumentParser, argv: Sequence[str]) -> None:
         """Add every option to ``parser``; raises PerfxError if the run cannot be fetched.
 
         A fetch that fails is reported together with every bad plugin option (ConfigError).
         """
-        add_plugin_options(parser)
+        problems = add_plugin_options(parser)
+        if problems:
+            raise ConfigError(problems)
         self.parser = parser
         if not self._looked:
             self._looked = True

@@ -48,10 +48,7 @@ controller: RunController | None = None
 
 @events.init_command_line_parser.add_listener
 def on_command_line_parser(parser: Any, **_: Any) -> None:
-    try:
-        registry.register(parser, sys.argv[1:])
-    except PerfxError as err:
-        _exit(err)
+    registry.register_at_parse(parser, sys.argv[1:], on_error=_exit)
 
 
 @events.init.add_listener

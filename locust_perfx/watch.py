@@ -20,6 +20,7 @@ from locust.runners import MasterRunner, Runner
 from locust_perfx.criteria import Judge, Result
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.lifecycle import PlatformSync
+from locust_perfx.snapshot import interval_delta
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class RunWatch:
         self._stop_test = stop_test
         self._next_check = 0.0
         self._reported: set[str] = set()
+        self._since_progress: Any = None
+        """``interval_delta``'s baseline: progress carries the p95 since the last report."""
         # A progress report in flight must complete before the final status is sent.
         self._reporting = gevent.lock.Semaphore()
         self._stopped = False
@@ -62,6 +65,7 @@ class RunWatch:
     def start(self) -> None:
         """A test starts: peaks and thresholds count from now."""
         self.users_peak = self.workers_peak = 0
+        self._since_progress = None
         if self.judge is not None:
             self.judge.start(self.runner.stats, time.time())
             self._reported.clear()
@@ -87,6 +91,7 @@ class RunWatch:
     def progress_body(self) -> dict[str, Any]:
         runner = self.runner
         total = runner.stats.total
+        interval, self._since_progress = interval_delta(total, self._since_progress)
         return {
             "users": runner.user_count,
             "workers": worker_count(runner),
@@ -94,6 +99,7 @@ class RunWatch:
             "fail_ratio": round(total.fail_ratio, 4),
             "requests": total.num_requests,
             "failures": total.num_failures,
+            "p95_ms": interval.percentile(0.95),
         }
 
     def results(self) -> list[Result]:

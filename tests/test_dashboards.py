@@ -1,7 +1,8 @@
-"""The Grafana dashboards in locust_perfx/dashboards/: what dashboards/build.py makes, the Flux one panel for panel the
-InfluxQL one, and every InfluxQL query run, as Grafana would send it, against a real InfluxDB
-1.x that two real Locust runs wrote into; each panel's numbers agree with Locust's own final
-report (``--json-file``: counts and histograms) and the run summary's errors.
+"""The Grafana dashboards in locust_perfx/dashboards/: what dashboards/build.py makes, the
+Flux one panel for panel the InfluxQL one, and every InfluxQL query run, as Grafana would
+send it, against a real InfluxDB 1.x that two real Locust runs wrote into; each panel's
+numbers agree with Locust's own final report (``--json-file``: counts and histograms) and
+the run summary's errors.
 
 Flux cannot run here (no InfluxDB 2): its dashboard is held to the InfluxQL one's shape.
 """

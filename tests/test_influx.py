@@ -37,7 +37,8 @@ from locust_perfx.influx import (
 from locust_perfx.options import DEFAULT_BUFFER_POINTS
 from locust_perfx.sink import CHECK_MEASUREMENT, InfluxSink
 from locust_perfx.snapshot import PERCENTILES, IntervalTracker, Sample
-from tests.fixtures.tsdb import VictoriaMetrics, free_port
+from tests.fixtures.server import free_port
+from tests.fixtures.tsdb import VictoriaMetrics
 from tests.fixtures.waiting import wait_until
 
 INTERVAL = 0.05  # seconds: short so a test sees many intervals quickly

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from locust_perfx.lifecycle import EXIT_STATUS_REFUSED, EXIT_STATUS_SAVED
-from tests.fixtures.faults import FaultServer
+from tests.fixtures.faults import FaultServer, Reply
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_request
 from tests.fixtures.platform import PlatformFactory, PlatformServer
@@ -46,6 +46,25 @@ def assert_summary_matches_target(run: dict[str, Any], target: Target) -> None:
     assert summary["total"]["requests"] == target.total > 0
     per_name = {r["name"]: r["requests"] for r in summary["requests"]}
     assert per_name == {path: count for path, count in target.counts.items()}
+
+
+def scripted_run(target: Target) -> dict[str, object]:
+    """The pending ``run_1`` a fault server's script answers with (then changes)."""
+    return {
+        "id": "run_1",
+        "status": "pending",
+        "endpoint": {"name": "e"},
+        "environment": {"name": "x", "host": target.url},
+    }
+
+
+def script_a_started_run(
+    fault_server: FaultServer, target: Target, *then: Reply
+) -> dict[str, object]:
+    """The fault server answers the run's look-up and its start, then with ``then``."""
+    run = scripted_run(target)
+    fault_server.script = [(200, run), (200, {**run, "status": "running"}), *then]
+    return run
 
 
 def run_headless(
@@ -85,6 +104,8 @@ def test_a_clean_local_run_completes_with_its_summary(
     assert_summary_matches_target(run, target)
     assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
     assert any(c["call"] == "progress" for c in platform_server.calls(run_id))
+    last = run["progress"]  # the p95 of the requests since the report before, for charts
+    assert 0 <= last["p95_ms"] <= run["summary"]["total"]["max_ms"]
 
 
 @pytest.mark.parametrize(
@@ -285,25 +306,10 @@ def test_start_survives_a_platform_that_is_briefly_overloaded(
     fault_server: FaultServer,
     target: Target,
 ) -> None:
-    run = {
-        "id": "run_1",
-        "status": "pending",
-        "endpoint": {"name": "e"},
-        "environment": {"name": "x", "host": target.url},
-    }
+    run = scripted_run(target)
     fault_server.script = [(200, run), (503, {}), (429, {}), (200, {**run, "status": "running"})]
     code, output = locust_runner.run(
-        "--run-id",
-        "run_1",
-        "--platform-url",
-        fault_server.url,
-        "--headless",
-        "-u",
-        "1",
-        "-t",
-        "1s",
-        "--platform-progress",
-        "0",
+        *headless("run_1", fault_server.url, "-u 1 -t 1s --platform-progress 0"),
         locustfile=BEHAVIOURS,
     )
     assert code == 0, output
@@ -338,29 +344,9 @@ def test_a_platform_without_progress_is_not_sent_it_again(
     locust_runner: LocustRunner, fault_server: FaultServer, target: Target
 ) -> None:
     # The fault server plays a platform that lacks the optional progress endpoint.
-    run = {
-        "id": "run_1",
-        "status": "pending",
-        "endpoint": {"name": "e"},
-        "environment": {"name": "x", "host": target.url},
-    }
-    fault_server.script = [
-        (200, run),
-        (200, {**run, "status": "running"}),
-        (404, {"code": 404, "message": "no such route"}),
-    ]
+    script_a_started_run(fault_server, target, (404, {"code": 404, "message": "no such route"}))
     code, output = locust_runner.run(
-        "--run-id",
-        "run_1",
-        "--platform-url",
-        fault_server.url,
-        "--headless",
-        "-u",
-        "1",
-        "-t",
-        "3s",
-        "--platform-progress",
-        "0.5",
+        *headless("run_1", fault_server.url, "-u 1 -t 3s --platform-progress 0.5"),
         locustfile=BEHAVIOURS,
     )
     assert code == 0, output
@@ -371,6 +357,27 @@ def test_a_platform_without_progress_is_not_sent_it_again(
         "complete",
     ]
     assert "the platform has no progress endpoint; not sending progress" in output
+
+
+def test_progress_pauses_as_long_as_the_platforms_retry_after_asks(
+    locust_runner: LocustRunner, fault_server: FaultServer, target: Target
+) -> None:
+    # The fault server plays a platform that rate-limits progress once (429, Retry-After: 3):
+    # the reference platform never does.
+    run = script_a_started_run(
+        fault_server, target, (429, {"code": 429, "message": "slow down"}, {"Retry-After": "3"})
+    )
+    fault_server.fallback = (200, {**run, "status": "completed"})
+    code, output = locust_runner.run(
+        *headless("run_1", fault_server.url, "-u 1 -t 5s --platform-progress 0.5"),
+        locustfile=BEHAVIOURS,
+    )
+
+    assert code == 0, output
+    progress = [r.at for r in fault_server.requests if r.path.endswith("/progress")]
+    assert len(progress) >= 2, output
+    assert progress[1] - progress[0] >= 3.0  # not the 0.5 s of --platform-progress
+    assert fault_server.requests[-1].path.endswith("/complete")
 
 
 def test_a_final_status_the_platform_refuses_is_reported_not_saved(
