@@ -10,9 +10,11 @@ is judged by the same rules and all problems are reported together in ``init``.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -146,6 +148,13 @@ OPTIONS: Final[tuple[Option, ...]] = (
         "CRITERION",
         repeatable=True,
         env="PERFX_THRESHOLDS",
+    ),
+    Option(
+        "--verbose",
+        "Log every call to the platform (method, URL, status, time) and each change of the "
+        "run's phase, at DEBUG level of the locust_perfx logger only. Defaults to off.",
+        flag_only=True,
+        default=False,
     ),
     Option(
         "--dry-run",
@@ -444,14 +453,17 @@ class OptionRegistry:
         known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
         if not known.run_id or known.worker:
             return None
+        if known.verbose:
+            logging.getLogger(PACKAGE_LOGGER).setLevel(logging.DEBUG)
         typed, problems = typed_values(known, value_sources(parser, known))
         retry, timeout = (0.0, HELP_FETCH_TIMEOUT) if helping else (typed["platform_timeout"], None)
         if known.dry_run:
             parser.set_defaults(headless=True)  # a dry run checks what a test would, never serves
         try:
-            return self._fetch(
-                known.run_id, known.platform_url, known.platform_token or "", retry, timeout
-            )
+            with _shown_before_locust_logs(known.verbose):
+                return self._fetch(
+                    known.run_id, known.platform_url, known.platform_token or "", retry, timeout
+                )
         except PerfxError as err:
             if helping:
                 sys.stderr.write(
@@ -461,3 +473,23 @@ class OptionRegistry:
             if problems:
                 raise ConfigError([str(err), *problems]) from None
             raise
+
+
+PACKAGE_LOGGER: Final = "locust_perfx"
+
+
+@contextmanager
+def _shown_before_locust_logs(verbose: bool) -> Iterator[None]:
+    """Print the plugin's log lines on stderr for the block: the run is fetched while Locust
+    parses its options, before it sets up logging, and ``--verbose`` should show that call
+    too."""
+    if not verbose:
+        yield
+        return
+    handler = logging.StreamHandler()
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

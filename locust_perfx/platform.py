@@ -262,23 +262,36 @@ class PlatformClient:
         *,
         need_body: bool = True,
     ) -> Any:
-        """One HTTP call; ``need_body=False`` takes any 2xx as applied, readable or not."""
+        """One HTTP call; ``need_body=False`` takes any 2xx as applied, readable or not.
+
+        Each is logged at DEBUG (``--verbose``): method, URL, outcome and time, never a
+        header (the token) or a body (the run's arguments may be confidential)."""
+        started = time.monotonic()
         try:
             response = self._session.request(method, url, json=body, timeout=self.timeout)
-        except requests.Timeout:
-            raise PlatformUnavailable(
+        except requests.RequestException as err:
+            took = (time.monotonic() - started) * 1000
+            logger.debug("perfx: %s %s -> %s after %.0f ms", method, url, type(err).__name__, took)
+            raise self._unavailable(err, url, run_id) from None
+        took = (time.monotonic() - started) * 1000
+        logger.debug("perfx: %s %s -> %s in %.0f ms", method, url, response.status_code, took)
+        return _unwrap(response, url, run_id, self.base_url, need_body=need_body)
+
+    def _unavailable(
+        self, err: requests.RequestException, url: str, run_id: str
+    ) -> PlatformUnavailable:
+        if isinstance(err, requests.Timeout):
+            return PlatformUnavailable(
                 f"the platform at {self.base_url} did not answer within {self.timeout:g} s",
                 url=url,
                 run_id=run_id,
-            ) from None
-        except requests.RequestException:
-            raise PlatformUnavailable(
-                f"cannot reach the platform at {self.base_url}: check --platform-url "
-                "or PERFX_PLATFORM_URL",
-                url=url,
-                run_id=run_id,
-            ) from None
-        return _unwrap(response, url, run_id, self.base_url, need_body=need_body)
+            )
+        return PlatformUnavailable(
+            f"cannot reach the platform at {self.base_url}: check --platform-url "
+            "or PERFX_PLATFORM_URL",
+            url=url,
+            run_id=run_id,
+        )
 
 
 SETS: Final = {"start": "running", "complete": "completed", "fail": "failed"}

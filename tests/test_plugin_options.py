@@ -421,6 +421,32 @@ def test_dry_run_prints_the_resolved_run_without_secrets_or_load(
     assert server.get_run(run_id)["status"] == "pending"
 
 
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_verbose_logs_every_platform_call_and_never_the_token(
+    verbose: bool, locust_runner: LocustRunner, target: Target, platform_factory: PlatformFactory
+) -> None:
+    server = platform_factory(token="s3cret-token")
+    run_id = server.create_run(SCHEMA, target.url)
+    code, output = locust_runner.run(
+        *headless(run_id, server.url, "-u 1 -t 2s --platform-progress 0.5"),
+        *("--platform-token", "s3cret-token", *GOOD_ARGS),
+        *(["--verbose"] if verbose else []),
+    )
+
+    assert code == 0, output
+    run_url = f"{server.url}/api/perf/runs/{run_id}"
+    calls = [
+        f"perfx: GET {run_url} -> 200 in ",  # at start-up, before Locust sets up its logging
+        f"perfx: POST {run_url}/start -> 200 in ",
+        f"perfx: POST {run_url}/progress -> 200 in ",
+        f"perfx: POST {run_url}/complete -> 200 in ",
+        f"perfx: run {run_id}: idle -> testing",
+        f"perfx: run {run_id}: finishing -> done",
+    ]
+    assert [call in output for call in calls] == [verbose] * len(calls)
+    assert "s3cret-token" not in output
+
+
 def test_a_dry_run_checks_what_the_test_would_and_never_serves(
     locust_runner: LocustRunner, target: Target, platform_server: PlatformServer
 ) -> None:
