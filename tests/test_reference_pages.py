@@ -27,6 +27,7 @@ from locust_perfx.reference.pages import (
     chart_svg,
     format_seconds,
     format_value,
+    interval_failure_ratio,
     segments,
     series,
     sparkline_svg,
@@ -100,6 +101,26 @@ def test_series_follow_each_bodys_own_time_and_keep_what_is_not_a_number_as_a_ga
     assert series(history, "rps")[0] == (0.0, 1.0)  # no start known: from the first call
     assert series(history, "fail_ratio", scale=100.0)[0] == (0.0, 0.0)
     assert series([], "rps") == []
+
+
+def test_the_failure_ratio_is_charted_per_interval_from_the_counts() -> None:
+    history = [
+        progress(10, requests=100, failures=0, fail_ratio=0.0),
+        progress(20, requests=200, failures=50, fail_ratio=0.25),  # a burst: half failed
+        progress(30, requests=200, failures=50, fail_ratio=0.25),  # no new requests
+        progress(40, requests=300, failures=50, fail_ratio=0.1667),
+        progress(50, requests=40, failures=4, fail_ratio=0.1),  # the stats were reset
+    ]
+
+    assert interval_failure_ratio(history) == [
+        (0.0, 0.0),
+        (10.0, 50.0),
+        (20.0, None),
+        (30.0, 0.0),
+        (40.0, 10.0),
+    ]
+    older = [{k: v for k, v in body.items() if k != "failures"} for body in history]
+    assert [v for _, v in interval_failure_ratio(older)] == pytest.approx([0, 25, 25, 16.67, 10])
 
 
 def test_lines_break_at_a_missing_value_and_at_a_long_silence() -> None:
@@ -289,7 +310,8 @@ def test_the_run_page_charts_each_progress_call_and_shows_the_summary(app: Flask
     client = app.test_client()
     run_id = started(client)
     for second in (10, 20, 30):
-        state(client, run_id, "progress", progress(second, p95_ms=120.0 + second))
+        body = progress(second, p95_ms=120.0 + second, requests=10 * second)
+        state(client, run_id, "progress", body)
     state(client, run_id, "fail", {"finished_at": "2026-11-23T10:00:40Z", "reason": "<i>gone</i>"})
 
     page = client.get(f"/runs/{run_id}").get_data(as_text=True)

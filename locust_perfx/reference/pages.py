@@ -62,7 +62,7 @@ class Metric:
 
 USERS = Metric("users", "Users", "users")
 RPS = Metric("rps", "Requests per second", "req/s")
-FAILURES = Metric("fail_ratio", "Failure ratio", "%", 100.0)
+FAILURES = Metric("fail_ratio", "Failure ratio per interval", "%", 100.0)
 P95 = Metric("p95_ms", "95th percentile response time", "ms")
 METRICS = (USERS, RPS, FAILURES, P95)
 
@@ -192,6 +192,35 @@ def series(
         return []
     start = timed[0][0] if origin is None else origin
     return [(at - start, _value(body.get(field), scale)) for at, body in timed]
+
+
+def interval_failure_ratio(history: Iterable[JSON], *, origin: float | None = None) -> list[Point]:
+    """Failures over requests between one progress call and the one before, in percent.
+
+    A call's ``fail_ratio`` is the run's so far, which flattens a burst of errors late in a
+    long run; the counts say when it happened. A call after a stats reset (its counts below
+    the last) starts over; one without new requests has no ratio. Calls without the counts
+    (an older client) are charted with their ``fail_ratio``.
+    """
+    history = list(history)
+    requests = series(history, "requests", origin=origin)
+    failures = series(history, "failures", origin=origin)
+    counts = [
+        (at, total, failed)
+        for (at, total), (_, failed) in zip(requests, failures, strict=True)
+        if total is not None and failed is not None
+    ]
+    if len(counts) < len(requests):
+        return series(history, "fail_ratio", origin=origin, scale=FAILURES.scale)
+    points: list[Point] = []
+    before = (0.0, 0.0)
+    for at, total, failed in counts:
+        if total < before[0]:
+            before = (0.0, 0.0)
+        new = total - before[0]
+        points.append((at, FAILURES.scale * (failed - before[1]) / new if new > 0 else None))
+        before = (total, failed)
+    return points
 
 
 def segments(points: Sequence[Point]) -> list[list[tuple[float, float]]]:
@@ -430,7 +459,10 @@ def charts(run: JSON, history: Sequence[JSON]) -> list[Chart]:
     end = None if origin is None or finished is None else finished - origin
     drawn = []
     for metric in METRICS:
-        points = series(history, metric.field, origin=origin, scale=metric.scale)
+        if metric is FAILURES:
+            points = interval_failure_ratio(history, origin=origin)
+        else:
+            points = series(history, metric.field, origin=origin, scale=metric.scale)
         values = [value for _, value in points if value is not None]
         empty = f"the progress calls carry no {metric.field}"
         drawn.append(
