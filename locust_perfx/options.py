@@ -168,6 +168,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
 into the page in plain text, masked field or not."""
 
 SECRET_DESTS: Final = frozenset(o.dest for o in OPTIONS if o.secret)
+PACKAGE_LOGGER: Final = "locust_perfx"
+"""The logger every module's logs under; ``--verbose`` turns it to DEBUG."""
 WORKER_HELLO: Final = "perfx_worker"
 """Message a worker with the plugin sends its master: a worker without it gets no PERFX_*."""
 ARGUMENT_NAMES_KEY: Final = "perfx_arguments"
@@ -473,9 +475,6 @@ class OptionRegistry:
             if problems:
                 raise ConfigError([str(err), *problems]) from None
             raise
-
-
-PACKAGE_LOGGER: Final = "locust_perfx"
 
 
 @contextmanager
