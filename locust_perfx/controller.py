@@ -58,12 +58,20 @@ from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
 from locust_perfx.schema import render
 from locust_perfx.snapshot import summarize
-from locust_perfx.watch import TICK, RunWatch, WorkerRoster, spawn_ticker, worker_count
+from locust_perfx.watch import (
+    TICK,
+    RunWatch,
+    WorkerRoster,
+    collect_last_reports,
+    spawn_ticker,
+    worker_count,
+)
 
 logger = logging.getLogger(__name__)
 
 LATE_REPORT_WAIT: Final = 5.0
-"""Seconds to wait after a web UI Stop for each worker's last report (workers report every 3 s)."""
+"""Seconds to wait after a web UI Stop for each worker's last report (workers report every 3 s);
+after Locust's runner quit, the wait beyond ``--stop-timeout`` for the reports it missed."""
 
 SIGTERM_EXIT: Final = 128 + signal.SIGTERM
 """What a shell reports for a process that SIGTERM's default action ended."""
@@ -425,6 +433,13 @@ class RunController:
 
     def _finish(self, exit_code: int, plugin_error: str) -> None:
         """The final status goes out first; neither the summary nor the export can stop it."""
+        try:
+            # A master's runner that quit stopped listening 0.5 s after telling the workers to
+            # quit; their last reports (after up to --stop-timeout) may still be on the way.
+            wait = (self.environment.stop_timeout or 0.0) + LATE_REPORT_WAIT
+            collect_last_reports(self.runner, wait)
+        except Exception:  # the verdict goes out regardless; the summary may then undercount
+            logger.exception("perfx: the workers' last reports could not be collected")
         try:
             self.watch.final_results()
         except Exception as err:  # judged wrongly is a plugin failure, not a lost verdict

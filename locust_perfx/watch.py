@@ -15,7 +15,8 @@ from typing import Any, Final
 
 import gevent
 import gevent.lock
-from locust.runners import MasterRunner, Runner
+from locust.exception import RPCError
+from locust.runners import STATE_MISSING, MasterRunner, Runner
 
 from locust_perfx.criteria import Judge, Result
 from locust_perfx.exporter import MetricsExporter
@@ -163,6 +164,53 @@ class WorkerRoster:
                 "locust -f perfx_plugin.py,locustfile.py --worker ...",
                 worker_id,
             )
+
+
+def collect_last_reports(runner: Runner, timeout: float) -> list[str]:
+    """On a master whose runner has quit, take the workers' last reports that came too late.
+
+    ``MasterRunner.quit()`` tells each worker to quit, waits 0.5 s and kills the greenlet that
+    receives their messages. A worker sends its last stats once its users stopped (up to
+    ``--stop-timeout``, for a request in flight or a busy CPU), then says ``quit``: what comes
+    after those 0.5 s is lost to Locust's totals. This receives in its place, for at most
+    ``timeout`` seconds, until every worker still listed has said ``quit`` (its last stats come
+    before it on the same connection): stats are merged as Locust's listener would. Returns
+    the workers that did not say ``quit`` in time.
+    """
+    if not isinstance(runner, MasterRunner) or len(runner.greenlet):
+        return []  # Locust is still receiving (or this is no master)
+    pending = {c.id for c in runner.clients.all if c.state != STATE_MISSING}
+    if not pending:
+        return []
+    logger.info(
+        "perfx: waiting up to %.0f s for the last reports of %d worker(s)", timeout, len(pending)
+    )
+    events: Any = runner.environment.events  # Locust's EventHook.fire is untyped
+    try:
+        with gevent.Timeout(timeout):
+            while pending:
+                try:
+                    _, msg = runner.server.recv_from_client()  # type: ignore[no-untyped-call]
+                except RPCError as err:
+                    logger.warning("perfx: a worker's late message was unreadable: %s", err)
+                    continue
+                match msg.type:
+                    case "stats":
+                        events.worker_report.fire(client_id=msg.node_id, data=msg.data)
+                    case "exception":
+                        runner.log_exception(msg.node_id, msg.data["msg"], msg.data["traceback"])
+                    case "quit":
+                        pending.discard(msg.node_id)
+                        if msg.node_id in runner.clients:  # as Locust does: not told to quit again
+                            del runner.clients[msg.node_id]
+    except gevent.Timeout:
+        logger.warning(
+            "perfx: no last report within %.0f s from worker(s) %s; the summary lacks their "
+            "requests since their previous report",
+            timeout,
+            ", ".join(sorted(pending)),
+        )
+    return sorted(pending)
 
 
 def spawn_ticker(interval: float, tick: Callable[[], None]) -> gevent.Greenlet:

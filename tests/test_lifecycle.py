@@ -183,6 +183,42 @@ def test_processes_mode_reports_once_from_the_master(
     assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
 
 
+SLOW = '''"""Every request takes the target's slow_seconds: some are in flight when -t ends."""
+from locust import HttpUser, constant, task
+
+class Waiter(HttpUser):
+    wait_time = constant(0)
+
+    @task
+    def slow(self) -> None:
+        self.client.get("/slow")
+'''
+
+
+@pytest.mark.slow
+def test_processes_mode_summary_counts_requests_that_end_after_locust_quit(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    tmp_path: Path,
+) -> None:
+    """At -t Locust's master tells its workers to quit and stops listening 0.5 s later; a
+    worker sends its last report once its users finished the request in flight
+    (--stop-timeout), here 1 s after that: plain Locust's own totals miss it."""
+    target.slow_seconds = 1.5
+    locustfile = tmp_path / "slow.py"
+    locustfile.write_text(SLOW)
+    run_id = platform_server.create_run(None, target.url)
+    code, output = locust_runner.run(
+        *headless(run_id, platform_server.url, "--processes 2 -u 4 -r 100 -t 2s"),
+        locustfile=locustfile,
+    )
+    assert code == 0, output
+    run = platform_server.get_run(run_id)
+    assert run["status"] == "completed"
+    assert_summary_matches_target(run, target)
+
+
 @SIGNALS
 def test_an_interrupted_run_fails_with_the_signal(
     locust_runner: LocustRunner,
