@@ -453,10 +453,11 @@ def summarize(
     duration = max(finished_at - started_at, 0.0)
     requests = sorted(
         (entry for entry in stats.entries.values() if entry.num_requests or entry.num_failures),
-        key=lambda entry: (entry.name, entry.method),
+        # A custom client may fire events.request with request_type None beside a string.
+        key=lambda entry: (entry.name, entry.method or ""),
     )
     errors: Iterable[StatsError] = sorted(
-        stats.errors.values(), key=lambda e: (-e.occurrences, e.method, e.name)
+        stats.errors.values(), key=lambda e: (-e.occurrences, e.method or "", e.name)
     )
     return {
         "duration_s": round(duration, 3),

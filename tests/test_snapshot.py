@@ -479,3 +479,18 @@ def test_summary_is_plain_json_with_totals_requests_and_errors(
     assert summary["errors"] == [
         {"method": "GET", "name": "/a", "error": "HTTP 500", "occurrences": 3}
     ]
+
+
+def test_the_summary_takes_a_name_reported_with_and_without_a_request_type(
+    stats: RequestStats,
+) -> None:
+    """A custom client fires ``events.request`` itself and may leave ``request_type`` None."""
+    stats.log_request(None, "/a", 10, 1)  # type: ignore[arg-type]  # as such a client does
+    stats.log_request("GET", "/a", 20, 1)
+    stats.log_error(None, "/a", "boom")  # type: ignore[arg-type]
+    stats.log_error("GET", "/a", "boom")
+
+    summary = summarize(stats, users_peak=1, workers=0, started_at=0.0, finished_at=1.0)
+
+    assert [(r["method"], r["name"]) for r in summary["requests"]] == [(None, "/a"), ("GET", "/a")]
+    assert [e["method"] for e in summary["errors"]] == [None, "GET"]
