@@ -33,10 +33,9 @@ from locust_perfx.options import (
     DEFAULT_PLATFORM_URL,
     DEFAULT_RETRY_FOR,
     PROGRESS_INTERVAL,
-    source_of,
-    typed_values,
 )
 from locust_perfx.platform import RunInfo
+from locust_perfx.registry import source_of, typed_values
 from locust_perfx.schema import Value, resolve_value
 
 FORM: Final = "the web UI form"

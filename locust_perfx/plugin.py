@@ -18,14 +18,14 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from locust_perfx import __version__, webui
 from locust_perfx.exceptions import ConfigError, PerfxError
-from locust_perfx.options import (
+from locust_perfx.plan import build_plan
+from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
+from locust_perfx.registry import (
     WORKER_HELLO,
     OptionRegistry,
     expose_arguments_on_worker,
     value_sources,
 )
-from locust_perfx.plan import build_plan
-from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
 
 if TYPE_CHECKING:
     from locust_perfx.controller import RunController

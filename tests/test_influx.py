@@ -143,7 +143,7 @@ def test_parse_tags_names_every_bad_item() -> None:
 def test_config_lists_every_problem_and_never_shows_the_token() -> None:
     with pytest.raises(ConfigError) as caught:
         InfluxConfig("localhost:8086", layout="csv")
-    assert len(caught.value.problems) == 3  # url, bucket, layout (the interval: options.py)
+    assert len(caught.value.problems) == 3  # url, bucket, layout (the interval: registry.py)
 
     shown = repr(InfluxConfig("http://db:8086", token="s3cret", bucket="b"))
     assert "s3cret" not in shown and "token='***'" in shown
