@@ -116,8 +116,7 @@ def resend_command(args: list[str]) -> int:
 
     from locust_perfx.exceptions import PerfxError
     from locust_perfx.lifecycle import resend
-    from locust_perfx.options import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR
-    from locust_perfx.platform import PlatformClient
+    from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, PlatformClient
 
     parser = argparse.ArgumentParser(prog="perfx resend", description=resend_command.__doc__)
     parser.add_argument("file", type=Path)

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from locust_perfx.exceptions import PerfxError, PlatformError, PlatformUnavailable, RunStateConflict
-from locust_perfx.options import PROGRESS_INTERVAL
 from locust_perfx.platform import PlatformClient
 from locust_perfx.schema import Value
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL: Final = 10.0
+"""Seconds between two progress reports."""
 
 
 class Delivery(enum.Enum):

@@ -1,7 +1,7 @@
 """The option table: every option of the plugin, its flag, help, default, type and variable.
 
-The table is data: :mod:`locust_perfx.registry` puts it on Locust's parser and types the
-values, and the README's options list is checked against it.
+The table is data; each default is the constant of the module that uses it.
+:mod:`locust_perfx.registry` puts the table on Locust's parser and types the values.
 """
 
 from __future__ import annotations
@@ -10,19 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-DEFAULT_PLATFORM_URL: Final = "http://localhost:8000"
-DEFAULT_RETRY_FOR: Final = 60.0
-"""Seconds to keep retrying a start or final status through an outage."""
-PROGRESS_INTERVAL: Final = 10.0
-"""Seconds between two progress reports."""
-DEFAULT_INTERVAL: Final = 5.0
-"""Seconds between two interval points and threshold checks; also the first retry delay
-after a failed write."""
-DEFAULT_MAX_NAMES: Final = 500
-"""Distinct request names kept as their own series; later names fold into ``__other__``."""
-DEFAULT_BUFFER_POINTS: Final = 150_000
-"""Points queued while InfluxDB is unreachable: 10 minutes of a 1,000-name test at the
-default interval is 120 intervals x ~1,001 points; the rest is room for errors and events."""
+from locust_perfx.influx import DEFAULT_BUFFER_POINTS, DEFAULT_INTERVAL, DEFAULT_LAYOUT
+from locust_perfx.lifecycle import PROGRESS_INTERVAL
+from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR
+from locust_perfx.snapshot import DEFAULT_MAX_NAMES
 
 
 @dataclass(frozen=True)
@@ -104,9 +95,10 @@ OPTIONS: Final[tuple[Option, ...]] = (
     ),
     Option(
         "--influxdb-layout",
-        "Point layout: perfx, or jmeter for JMeter Grafana dashboards. Defaults to perfx.",
+        "Point layout: perfx, or jmeter for JMeter Grafana dashboards. "
+        f"Defaults to {DEFAULT_LAYOUT}.",
         "LAYOUT",
-        "perfx",
+        DEFAULT_LAYOUT,
     ),
     Option(
         "--influxdb-max-names",

@@ -31,11 +31,13 @@ from locust_perfx.exceptions import (
     RunNotFound,
     RunStateConflict,
 )
-from locust_perfx.options import DEFAULT_PLATFORM_URL
 from locust_perfx.schema import RunSchema
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_PLATFORM_URL: Final = "http://localhost:8000"
+DEFAULT_RETRY_FOR: Final = 60.0
+"""Seconds to keep retrying a start or final status through an outage."""
 DEFAULT_TIMEOUT: Final = 5.0
 """Seconds for one HTTP call (connect and read each)."""
 BACKOFF_FIRST: Final = 0.5

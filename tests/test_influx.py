@@ -28,13 +28,13 @@ from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.influx import (
+    DEFAULT_BUFFER_POINTS,
     InfluxConfig,
     JMeterLayout,
     PerfxLayout,
     line,
     parse_tags,
 )
-from locust_perfx.options import DEFAULT_BUFFER_POINTS
 from locust_perfx.sink import CHECK_MEASUREMENT, InfluxSink
 from locust_perfx.snapshot import PERCENTILES, IntervalTracker, Sample
 from tests.fixtures.server import free_port
