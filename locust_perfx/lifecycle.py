@@ -196,7 +196,8 @@ class PlatformSync:
             return Delivery.REFUSED
         except PlatformError as err:
             self.last_error = str(err)
-            path = self._save(verdict.call, body, getattr(err, "maybe_applied", False))
+            maybe_applied = isinstance(err, PlatformUnavailable) and err.maybe_applied
+            path = self._save(verdict.call, body, maybe_applied)
             logger.error(
                 "perfx: could not send the final status of run %s: %s. It is saved in %s; "
                 "send it later with: perfx resend %s --platform-url %s",
