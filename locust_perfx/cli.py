@@ -29,14 +29,27 @@ from locust_perfx import __version__
 VERSION_FLAGS = ("--version", "-V")
 """Locust's own version flags: ``perfx`` answers them with the plugin's version as well."""
 PLUGIN_FILE = "perfx_plugin.py"
-PLUGIN_SOURCE = (
-    "# Load the locust-perfx plugin: locust -f perfx_plugin.py,locustfile.py --run-id RUN_ID\n"
-    "import locust_perfx.plugin  # noqa: F401\n"
-)
+PLUGIN_SOURCE = '''"""Loads the locust-perfx plugin into Locust; it is not run on its own. Use:
+
+    locust -f perfx_plugin.py,locustfile.py --run-id RUN_ID
+    perfx -f locustfile.py --run-id RUN_ID     (the same, without this file)
+"""
+
+if __name__ == "__main__":
+    raise SystemExit(__doc__)
+
+import locust_perfx.plugin  # noqa: E402,F401
+'''
+
+
+COMMANDS = (["init"], ["dashboards"], ["resend"])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["help"]:  # else Locust's "Unknown User(s): help"
+        command = args[1:2]
+        args = [*command, "--help"] if command in COMMANDS else ["--help", *args[1:]]
     if args[:1] == ["init"]:
         return init(args[1:])
     if args[:1] == ["dashboards"]:

@@ -23,6 +23,7 @@ from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
 from locust_perfx.registry import (
     WORKER_HELLO,
     OptionRegistry,
+    describe_perfx,
     expose_arguments_on_worker,
     value_sources,
 )
@@ -48,6 +49,8 @@ controller: RunController | None = None
 
 @events.init_command_line_parser.add_listener
 def on_command_line_parser(parser: Any, **_: Any) -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):  # only `perfx` loads the plugin before the help
+        describe_perfx(parser)
     registry.register_at_parse(parser, sys.argv[1:], on_error=_exit)
 
 

@@ -32,6 +32,34 @@ ARGUMENT_NAMES_KEY: Final = "perfx_arguments"
 """``parsed_options`` key listing the schema arguments, sent to workers with the rest."""
 
 
+USAGE: Final = """
+Usage: perfx [options] [UserClass ...]     Locust with the plugin loaded
+       perfx init [DIR]                    write perfx_plugin.py for locust -f perfx_plugin.py,...
+       perfx dashboards [DIR]              write the Grafana dashboards
+       perfx resend FILE                   deliver a final status saved at the end of a run
+       perfx help [COMMAND]                this help, or a command's
+"""
+"""The ``perfx`` command's usage (:mod:`locust_perfx.cli`), at the top of its ``--help``."""
+
+
+def describe_perfx(parser: argparse.ArgumentParser) -> None:
+    """Make Locust's ``--help`` the ``perfx`` command's: its usage, its commands, and the
+    environment variable of every plugin option (Locust's help names none)."""
+    rows = [
+        *((o.flag, o.env_var) for o in OPTIONS),
+        ("--<name> (the run's)", "PERFX_<NAME>, e.g. PERFX_BATCH_SIZE"),
+    ]
+    names = "\n".join(f"    {flag:<24}{env}" for flag, env in rows)
+    parser.description = USAGE
+    parser.epilog = (
+        "Every perfx option and run argument can be set by environment variable (and in\n"
+        "Locust's config files by its dashed name):\n\n"
+        f"{names}\n\n"
+        "The locustfile reads the run id and arguments as PERFX_RUN_ID and PERFX_<NAME>.\n\n"
+        f"{parser.epilog or ''}"
+    ).replace("\n    locust ", "\n    perfx ")
+
+
 class _AnyChoices(list[str]):
     """Choices the web UI shows as a dropdown but argparse does not enforce.
 

@@ -79,8 +79,12 @@ class RunWatch:
             if self._stopped:
                 return
             self.sync.progress(self.progress_body)
-            if self.judge is not None and time.monotonic() >= self._next_check:
-                self._next_check += self.judge.interval
+            now = time.monotonic()
+            if self.judge is not None and now >= self._next_check:
+                # After a stall (a slow progress call), the next window is a whole interval
+                # from now: catching up would judge windows of a second.
+                behind = now - self._next_check > TICK
+                self._next_check = (now if behind else self._next_check) + self.judge.interval
                 self._check(self.judge)
 
     def stop(self) -> None:
