@@ -443,6 +443,18 @@ def finished_stats(stats: RequestStats) -> Iterator[RequestStats]:
     yield stats
 
 
+def test_summary_response_times_are_whole_ms_even_where_locust_keeps_them_exact() -> None:
+    stats = RequestStats()
+    for exact in (5.371666999963054, 812.5000001, 97.1):
+        stats.log_request("GET", "/a", exact, 10)
+
+    total = summarize(stats, users_peak=1, workers=0, started_at=0, finished_at=1)["total"]
+
+    timings = {k: v for k, v in total.items() if k.endswith("_ms") and k != "avg_ms"}
+    assert (timings["min_ms"], timings["max_ms"]) == (5, 813)
+    assert all(type(value) is int for value in timings.values()), timings
+
+
 def test_summary_is_plain_json_with_totals_requests_and_errors(
     finished_stats: RequestStats,
 ) -> None:
