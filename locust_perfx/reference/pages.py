@@ -525,6 +525,8 @@ def summary_view(summary: Any) -> SummaryView:
         if key in summary
     ]
     total = summary.get("total")
+    if isinstance(total, dict):  # the comparison's raw material is no table cell
+        total = {k: v for k, v in total.items() if k not in ("histogram", "series")}
     return SummaryView(
         error=str(summary["error"]) if summary.get("error") else None,
         facts=facts,
