@@ -48,14 +48,10 @@ from locust_perfx.lifecycle import (
     Verdict,
     decide,
 )
-from locust_perfx.options import (
-    ARGUMENT_NAMES_KEY,
-    SECRET_DESTS,
-    WORKER_HELLO,
-    export_to_environ,
-)
+from locust_perfx.options import SECRET_DESTS
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
+from locust_perfx.registry import ARGUMENT_NAMES_KEY, WORKER_HELLO, export_to_environ
 from locust_perfx.schema import render
 from locust_perfx.series import add_series
 from locust_perfx.snapshot import summarize

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from locust_perfx.exceptions import PerfxError, PlatformError, PlatformUnavailable, RunStateConflict
-from locust_perfx.options import PROGRESS_INTERVAL
 from locust_perfx.platform import PlatformClient
 from locust_perfx.schema import Value
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL: Final = 10.0
+"""Seconds between two progress reports."""
 
 
 class Delivery(enum.Enum):
@@ -194,7 +196,8 @@ class PlatformSync:
             return Delivery.REFUSED
         except PlatformError as err:
             self.last_error = str(err)
-            path = self._save(verdict.call, body, getattr(err, "maybe_applied", False))
+            maybe_applied = isinstance(err, PlatformUnavailable) and err.maybe_applied
+            path = self._save(verdict.call, body, maybe_applied)
             logger.error(
                 "perfx: could not send the final status of run %s: %s. It is saved in %s; "
                 "send it later with: perfx resend %s --platform-url %s",

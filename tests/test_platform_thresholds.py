@@ -15,7 +15,7 @@ from typing import Any
 
 from locust_perfx.criteria import METRICS
 from locust_perfx.lifecycle import EXIT_THRESHOLDS
-from locust_perfx.options import COMMAND_LINE
+from locust_perfx.registry import COMMAND_LINE
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_request
 from tests.fixtures.platform import PlatformServer
