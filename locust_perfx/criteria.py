@@ -382,9 +382,3 @@ class Judge:
             return
         at = None if first is None else first[0]
         self._results[name] = Result(criterion, observed, not breached_now, at, final)
-
-
-def breach_reason(results: Iterable[Result]) -> str:
-    """``thresholds breached: p95_ms < 500: observed 730; rps >= 200: observed 120.00``."""
-    failed = [r.reason for r in results if not r.passed]
-    return "thresholds breached: " + "; ".join(failed) if failed else ""

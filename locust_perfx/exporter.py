@@ -54,7 +54,7 @@ EVENT_KINDS = ("start", "breach", "complete", "fail")
 
 
 class _State(enum.Enum):
-    # close() can run twice (test_stop and quitting both fire); start() again after a close.
+    # health()'s "state". A second close() does nothing; start() while running is a new test.
     NEW = "new"
     RUNNING = "running"
     CLOSED = "closed"

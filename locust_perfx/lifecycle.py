@@ -123,9 +123,10 @@ def utc_now() -> str:
 class PlatformSync:
     """The only caller of one run's status endpoints: start, progress, complete or fail.
 
-    It keeps no state of the run: the run controller decides when each call is due and
-    makes each at most once. Built only in the process that owns the run (local runner or
-    master), so workers never talk to the platform.
+    It keeps only what its calls need (the last error, when the next progress is due): the
+    run controller decides when each call is due and makes each at most once. Built only in
+    the process that owns the run (local runner or master), so workers never talk to the
+    platform.
     """
 
     def __init__(

@@ -84,10 +84,6 @@ class EntryDelta(NamedTuple):
     def avg_ms(self) -> float | None:
         return self.total_response_time / self.timed_requests if self.timed_requests else None
 
-    @property
-    def avg_bytes(self) -> float:
-        return self.content_length / self.requests if self.requests else 0.0
-
     def percentile(self, percent: float) -> int | None:
         """One of ``PERCENTILES``; ``None`` when no request of the interval was timed."""
         return dict(zip(PERCENTILES, self.percentiles, strict=False)).get(percent)
