@@ -29,14 +29,27 @@ from locust_perfx import __version__
 VERSION_FLAGS = ("--version", "-V")
 """Locust's own version flags: ``perfx`` answers them with the plugin's version as well."""
 PLUGIN_FILE = "perfx_plugin.py"
-PLUGIN_SOURCE = (
-    "# Load the locust-perfx plugin: locust -f perfx_plugin.py,locustfile.py --run-id RUN_ID\n"
-    "import locust_perfx.plugin  # noqa: F401\n"
-)
+PLUGIN_SOURCE = '''"""Loads the locust-perfx plugin into Locust; it is not run on its own. Use:
+
+    locust -f perfx_plugin.py,locustfile.py --run-id RUN_ID
+    perfx -f locustfile.py --run-id RUN_ID     (the same, without this file)
+"""
+
+if __name__ == "__main__":
+    raise SystemExit(__doc__)
+
+import locust_perfx.plugin  # noqa: E402,F401
+'''
+
+
+COMMANDS = (["init"], ["dashboards"], ["resend"])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["help"]:  # else Locust's "Unknown User(s): help"
+        command = args[1:2]
+        args = [*command, "--help"] if command in COMMANDS else ["--help", *args[1:]]
     if args[:1] == ["init"]:
         return init(args[1:])
     if args[:1] == ["dashboards"]:
@@ -116,8 +129,7 @@ def resend_command(args: list[str]) -> int:
 
     from locust_perfx.exceptions import PerfxError
     from locust_perfx.lifecycle import resend
-    from locust_perfx.options import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR
-    from locust_perfx.platform import PlatformClient
+    from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, PlatformClient
 
     parser = argparse.ArgumentParser(prog="perfx resend", description=resend_command.__doc__)
     parser.add_argument("file", type=Path)

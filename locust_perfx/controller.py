@@ -50,14 +50,11 @@ from locust_perfx.lifecycle import (
     Verdict,
     decide,
 )
-from locust_perfx.options import (
-    ARGUMENT_NAMES_KEY,
-    SECRET_DESTS,
-    WORKER_HELLO,
-    export_to_environ,
-)
+from locust_perfx.options import SECRET_DESTS
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
+from locust_perfx.registry import ARGUMENT_NAMES_KEY, WORKER_HELLO, export_to_environ
+from locust_perfx.series import add_series
 from locust_perfx.snapshot import summarize
 from locust_perfx.watch import (
     TICK,
@@ -228,7 +225,13 @@ class RunController:
         judge = Judge(plan.criteria, interval=plan.settings.interval) if plan.criteria else None
         stop = self.runner.quit if self.options.headless else self.runner.stop
         return RunWatch(
-            self.runner, sync, judge, stop_test=stop, exporter=exporter, greenlets=self.greenlets
+            self.runner,
+            sync,
+            judge,
+            stop_test=stop,
+            exporter=exporter,
+            interval=plan.settings.interval,
+            greenlets=self.greenlets,
         )
 
     @property
@@ -527,9 +530,10 @@ class RunController:
             started_at=runner.stats.start_time,
             finished_at=time.time(),
         )
+        add_series(summary, runner.stats, self.watch.recorder)
         summary["perfx_version"] = perfx_version
         if self.exporter is not None:
-            summary["export"] = self.exporter.health()
+            summary["export"] = self.exporter.health(ending=True)
         if self.watch.judge is not None:
             summary["thresholds"] = [r.describe() for r in self.watch.results()]
         return summary

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate, repeat
 from operator import itemgetter, sub
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from locust.stats import (
     RequestStats,
@@ -39,14 +39,14 @@ from locust.stats import (
     StatsError,
 )
 
-from locust_perfx.options import DEFAULT_MAX_NAMES
-
 logger = logging.getLogger(__name__)
 
 PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 """The response-time percentiles exported each interval and in the summary."""
 
 OTHER_NAME = "__other__"
+DEFAULT_MAX_NAMES: Final = 500
+"""Distinct request names kept as their own series; later names fold into ``__other__``."""
 
 Timings = tuple[int | None, int | None, tuple[int, ...]]
 """``(min_ms, max_ms, percentiles)``: percentiles follow ``PERCENTILES``, empty if untimed."""
@@ -83,10 +83,6 @@ class EntryDelta(NamedTuple):
     @property
     def avg_ms(self) -> float | None:
         return self.total_response_time / self.timed_requests if self.timed_requests else None
-
-    @property
-    def avg_bytes(self) -> float:
-        return self.content_length / self.requests if self.requests else 0.0
 
     def percentile(self, percent: float) -> int | None:
         """One of ``PERCENTILES``; ``None`` when no request of the interval was timed."""
@@ -418,9 +414,10 @@ def _entry_summary(entry: StatsEntry, duration: float) -> dict[str, Any]:
         "failure_ratio": round(entry.fail_ratio, 4),
         "rps": round(entry.num_requests / duration, 2) if duration > 0 else 0.0,
         "avg_ms": round(entry.avg_response_time, 2),
-        "min_ms": entry.min_response_time or 0,
-        "max_ms": entry.max_response_time,
-        # Histogram buckets: int in every Locust version (see _Baseline.advance).
+        # Locust keeps min/max exact (5.371666999963054): whole ms, like every timing field
+        # but the average. Histogram buckets: int in every Locust version (_Baseline.advance).
+        "min_ms": round(entry.min_response_time or 0),
+        "max_ms": round(entry.max_response_time),
         "median_ms": int(entry.median_response_time),
         "p90_ms": int(entry.get_response_time_percentile(0.9)),
         "p95_ms": int(entry.get_response_time_percentile(0.95)),
@@ -441,8 +438,9 @@ def summarize(
     """The end-of-run report for the platform, in plain JSON types.
 
     ``started_at``/``finished_at`` are epoch seconds and come back as ISO-8601 UTC strings.
-    Response times are milliseconds; min/max are exact, median and percentiles carry Locust's
-    histogram rounding (about two significant digits).
+    Response times are whole milliseconds (the average keeps two decimals); min/max are
+    rounded, median and percentiles carry Locust's histogram rounding (about two significant
+    digits).
 
     >>> from locust.stats import RequestStats
     >>> stats = RequestStats()

@@ -21,7 +21,9 @@ from locust.runners import STATE_MISSING, MasterRunner, Runner
 
 from locust_perfx.criteria import Judge, Result
 from locust_perfx.exporter import MetricsExporter
+from locust_perfx.influx import DEFAULT_INTERVAL
 from locust_perfx.lifecycle import PlatformSync
+from locust_perfx.series import SeriesRecorder
 from locust_perfx.snapshot import interval_delta
 
 logger = logging.getLogger(__name__)
@@ -47,12 +49,15 @@ class RunWatch:
         judge: Judge | None,
         stop_test: Callable[[], None],
         exporter: MetricsExporter | None = None,
+        interval: float = DEFAULT_INTERVAL,
         greenlets: gevent.pool.Group | None = None,
     ) -> None:
         self.runner = runner
         self.sync = sync
         self.judge = judge
         self.exporter = exporter
+        self.recorder = SeriesRecorder(interval)
+        """The per-interval series the summary carries for a later baseline comparison."""
         self.aborted = False
         self.users_peak = 0
         self.workers_peak = 0
@@ -71,6 +76,7 @@ class RunWatch:
         """A test starts: peaks and thresholds count from now."""
         self.users_peak = self.workers_peak = 0
         self._since_progress = None
+        self.recorder.start(self.runner.stats, time.time())
         if self.judge is not None:
             self.judge.start(self.runner.stats, time.time())
             self._reported.clear()
@@ -82,6 +88,7 @@ class RunWatch:
         with self._reporting:
             if self._stopped:
                 return
+            self.recorder.tick(self.runner.stats, time.time())
             self.sync.progress(self.progress_body)
             now = time.monotonic()
             if self.judge is not None and now >= self._next_check:

@@ -39,6 +39,8 @@ COMMAND_TIMEOUT = 60.0
 class Release(NamedTuple):
     sdist: Path
     wheel: Path
+    log: str
+    """What the build printed."""
 
 
 class Installed(NamedTuple):
@@ -61,15 +63,16 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     """``python -m build``: the sdist, then the wheel built from the unpacked sdist, so a file
     the sdist lacks is missing from the wheel too."""
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
+    build = subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
         check=True,
         capture_output=True,
+        text=True,
         timeout=BUILD_TIMEOUT,
     )
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
-    return Release(sdist, wheel)
+    return Release(sdist, wheel, build.stdout + build.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,20 @@ def test_the_wheel_carries_every_module_and_the_package_data(release: Release) -
 
 
 @pytest.mark.slow
+def test_the_license_is_an_spdx_expression_and_the_build_warns_of_nothing(
+    release: Release,
+) -> None:
+    with zipfile.ZipFile(release.wheel) as wheel:
+        [metadata] = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+        fields = Parser().parsestr(wheel.read(metadata).decode())
+
+    assert fields["License-Expression"] == "MIT"
+    assert not [c for c in fields.get_all("Classifier", []) if c.startswith("License ::")]
+    assert "License classifiers are deprecated" not in release.log
+    assert "SetuptoolsDeprecationWarning" not in release.log
+
+
+@pytest.mark.slow
 def test_the_sdist_carries_the_changelog_and_what_the_tests_read(
     release: Release,
 ) -> None:
@@ -116,11 +133,19 @@ def test_the_sdist_carries_the_changelog_and_what_the_tests_read(
         top, *names = sorted(sdist.getnames())
     files = {name.removeprefix(f"{top}/") for name in names}
     shipped = ["CHANGELOG.rst", "LICENSE", "README.rst", "tox.ini", ".ci/run", "perfx_plugin.py"]
+    shipped += ["bench/results.txt", ".readthedocs.yaml"]
     grafted = [
         path.relative_to(ROOT).as_posix()
-        for folder in ("dashboards", "deploy", "examples", "tests", "locust_perfx/dashboards")
+        for folder in (
+            "dashboards",
+            "deploy",
+            "docs",
+            "examples",
+            "tests",
+            "locust_perfx/dashboards",
+        )
         for path in (ROOT / folder).rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
+        if path.is_file() and not {"__pycache__", "_build"} & set(path.parts)
     ]
 
     assert set(shipped + grafted) <= files

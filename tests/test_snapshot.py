@@ -91,7 +91,7 @@ def test_an_interval_holds_only_what_happened_since_the_last_snapshot(
     assert a.avg_ms == pytest.approx((20 + 30 + 40 + 1234) / 4)
     assert (a.min_ms, a.max_ms) == (20, 1200)  # Locust buckets 1234 ms as 1200
     assert percentiles(a) == {0.5: 40, 0.9: 1200, 0.95: 1200, 0.99: 1200}
-    assert a.avg_bytes == 200
+    assert a.content_length == 4 * 200
     assert interval.duration == 2.0
     assert interval.total.requests == 5
     assert [(e.name, e.message, e.occurrences) for e in interval.errors] == [("/a", "boom", 1)]
@@ -441,6 +441,18 @@ def finished_stats(stats: RequestStats) -> Iterator[RequestStats]:
         stats.log_error("GET", "/a", "HTTP 500")
     stats.log_error("POST", "/b", "HTTP 404")
     yield stats
+
+
+def test_summary_response_times_are_whole_ms_even_where_locust_keeps_them_exact() -> None:
+    stats = RequestStats()
+    for exact in (5.371666999963054, 812.5000001, 97.1):
+        stats.log_request("GET", "/a", exact, 10)
+
+    total = summarize(stats, users_peak=1, workers=0, started_at=0, finished_at=1)["total"]
+
+    timings = {k: v for k, v in total.items() if k.endswith("_ms") and k != "avg_ms"}
+    assert (timings["min_ms"], timings["max_ms"]) == (5, 813)
+    assert all(type(value) is int for value in timings.values()), timings
 
 
 def test_summary_is_plain_json_with_totals_requests_and_errors(
