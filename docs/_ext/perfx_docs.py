@@ -26,9 +26,7 @@ class _Generated(SphinxDirective):
     """A directive whose content is reStructuredText made from a file or from the code."""
 
     def source(self) -> Path:
-        relative, absolute = self.env.relfn2path(self.arguments[0], self.env.docname)
-        self.env.note_dependency(relative)
-        return Path(absolute)
+        return Path(self.env.relfn2path(self.arguments[0], self.env.docname)[1])
 
     def text(self) -> str:
         raise NotImplementedError
@@ -47,7 +45,9 @@ class OpenAPI(_Generated):
     required_arguments: ClassVar[int] = 1
 
     def text(self) -> str:
-        return perfx_rst.openapi(yaml.safe_load(self.source().read_text()))
+        spec = self.source()
+        self.env.note_dependency(str(spec))
+        return perfx_rst.openapi(yaml.safe_load(spec.read_text()))
 
 
 class Modules(_Generated):
