@@ -1,6 +1,8 @@
 """The docs' own Sphinx extension: the pages that restate code are generated from it.
 
 - ``.. perfx-options::``: every option of the plugin, from its option table;
+- ``.. perfx-influx-layout::``: the measurements, tags and fields of the ``perfx`` layout,
+  from the points it writes;
 - ``.. perfx-openapi:: PATH``: the platform's API, operations then schemas, from the
   OpenAPI description at PATH (relative to the page);
 - ``.. perfx-modules:: PATH``: one line per module of the package at PATH;
@@ -41,6 +43,13 @@ class Options(_Generated):
         return perfx_rst.options_table()
 
 
+class InfluxLayout(_Generated):
+    def text(self) -> str:
+        for module in (perfx_rst.influx, perfx_rst.snapshot):
+            self.env.note_dependency(module.__file__)
+        return perfx_rst.influx_layout(perfx_rst.perfx_points())
+
+
 class OpenAPI(_Generated):
     required_arguments: ClassVar[int] = 1
 
@@ -68,6 +77,7 @@ class Autodoc(Modules):
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("perfx-options", Options)
     app.add_directive("perfx-openapi", OpenAPI)
+    app.add_directive("perfx-influx-layout", InfluxLayout)
     app.add_directive("perfx-modules", Modules)
     app.add_directive("perfx-autodoc", Autodoc)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
