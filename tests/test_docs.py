@@ -108,3 +108,22 @@ def test_the_influxdb_page_has_every_measurement_tag_and_field_the_layout_writes
     assert rows["locust_errors"][1].split(", ") == ["occurrences", "message"]
     assert rows["locust_thresholds"] == ["criterion", "limit, passed, observed"]
     assert ".. perfx-influx-layout::" in (DOCS / "influxdb.rst").read_text()
+
+
+def test_read_the_docs_builds_what_tox_builds() -> None:
+    """Read the Docs installs the same extra and fails on a warning, as ``tox -e docs`` does."""
+    import configparser
+
+    rtd = yaml.safe_load((ROOT / ".readthedocs.yaml").read_text())
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+
+    assert rtd["sphinx"] == {"configuration": "docs/conf.py", "fail_on_warning": True}
+    [install] = rtd["python"]["install"]
+    assert install["extra_requirements"] == tox["testenv:docs"]["extras"].split()
+    assert "-W" in tox["testenv:docs"]["commands"] and "doctest" in tox["testenv:docs"]["commands"]
+    assert "docs" in tox["tox"]["envlist"].replace(",", " ").split()
+    docs_extra = setup["options.extras_require"]["docs"]
+    assert "sphinx" in docs_extra and "furo" in docs_extra
