@@ -49,14 +49,10 @@ from locust_perfx.lifecycle import (
     Verdict,
     decide,
 )
-from locust_perfx.options import (
-    ARGUMENT_NAMES_KEY,
-    SECRET_DESTS,
-    WORKER_HELLO,
-    export_to_environ,
-)
+from locust_perfx.options import SECRET_DESTS
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
+from locust_perfx.registry import ARGUMENT_NAMES_KEY, WORKER_HELLO, export_to_environ
 from locust_perfx.schema import render
 from locust_perfx.series import add_series
 from locust_perfx.snapshot import summarize
@@ -509,7 +505,7 @@ class RunController:
         add_series(summary, runner.stats, self.watch.recorder)
         summary["perfx_version"] = perfx_version
         if self.exporter is not None:
-            summary["export"] = self.exporter.health()
+            summary["export"] = self.exporter.health(ending=True)
         if self.watch.judge is not None:
             summary["thresholds"] = [r.describe() for r in self.watch.results()]
         if self.plan.baseline is not None:

@@ -28,16 +28,10 @@ from locust_perfx import __version__
 from locust_perfx.baseline import Baseline
 from locust_perfx.criteria import Criterion, merge, parse_criteria
 from locust_perfx.exceptions import ConfigError, RunStateConflict
-from locust_perfx.influx import InfluxConfig, parse_tags
-from locust_perfx.options import (
-    DEFAULT_INTERVAL,
-    DEFAULT_PLATFORM_URL,
-    DEFAULT_RETRY_FOR,
-    PROGRESS_INTERVAL,
-    source_of,
-    typed_values,
-)
-from locust_perfx.platform import RunInfo
+from locust_perfx.influx import DEFAULT_INTERVAL, InfluxConfig, parse_tags
+from locust_perfx.lifecycle import PROGRESS_INTERVAL
+from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, RunInfo
+from locust_perfx.registry import source_of, typed_values
 from locust_perfx.schema import Value, resolve_value
 
 FORM: Final = "the web UI form"

@@ -32,11 +32,13 @@ from locust_perfx.exceptions import (
     RunNotFound,
     RunStateConflict,
 )
-from locust_perfx.options import DEFAULT_PLATFORM_URL
 from locust_perfx.schema import RunSchema
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_PLATFORM_URL: Final = "http://localhost:8000"
+DEFAULT_RETRY_FOR: Final = 60.0
+"""Seconds to keep retrying a start or final status through an outage."""
 DEFAULT_TIMEOUT: Final = 5.0
 """Seconds for one HTTP call (connect and read each)."""
 BACKOFF_FIRST: Final = 0.5
@@ -241,10 +243,11 @@ class PlatformClient:
         try:
             self._retrying(attempt, retry_for)
         except PlatformUnavailable as err:
-            # Out of time, but an attempt may have landed: one look at the run settles it.
-            if not (maybe_applied and _landed(run_id, call, self._status_if_known(run_id))):
-                err.maybe_applied = maybe_applied
+            if not maybe_applied:
                 raise
+            # Out of time, but an attempt may have landed: one look at the run settles it.
+            if not _landed(run_id, call, self._status_if_known(run_id)):
+                raise err.answer_lost() from None
 
     def _settle_conflict(
         self, run_id: str, call: str, refusal: RunStateConflict, maybe_applied: bool
@@ -360,14 +363,13 @@ def _unwrap(
     kwargs: dict[str, Any] = {"url": url, "status": status, "run_id": run_id}
     if status in RETRY_STATUSES:
         retry_after = _retry_after(response.headers.get("Retry-After"))
-        unavailable = PlatformUnavailable(
+        raise PlatformUnavailable(
             f"the platform at {base_url} answered {status}"
             + (f": {message}" if message else "")
             + (f" (Retry-After: {retry_after:g} s)" if retry_after is not None else ""),
+            retry_after=retry_after,
             **kwargs,
         )
-        unavailable.retry_after = retry_after
-        raise unavailable
     if status == 404:
         raise RunNotFound(f"run {run_id} does not exist on {base_url}: check --run-id", **kwargs)
     if status in (401, 403):

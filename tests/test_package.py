@@ -1,6 +1,14 @@
-"""The package imports without side effects and exposes its public surface."""
+"""The package's shape: its exceptions carry their data, and its modules import one way only,
+so that each can be imported (and tested) alone."""
+
+from __future__ import annotations
+
+import ast
 
 from locust_perfx import ConfigError, PerfxError
+from tests.fixtures.locust import ROOT
+
+PACKAGE = ROOT / "locust_perfx"
 
 
 def test_config_error_carries_every_problem() -> None:
@@ -8,3 +16,57 @@ def test_config_error_carries_every_problem() -> None:
     assert isinstance(err, PerfxError)
     assert isinstance(err, ValueError)
     assert err.problems == ["--a: missing", '--b: expected an integer, got "x"']
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each module of the package and the package modules it imports anywhere in its text:
+    at the top, in a function, or for the type checker only (a circle there still ties two
+    modules together for a reader and for mypy)."""
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in PACKAGE.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:  # from pkg import module, or from module import name
+                    submodule = f"{node.module}.{alias.name}"
+                    imported.add(submodule if submodule in modules else node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+        graph[name] = {m for m in imported if m in modules and m != name}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import circle, each listed once, from its smallest module name."""
+    found = []
+    for start in sorted(graph):
+        paths = [[start]]
+        while paths:
+            path = paths.pop()
+            for module in sorted(graph[path[-1]]):
+                if module == start:
+                    found.append([*path, start])
+                elif module > start and module not in path:
+                    paths.append([*path, module])
+    return found
+
+
+def test_the_graph_sees_the_imports() -> None:
+    graph = import_graph()
+    assert "locust_perfx.options" in graph["locust_perfx.registry"]
+    assert "locust_perfx.exceptions" in graph["locust_perfx"]
+
+
+def test_no_module_imports_itself_back() -> None:
+    """Lower modules keep their own defaults, and the option table refers to them: the table
+    importing the platform client that took its default URL from the table was a circle."""
+    assert circles(import_graph()) == []
+
+
+def test_circles_are_found() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert circles(graph) == [["a", "b", "c", "a"]]

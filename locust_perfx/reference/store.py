@@ -30,7 +30,6 @@ JSON = dict[str, Any]
 #: Seconds a connection waits for another thread's write transaction before giving up.
 BUSY_TIMEOUT = 5.0
 
-STATE_CALLS = ("start", "complete", "fail", "progress")
 
 # Which statuses each call is accepted from, and the status it leads to (None: unchanged).
 _ALLOWED_FROM: dict[str, frozenset[str]] = {
