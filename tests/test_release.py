@@ -30,6 +30,10 @@ PACKAGE_DATA = (
     "locust_perfx/reference/openapi.yaml",
     "locust_perfx/dashboards/locust-perfx-influxdb1-influxql.json",
     "locust_perfx/dashboards/locust-perfx-influxdb2-flux.json",
+    *(
+        path.relative_to(ROOT).as_posix()
+        for path in sorted((PACKAGE / "reference" / "templates").glob("*.html"))
+    ),
 )
 BUILD_TIMEOUT = 300.0
 """A build, then an install from PyPI: about a minute and a half on a busy 2-core machine."""
