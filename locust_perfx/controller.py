@@ -504,7 +504,7 @@ class RunController:
         add_series(summary, runner.stats, self.watch.recorder)
         summary["perfx_version"] = perfx_version
         if self.exporter is not None:
-            summary["export"] = self.exporter.health()
+            summary["export"] = self.exporter.health(ending=True)
         if self.watch.judge is not None:
             summary["thresholds"] = [r.describe() for r in self.watch.results()]
         return summary

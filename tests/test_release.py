@@ -43,6 +43,8 @@ COMMAND_TIMEOUT = 60.0
 class Release(NamedTuple):
     sdist: Path
     wheel: Path
+    log: str
+    """What the build printed."""
 
 
 class Installed(NamedTuple):
@@ -65,15 +67,16 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     """``python -m build``: the sdist, then the wheel built from the unpacked sdist, so a file
     the sdist lacks is missing from the wheel too."""
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
+    build = subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
         check=True,
         capture_output=True,
+        text=True,
         timeout=BUILD_TIMEOUT,
     )
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
-    return Release(sdist, wheel)
+    return Release(sdist, wheel, build.stdout + build.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +115,20 @@ def test_the_wheel_carries_every_module_and_the_package_data(release: Release) -
     assert modules | set(PACKAGE_DATA) <= names
     assert any(re.fullmatch(r"locust_perfx-[^/]+\.dist-info/(licenses/)?LICENSE", n) for n in names)
     assert not {name for name in names if name.startswith(("tests/", "examples/", "bench/"))}
+
+
+@pytest.mark.slow
+def test_the_license_is_an_spdx_expression_and_the_build_warns_of_nothing(
+    release: Release,
+) -> None:
+    with zipfile.ZipFile(release.wheel) as wheel:
+        [metadata] = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+        fields = Parser().parsestr(wheel.read(metadata).decode())
+
+    assert fields["License-Expression"] == "MIT"
+    assert not [c for c in fields.get_all("Classifier", []) if c.startswith("License ::")]
+    assert "License classifiers are deprecated" not in release.log
+    assert "SetuptoolsDeprecationWarning" not in release.log
 
 
 @pytest.mark.slow
