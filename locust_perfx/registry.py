@@ -365,11 +365,16 @@ class OptionRegistry:
 def _shown_before_locust_logs(verbose: bool) -> Iterator[None]:
     """Print the plugin's log lines on stderr for the block: the run is fetched while Locust
     parses its options, before it sets up logging, and ``--verbose`` should show that call
-    too."""
+    too, stamped like Locust's own lines."""
     if not verbose:
         yield
         return
+    from locust.log import HOSTNAME  # Locust is loaded: it fires the parse
+
     handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter(f"[%(asctime)s] {HOSTNAME}/%(levelname)s/%(name)s: %(message)s")
+    )
     logger = logging.getLogger(PACKAGE_LOGGER)
     logger.addHandler(handler)
     try:
