@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 from bench.common import BENCH, log, median, versions
 
 RESULTS = BENCH / "results.txt"
-"""The last full run's output, which README.rst's short table summarizes."""
+"""The last full run's output, which docs/benchmarks.rst shows."""
 
 
 class Row(NamedTuple):
@@ -333,7 +333,7 @@ def full_table(rows: list[Row]) -> str:
 
 
 def short_table(rows: list[Row]) -> str:
-    """README.rst's table: the rows with a goal, by brief name and headline result."""
+    """The summary printed last: the rows with a goal, by brief name and headline result."""
     picked = [(row.brief, row.headline, row.goal, row.met) for row in rows if row.brief]
     return table(("measure", "result", "goal", "met"), picked)
 
@@ -372,7 +372,7 @@ def main() -> None:
     )
     args.results.write_text(full)
     print(full)
-    print(f"Short table (README.rst); the full one is also in {args.results}:\n")
+    print(f"Short table; the full one is also in {args.results}:\n")
     print(short_table(rows))
 
 

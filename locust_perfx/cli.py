@@ -17,6 +17,7 @@ import argparse
 import os
 import platform
 import sys
+from collections.abc import Iterable
 from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
@@ -29,14 +30,49 @@ from locust_perfx import __version__
 VERSION_FLAGS = ("--version", "-V")
 """Locust's own version flags: ``perfx`` answers them with the plugin's version as well."""
 PLUGIN_FILE = "perfx_plugin.py"
-PLUGIN_SOURCE = (
-    "# Load the locust-perfx plugin: locust -f perfx_plugin.py,locustfile.py --run-id RUN_ID\n"
-    "import locust_perfx.plugin  # noqa: F401\n"
-)
+PLUGIN_SOURCE = '''"""Loads the locust-perfx plugin into Locust; it is not run on its own. Use:
+
+    locust -f perfx_plugin.py,locustfile.py --run-id RUN_ID
+    perfx -f locustfile.py --run-id RUN_ID     (the same, without this file)
+"""
+
+if __name__ == "__main__":
+    raise SystemExit(__doc__)
+
+import locust_perfx.plugin  # noqa: E402,F401
+'''
+
+
+USAGE = """
+Usage: perfx [options] [UserClass ...]     Locust with the plugin loaded
+       perfx init [DIR]                    write perfx_plugin.py for locust -f perfx_plugin.py,...
+       perfx dashboards [DIR]              write the Grafana dashboards
+       perfx resend FILE                   deliver a final status saved at the end of a run
+       perfx help [COMMAND]                this help, or a command's
+"""
+COMMANDS = (["init"], ["dashboards"], ["resend"])
+
+
+def describe(parser: argparse.ArgumentParser, options: Iterable[tuple[str, str]]) -> None:
+    """Make Locust's ``--help`` the ``perfx`` command's: its usage, its commands, and the
+    environment variable of every plugin option (Locust's help names none)."""
+    rows = [*options, ("--<name> (the run's)", "PERFX_<NAME>, e.g. PERFX_BATCH_SIZE")]
+    names = "\n".join(f"    {flag:<24}{env}" for flag, env in rows)
+    parser.description = USAGE
+    parser.epilog = (
+        "Every perfx option and run argument can be set by environment variable (and in\n"
+        "Locust's config files by its dashed name):\n\n"
+        f"{names}\n\n"
+        "The locustfile reads the run id and arguments as PERFX_RUN_ID and PERFX_<NAME>.\n\n"
+        f"{parser.epilog or ''}"
+    ).replace("\n    locust ", "\n    perfx ")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["help"]:  # else Locust's "Unknown User(s): help"
+        command = args[1:2]
+        args = [*command, "--help"] if command in COMMANDS else ["--help", *args[1:]]
     if args[:1] == ["init"]:
         return init(args[1:])
     if args[:1] == ["dashboards"]:

@@ -57,6 +57,7 @@ from locust_perfx.options import (
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
 from locust_perfx.schema import render
+from locust_perfx.series import add_series
 from locust_perfx.snapshot import summarize
 from locust_perfx.watch import (
     TICK,
@@ -191,7 +192,14 @@ class RunController:
     ) -> RunWatch:
         judge = Judge(plan.criteria, interval=plan.settings.interval) if plan.criteria else None
         stop = self.runner.quit if self.options.headless else self.runner.stop
-        return RunWatch(self.runner, sync, judge, stop_test=stop, exporter=exporter)
+        return RunWatch(
+            self.runner,
+            sync,
+            judge,
+            stop_test=stop,
+            exporter=exporter,
+            interval=plan.settings.interval,
+        )
 
     def _move(self, to: Phase) -> None:
         if to not in _MOVES[self.phase]:
@@ -497,6 +505,7 @@ class RunController:
             started_at=runner.stats.start_time,
             finished_at=time.time(),
         )
+        add_series(summary, runner.stats, self.watch.recorder)
         summary["perfx_version"] = perfx_version
         if self.exporter is not None:
             summary["export"] = self.exporter.health()

@@ -108,7 +108,8 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("--influxdb-bucket", "InfluxDB bucket. Defaults to none.", "BUCKET"),
     Option(
         "--influxdb-interval",
-        f"Seconds between two metric points. Defaults to {DEFAULT_INTERVAL:g}.",
+        "Seconds between two metric points, threshold checks per interval and the intervals "
+        f"of the summary's series. Defaults to {DEFAULT_INTERVAL:g}.",
         "SECONDS",
         DEFAULT_INTERVAL,
         float,

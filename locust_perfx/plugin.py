@@ -16,9 +16,10 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from locust_perfx import __version__, webui
+from locust_perfx import __version__, cli, webui
 from locust_perfx.exceptions import ConfigError, PerfxError
 from locust_perfx.options import (
+    OPTIONS,
     WORKER_HELLO,
     OptionRegistry,
     expose_arguments_on_worker,
@@ -48,6 +49,8 @@ controller: RunController | None = None
 
 @events.init_command_line_parser.add_listener
 def on_command_line_parser(parser: Any, **_: Any) -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):  # only `perfx` loads the plugin before the help
+        cli.describe(parser, ((option.flag, option.env_var) for option in OPTIONS))
     registry.register_at_parse(parser, sys.argv[1:], on_error=_exit)
 
 

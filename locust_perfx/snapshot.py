@@ -418,9 +418,10 @@ def _entry_summary(entry: StatsEntry, duration: float) -> dict[str, Any]:
         "failure_ratio": round(entry.fail_ratio, 4),
         "rps": round(entry.num_requests / duration, 2) if duration > 0 else 0.0,
         "avg_ms": round(entry.avg_response_time, 2),
-        "min_ms": entry.min_response_time or 0,
-        "max_ms": entry.max_response_time,
-        # Histogram buckets: int in every Locust version (see _Baseline.advance).
+        # Locust keeps min/max exact (5.371666999963054): whole ms, like every timing field
+        # but the average. Histogram buckets: int in every Locust version (_Baseline.advance).
+        "min_ms": round(entry.min_response_time or 0),
+        "max_ms": round(entry.max_response_time),
         "median_ms": int(entry.median_response_time),
         "p90_ms": int(entry.get_response_time_percentile(0.9)),
         "p95_ms": int(entry.get_response_time_percentile(0.95)),
@@ -441,8 +442,9 @@ def summarize(
     """The end-of-run report for the platform, in plain JSON types.
 
     ``started_at``/``finished_at`` are epoch seconds and come back as ISO-8601 UTC strings.
-    Response times are milliseconds; min/max are exact, median and percentiles carry Locust's
-    histogram rounding (about two significant digits).
+    Response times are whole milliseconds (the average keeps two decimals); min/max are
+    rounded, median and percentiles carry Locust's histogram rounding (about two significant
+    digits).
 
     >>> from locust.stats import RequestStats
     >>> stats = RequestStats()
@@ -453,10 +455,11 @@ def summarize(
     duration = max(finished_at - started_at, 0.0)
     requests = sorted(
         (entry for entry in stats.entries.values() if entry.num_requests or entry.num_failures),
-        key=lambda entry: (entry.name, entry.method),
+        # A custom client may fire events.request with request_type None beside a string.
+        key=lambda entry: (entry.name, entry.method or ""),
     )
     errors: Iterable[StatsError] = sorted(
-        stats.errors.values(), key=lambda e: (-e.occurrences, e.method, e.name)
+        stats.errors.values(), key=lambda e: (-e.occurrences, e.method or "", e.name)
     )
     return {
         "duration_s": round(duration, 3),

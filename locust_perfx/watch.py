@@ -21,6 +21,8 @@ from locust.runners import STATE_MISSING, MasterRunner, Runner
 from locust_perfx.criteria import Judge, Result
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.lifecycle import PlatformSync
+from locust_perfx.options import DEFAULT_INTERVAL
+from locust_perfx.series import SeriesRecorder
 from locust_perfx.snapshot import interval_delta
 
 logger = logging.getLogger(__name__)
@@ -46,11 +48,14 @@ class RunWatch:
         judge: Judge | None,
         stop_test: Callable[[], None],
         exporter: MetricsExporter | None = None,
+        interval: float = DEFAULT_INTERVAL,
     ) -> None:
         self.runner = runner
         self.sync = sync
         self.judge = judge
         self.exporter = exporter
+        self.recorder = SeriesRecorder(interval)
+        """The per-interval series the summary carries for a later baseline comparison."""
         self.aborted = False
         self.users_peak = 0
         self.workers_peak = 0
@@ -67,6 +72,7 @@ class RunWatch:
         """A test starts: peaks and thresholds count from now."""
         self.users_peak = self.workers_peak = 0
         self._since_progress = None
+        self.recorder.start(self.runner.stats, time.time())
         if self.judge is not None:
             self.judge.start(self.runner.stats, time.time())
             self._reported.clear()
@@ -78,9 +84,14 @@ class RunWatch:
         with self._reporting:
             if self._stopped:
                 return
+            self.recorder.tick(self.runner.stats, time.time())
             self.sync.progress(self.progress_body)
-            if self.judge is not None and time.monotonic() >= self._next_check:
-                self._next_check += self.judge.interval
+            now = time.monotonic()
+            if self.judge is not None and now >= self._next_check:
+                # After a stall (a slow progress call), the next window is a whole interval
+                # from now: catching up would judge windows of a second.
+                behind = now - self._next_check > TICK
+                self._next_check = (now if behind else self._next_check) + self.judge.interval
                 self._check(self.judge)
 
     def stop(self) -> None:

@@ -40,10 +40,40 @@ def test_version_names_the_plugin_locust_and_python(flag: str) -> None:
     )
 
 
+@pytest.mark.parametrize("command", [["--help"], ["help"]])
+def test_help_is_the_perfx_commands_with_its_variables_and_subcommands(command: list[str]) -> None:
+    result = perfx(*command)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.lstrip().startswith("Usage: perfx [options]")
+    assert "Usage: locust" not in result.stdout and "\n    locust -f" not in result.stdout
+    for line in ("perfx init [DIR]", "perfx resend FILE", "perfx dashboards [DIR]"):
+        assert line in result.stdout
+    for variable in ("PERFX_RUN_ID", "PERFX_PLATFORM_TOKEN", "PERFX_THRESHOLDS", "PERFX_<NAME>"):
+        assert variable in result.stdout
+    assert "--platform-url" in result.stdout  # Locust's options and the plugin's, as before
+
+
+def test_help_on_a_command_is_that_commands_help() -> None:
+    result = perfx("help", "resend")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: perfx resend")
+
+
 def test_init_writes_the_plugin_file_the_repository_ships(tmp_path: Path) -> None:
     result = perfx("init", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "perfx_plugin.py").read_text() == PLUGIN_SOURCE == PLUGIN.read_text()
+
+
+def test_the_plugin_file_run_on_its_own_says_how_to_use_it() -> None:
+    result = subprocess.run(
+        [sys.executable, str(PLUGIN)], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 1
+    assert "locust -f perfx_plugin.py,locustfile.py --run-id RUN_ID" in result.stderr
 
 
 def test_init_keeps_a_different_file_unless_forced(tmp_path: Path) -> None:

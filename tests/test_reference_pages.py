@@ -250,14 +250,18 @@ def test_a_summary_is_shown_as_far_as_it_goes() -> None:
     failed = summary_view({"error": "KeyError: 'total'"})
     odd = summary_view({"requests": "not a list", "errors": [5, {"error": "x"}], "total": {}})
 
-    assert full.error is None and full.total == TOTALS
+    assert full.error is None and full.total[:4] == [(k, str(v)) for k, v in TOTALS.items()][:4]
+    assert full.total[4] == ("p95_ms", "30")
     assert ("peak users", "4") in full.facts
     assert full.requests[0][:5] == ["GET", "/search", "100", "2", "0.02"]
     assert full.requests[1][2:4] == ["3", DASH]  # a missing field shows as a dash
     assert full.errors == [["GET", "/search", "HTTPError(500)", "2"]]
-    assert failed.error == "KeyError: 'total'" and failed.requests == [] and failed.total is None
-    assert odd.requests == [] and odd.errors == [[DASH, DASH, "x", DASH]] and odd.total is None
+    assert failed.error == "KeyError: 'total'" and failed.requests == [] and failed.total == []
+    assert odd.requests == [] and odd.errors == [[DASH, DASH, "x", DASH]] and odd.total == []
     assert summary_view(None).facts == []
+    series = {"interval_s": 5.0, "stride": 1, "requests": [1], "failures": [0], "p95_ms": [9]}
+    total = {"requests": 1, "histogram": [[9, 1]], "series": series}
+    assert summary_view({"total": total}).total == {"requests": 1}
 
 
 # -- the pages, drawn by the app ------------------------------------------------------------
@@ -360,6 +364,25 @@ def test_the_summary_table_has_a_row_per_request_name_and_escapes_names(app: Fla
     assert table.group(0).count("<tr>") == 3  # the heading and two names
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img" not in page
     assert "HTTPError(500)" in page
+
+
+def test_the_run_page_shows_response_times_in_whole_ms_and_an_exit_code_only_when_known(
+    app: Flask,
+) -> None:
+    client = app.test_client()
+    exact = {"min_ms": 5.371666999963054, "max_ms": 812.0000001, "avg_ms": 97.123456}
+    summary = {"total": exact, "requests": [{"method": "GET", "name": "/a", **exact}]}
+    completed, failed = started(client), started(client)
+    state(client, completed, "complete", {"finished_at": STARTED, "summary": summary})
+    state(client, failed, "fail", {"finished_at": STARTED, "reason": "boom", "exit_code": 1})
+
+    page = client.get(f"/runs/{completed}").get_data(as_text=True)
+
+    assert "<th>min_ms</th><td>5</td>" in page and "<th>max_ms</th><td>812</td>" in page
+    assert '<td class="num">5</td>' in page and '<td class="num">97.12</td>' in page
+    assert "5.37" not in page and "812.0" not in page
+    assert "exit code" not in page  # complete carries none: no empty row
+    assert "<th>exit code</th><td>1</td>" in client.get(f"/runs/{failed}").get_data(as_text=True)
 
 
 def test_the_run_list_shows_status_reason_and_an_rps_sparkline(app: Flask) -> None:

@@ -116,11 +116,19 @@ def test_the_sdist_carries_the_changelog_and_what_the_tests_read(
         top, *names = sorted(sdist.getnames())
     files = {name.removeprefix(f"{top}/") for name in names}
     shipped = ["CHANGELOG.rst", "LICENSE", "README.rst", "tox.ini", ".ci/run", "perfx_plugin.py"]
+    shipped += ["bench/results.txt", ".readthedocs.yaml"]
     grafted = [
         path.relative_to(ROOT).as_posix()
-        for folder in ("dashboards", "deploy", "examples", "tests", "locust_perfx/dashboards")
+        for folder in (
+            "dashboards",
+            "deploy",
+            "docs",
+            "examples",
+            "tests",
+            "locust_perfx/dashboards",
+        )
         for path in (ROOT / folder).rglob("*")
-        if path.is_file() and "__pycache__" not in path.parts
+        if path.is_file() and not {"__pycache__", "_build"} & set(path.parts)
     ]
 
     assert set(shipped + grafted) <= files

@@ -443,6 +443,18 @@ def finished_stats(stats: RequestStats) -> Iterator[RequestStats]:
     yield stats
 
 
+def test_summary_response_times_are_whole_ms_even_where_locust_keeps_them_exact() -> None:
+    stats = RequestStats()
+    for exact in (5.371666999963054, 812.5000001, 97.1):
+        stats.log_request("GET", "/a", exact, 10)
+
+    total = summarize(stats, users_peak=1, workers=0, started_at=0, finished_at=1)["total"]
+
+    timings = {k: v for k, v in total.items() if k.endswith("_ms") and k != "avg_ms"}
+    assert (timings["min_ms"], timings["max_ms"]) == (5, 813)
+    assert all(type(value) is int for value in timings.values()), timings
+
+
 def test_summary_is_plain_json_with_totals_requests_and_errors(
     finished_stats: RequestStats,
 ) -> None:
@@ -479,3 +491,18 @@ def test_summary_is_plain_json_with_totals_requests_and_errors(
     assert summary["errors"] == [
         {"method": "GET", "name": "/a", "error": "HTTP 500", "occurrences": 3}
     ]
+
+
+def test_the_summary_takes_a_name_reported_with_and_without_a_request_type(
+    stats: RequestStats,
+) -> None:
+    """A custom client fires ``events.request`` itself and may leave ``request_type`` None."""
+    stats.log_request(None, "/a", 10, 1)  # type: ignore[arg-type]  # as such a client does
+    stats.log_request("GET", "/a", 20, 1)
+    stats.log_error(None, "/a", "boom")  # type: ignore[arg-type]
+    stats.log_error("GET", "/a", "boom")
+
+    summary = summarize(stats, users_peak=1, workers=0, started_at=0.0, finished_at=1.0)
+
+    assert [(r["method"], r["name"]) for r in summary["requests"]] == [(None, "/a"), ("GET", "/a")]
+    assert [e["method"] for e in summary["errors"]] == [None, "GET"]

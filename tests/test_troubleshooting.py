@@ -1,5 +1,5 @@
-"""Every message the plugin shows a user is in README's Troubleshooting section, with its
-cause and fix.
+"""Every message the plugin shows a user is on the docs' Troubleshooting page
+(``docs/troubleshooting.rst``), with its cause and fix.
 
 The messages are collected from the code itself, so a new one cannot slip past the docs:
 every string (literal or f-string) that reaches the user through
@@ -15,7 +15,7 @@ following a variable assigned in the same function, and a call to a function of 
 module, to the strings they hold or return. Placeholders (``{value}``, ``%s``) become
 ``{}``. A message's key is its first six fixed words (or all there are), each
 placeholder between them standing for any text; it must be found within one literal of the
-section (``perfx: run RUN_ID does not exist on URL``), so the docs may name placeholders as
+page (``perfx: run RUN_ID does not exist on URL``), so the docs may name placeholders as
 they like, the end of a message may be reworded, and the prose around it does not count.
 """
 
@@ -36,6 +36,7 @@ from locust_perfx import exceptions
 from tests.fixtures.locust import ROOT
 
 PACKAGE = ROOT / "locust_perfx"
+PAGE = ROOT / "docs" / "troubleshooting.rst"
 SECTION = "Troubleshooting"
 PREFIX = "perfx: "
 HOLE = "{}"
@@ -210,15 +211,15 @@ def collect_messages() -> list[Message]:
 
 @functools.cache
 def documented() -> str:
-    """The literal text of README's Troubleshooting section, one line per literal."""
+    """The literal text of the Troubleshooting page, one line per literal."""
     tree = docutils.core.publish_doctree(
-        (ROOT / "README.rst").read_text(), settings_overrides={"report_level": 5}
+        PAGE.read_text(), settings_overrides={"report_level": 5, "doctitle_xform": False}
     )
     for section in tree.findall(docutils.nodes.section):
         if section[0].astext() == SECTION:
             literals = section.findall(docutils.nodes.literal)
             return "\n".join(" ".join(literal.astext().split()) for literal in literals)
-    raise AssertionError(f"README.rst has no {SECTION} section")
+    raise AssertionError(f"{PAGE} has no {SECTION} section")
 
 
 MESSAGES = collect_messages()
@@ -235,6 +236,6 @@ def test_the_collector_finds_the_messages_it_is_meant_to() -> None:
 @pytest.mark.parametrize("message", MESSAGES, ids=lambda m: m.where)
 def test_every_message_is_documented_with_its_cause_and_fix(message: Message) -> None:
     assert message.key.search(documented()), (
-        f"{message.where}: {message.pattern!r} is not in README's {SECTION} section "
+        f"{message.where}: {message.pattern!r} is not in {PAGE.name} "
         f"(looked for /{message.key.pattern}/ in a literal)"
     )

@@ -1,0 +1,251 @@
+"""The baseline comparison: the Mann-Whitney U test, and the per-name table it judges."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from locust_perfx.compare import (
+    DEFAULT_CONFIDENCE,
+    MIN_INTERVALS,
+    TOTAL,
+    Limit,
+    compare,
+    mann_whitney,
+    render,
+    samples,
+)
+
+# Reference answers of scipy.stats.mannwhitneyu(x, y, method="asymptotic") (scipy 1.17.1,
+# which applies the same tie and continuity corrections); scipy is not a dependency.
+SCIPY = [
+    ([19, 22, 16, 29, 24], [20, 11, 17, 12], 17.0, 0.11134688653314041),  # scipy's docs
+    ([1, 2, 2, 3, 3, 3, 4], [3, 4, 4, 5, 5, 6], 3.5, 0.012999854364387305),  # ties across
+    (
+        [100, 98, 99, 101, 100, 102, 97, 100, 99],
+        [131, 128, 133, 130, 129, 135, 131, 127, 132],
+        0.0,
+        0.0003954938329925018,
+    ),
+    ([5] * 6, [5] * 7, 21.0, 1.0),  # every value equal
+]
+
+
+@pytest.mark.parametrize(("x", "y", "u", "p"), SCIPY)
+def test_mann_whitney_matches_scipy(x: list[int], y: list[int], u: float, p: float) -> None:
+    got_u, got_p = mann_whitney(x, y)
+    assert got_u == u
+    assert got_p == pytest.approx(p, rel=1e-12)
+
+
+@given(
+    st.lists(st.integers(0, 6), min_size=1, max_size=12),
+    st.lists(st.integers(0, 6), min_size=1, max_size=12),
+)
+def test_u_counts_the_pairs_where_x_wins_and_half_the_ties(x: list[int], y: list[int]) -> None:
+    pairs = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in x for b in y)
+    u, p = mann_whitney(x, y)
+    assert u == pairs
+    assert 0 <= p <= 1
+    assert mann_whitney(y, x)[1] == pytest.approx(p)  # two-sided: the order does not matter
+
+
+def test_p_is_close_to_the_exact_permutation_p() -> None:
+    """Without ties the normal approximation is within 0.01 of the exact p at 7 vs 7."""
+    rng = random.Random(3)
+    x = [rng.gauss(100, 10) for _ in range(7)]
+    y = [rng.gauss(112, 10) for _ in range(7)]
+    u = mann_whitney(x, y)[0]
+    pooled = [*x, *y]
+    splits = list(itertools.combinations(range(14), 7))
+    extreme = 0
+    for chosen in splits:
+        a = [pooled[i] for i in chosen]
+        b = [pooled[i] for i in range(14) if i not in chosen]
+        if abs(mann_whitney(a, b)[0] - 24.5) >= abs(u - 24.5):
+            extreme += 1
+    assert mann_whitney(x, y)[1] == pytest.approx(extreme / len(splits), abs=0.01)
+
+
+def test_empty_samples_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least one value"):
+        mann_whitney([], [1])
+
+
+def entry(
+    name: str,
+    p95: list[int | None],
+    requests: list[int] | None = None,
+    failures: list[int] | None = None,
+    method: str = "GET",
+    interval_s: float = 1.0,
+) -> dict[str, Any]:
+    """A summary row and its series, whole-run values taken from the intervals."""
+    requests = requests or [50] * len(p95)
+    failures = failures or [0] * len(p95)
+    timed = sorted(p for p in p95 if p is not None)
+    return {
+        "method": method,
+        "name": name,
+        "requests": sum(requests),
+        "failures": sum(failures),
+        "failure_ratio": sum(failures) / sum(requests),
+        "rps": sum(requests) / (interval_s * len(requests)),
+        "p95_ms": timed[len(timed) // 2] if timed else None,
+        "series": {
+            "interval_s": interval_s,
+            "requests": requests,
+            "failures": failures,
+            "p95_ms": p95,
+        },
+    }
+
+
+def summary(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"requests": list(entries)}
+
+
+def noisy(center: float, n: int = 20, spread: float = 0.05, seed: int = 0) -> list[int | None]:
+    rng = random.Random(seed)
+    return [round(center * (1 + rng.uniform(-spread, spread))) for _ in range(n)]
+
+
+def test_identical_runs_flag_nothing() -> None:
+    run = summary(entry("/search", noisy(100)), entry("/home", noisy(20, seed=1)))
+    table = compare(run, run)
+    assert {r.verdict for r in table.rows} == {"unchanged"}
+    assert table.regressions == []
+
+
+def test_a_slower_name_is_a_regression_with_its_numbers_and_the_others_are_not() -> None:
+    base = summary(entry("/search", noisy(100, seed=1)), entry("/home", noisy(20, seed=2)))
+    now = summary(entry("/search", noisy(131, seed=3)), entry("/home", noisy(20, seed=4)))
+    table = compare(base, now)
+    [worst] = table.regressions
+    assert (worst.name, worst.metric) == ("GET /search", "p95_ms")
+    assert worst.reason.startswith("p95_ms for GET /search: 13")
+    assert "vs baseline 10" in worst.reason and "p<0.001" in worst.reason
+    assert table.row("GET /home", "p95_ms").verdict == "unchanged"
+
+
+def test_the_reason_reads_like_the_issue_says() -> None:
+    base = summary(entry("/search", [100] * 10))
+    now = summary(entry("/search", [131] * 10))
+    row = compare(base, now).row("GET /search", "p95_ms")
+    assert row.reason == "p95_ms for GET /search: 131 vs baseline 100 ms (+31%, p<0.001)"
+    assert row.delta == 31 and row.delta_ratio == pytest.approx(0.31)
+
+
+def test_a_change_past_the_limit_within_the_noise_is_not_a_regression() -> None:
+    """p95 +15%, but the intervals swing from 60 to 150 ms: two runs differ that much anyway."""
+    swings = [60, 150, 90, 130, 70, 110, 100, 140]
+    base = summary({**entry("/search", swings), "p95_ms": 100})
+    now = summary({**entry("/search", [ms + 10 for ms in swings]), "p95_ms": 115})
+    row = compare(base, now).row("GET /search", "p95_ms")
+    assert row.limit is not None and row.limit.passed_by(row.baseline or 0, row.current or 0)
+    assert row.p is not None and row.p > 1 - DEFAULT_CONFIDENCE
+    assert row.verdict == "unchanged" and "own variation" in row.note
+
+
+def test_a_significant_change_within_the_limit_is_not_a_regression() -> None:
+    base = summary(entry("/search", [100, 101] * 10))
+    now = summary(entry("/search", [104, 105] * 10))  # +4%, every interval
+    row = compare(base, now).row("GET /search", "p95_ms")
+    assert row.p is not None and row.p < 0.001
+    assert row.verdict == "unchanged"
+
+
+def test_a_faster_run_is_an_improvement() -> None:
+    base = summary(entry("/search", noisy(100)))
+    now = summary(entry("/search", noisy(60, seed=9)))
+    assert compare(base, now).row("GET /search", "p95_ms").verdict == "improvement"
+
+
+def test_a_lower_rate_is_the_regression_of_rps() -> None:
+    base = summary(entry("/search", noisy(100), requests=[50, 52, 49, 51, 50, 48] * 3))
+    now = summary(entry("/search", noisy(100), requests=[40, 42, 39, 41, 40, 38] * 3))
+    row = compare(base, now).row("GET /search", "rps")
+    assert row.verdict == "regression"
+    assert row.reason.startswith("rps for GET /search: 40.00 vs baseline 50.00 req/s (-20%")
+
+
+def test_the_failure_ratio_limit_is_absolute() -> None:
+    base = summary(entry("/search", noisy(100), failures=[0, 1] * 10))
+    now = summary(entry("/search", noisy(100), failures=[2, 3] * 10))
+    row = compare(base, now).row("GET /search", "failure_ratio")
+    assert row.verdict == "regression"
+    assert row.change == "+0.04"
+    limits = [Limit("failure_ratio", 0.05, relative=False)]
+    assert compare(base, now, limits=limits).rows[-1].verdict == "unchanged"
+
+
+def test_names_in_one_run_only_are_new_or_gone_never_regressions() -> None:
+    base = summary(entry("/search", noisy(100)), entry("/old", noisy(50)))
+    now = summary(entry("/search", noisy(100)), entry("/new", noisy(900)))
+    table = compare(base, now)
+    assert table.row("GET /new", "p95_ms").verdict == "new"
+    assert table.row("GET /new", "p95_ms").current is not None
+    assert table.row("GET /old", "rps").verdict == "gone"
+    assert table.regressions == []
+    assert [r.name for r in table.rows[::3]] == ["GET /search", "GET /new", "GET /old"]
+
+
+def test_an_older_baseline_without_series_compares_on_totals_with_a_note() -> None:
+    old = entry("/search", noisy(100))
+    del old["series"]
+    table = compare(summary(old), summary(entry("/search", noisy(150))))
+    row = table.row("GET /search", "p95_ms")
+    assert row.verdict == "untested" and row.p is None
+    assert row.reason.endswith("(+50%, untested)")
+    assert table.regressions == []
+    assert "no per-interval series" in table.notes[0]
+
+
+def test_too_few_intervals_are_untested() -> None:
+    short = MIN_INTERVALS - 1
+    table = compare(
+        summary(entry("/search", [100] * short)), summary(entry("/search", [200] * short))
+    )
+    row = table.row("GET /search", "p95_ms")
+    assert row.verdict == "untested"
+    assert f"fewer than {MIN_INTERVALS} intervals" in row.note
+
+
+def test_the_total_is_compared_as_aggregated() -> None:
+    run = {**summary(entry("/a", noisy(100))), "total": entry("", noisy(100))}
+    assert compare(run, run).rows[0].name == TOTAL
+
+
+def test_samples_skip_idle_intervals() -> None:
+    row = entry("/", [100, None, 120], requests=[10, 0, 4], failures=[1, 0, 0], interval_s=2)
+    assert samples(row, "p95_ms") == [100, 120]
+    assert samples(row, "failure_ratio") == [0.1, 0.0]
+    assert samples(row, "rps") == [5.0, 0.0, 2.0]
+
+
+def test_a_confidence_outside_0_1_is_refused() -> None:
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        compare({}, {}, confidence=95)
+
+
+def test_the_table_renders_as_text_markdown_and_json() -> None:
+    base = summary(entry("/search", [100] * 10), entry("/a|b", [10] * 10))
+    now = summary(entry("/search", [131] * 10), entry("/a|b", [10] * 10))
+    table = compare(base, now, baseline_run_id="run_1")
+    text = render(table, "text")
+    assert "GET /search  p95_ms         100       131      +31%    <0.001  regression" in text
+    assert "worst: p95_ms for GET /search: 131 vs baseline 100 ms" in text
+    markdown = render(table, "markdown")
+    assert "| GET /search | p95_ms | 100 | 131 | +31% | <0.001 | regression |" in markdown
+    assert "| GET /a\\|b |" in markdown
+    data = json.loads(render(table, "json"))
+    assert data["baseline_run_id"] == "run_1" and data["regressions"] == 1
+    assert data["rows"][0]["limit"] == "baseline + 10%"
+    with pytest.raises(ValueError, match="unknown format"):
+        render(table, "html")
