@@ -65,6 +65,7 @@ def _calls_a_process_helper(item: pytest.Function) -> bool:
     return False
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's worker reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the integration tier, and keep a module's tests on one pytest-xdist worker when
     they share a module-scoped process (``--dist loadgroup``): started once, not per worker."""
