@@ -29,8 +29,7 @@ from bench.common import free_port
 from bench.master import WORKERS, make_reports
 from locust_perfx.export_process import ExportLoop
 from locust_perfx.handoff import ChangeReader, Close, Setup
-from locust_perfx.influx import InfluxConfig, run_tags
-from locust_perfx.options import DEFAULT_BUFFER_POINTS
+from locust_perfx.influx import DEFAULT_BUFFER_POINTS, InfluxConfig, run_tags
 from locust_perfx.snapshot import Sample
 from tests.fixtures.tsdb import VictoriaMetrics
 

@@ -17,7 +17,6 @@ import argparse
 import os
 import platform
 import sys
-from collections.abc import Iterable
 from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
@@ -43,29 +42,7 @@ import locust_perfx.plugin  # noqa: E402,F401
 '''
 
 
-USAGE = """
-Usage: perfx [options] [UserClass ...]     Locust with the plugin loaded
-       perfx init [DIR]                    write perfx_plugin.py for locust -f perfx_plugin.py,...
-       perfx dashboards [DIR]              write the Grafana dashboards
-       perfx resend FILE                   deliver a final status saved at the end of a run
-       perfx help [COMMAND]                this help, or a command's
-"""
 COMMANDS = (["init"], ["dashboards"], ["resend"])
-
-
-def describe(parser: argparse.ArgumentParser, options: Iterable[tuple[str, str]]) -> None:
-    """Make Locust's ``--help`` the ``perfx`` command's: its usage, its commands, and the
-    environment variable of every plugin option (Locust's help names none)."""
-    rows = [*options, ("--<name> (the run's)", "PERFX_<NAME>, e.g. PERFX_BATCH_SIZE")]
-    names = "\n".join(f"    {flag:<24}{env}" for flag, env in rows)
-    parser.description = USAGE
-    parser.epilog = (
-        "Every perfx option and run argument can be set by environment variable (and in\n"
-        "Locust's config files by its dashed name):\n\n"
-        f"{names}\n\n"
-        "The locustfile reads the run id and arguments as PERFX_RUN_ID and PERFX_<NAME>.\n\n"
-        f"{parser.epilog or ''}"
-    ).replace("\n    locust ", "\n    perfx ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [sys.argv[0], *args]
     locust.main.main()
     return 0
+
+
+def reference_platform() -> int:
+    """``perfx-platform``: the reference platform's command, or one line saying how to install
+    it (its modules come with the ``reference`` extra)."""
+    from locust_perfx.exceptions import MissingExtra
+
+    try:
+        from locust_perfx.reference.cli import main as platform_main
+    except MissingExtra as err:
+        print(f"perfx-platform: {err}", file=sys.stderr)
+        return 1
+    return platform_main()
 
 
 def version_line() -> str:
@@ -152,8 +142,7 @@ def resend_command(args: list[str]) -> int:
 
     from locust_perfx.exceptions import PerfxError
     from locust_perfx.lifecycle import resend
-    from locust_perfx.options import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR
-    from locust_perfx.platform import PlatformClient
+    from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, PlatformClient
 
     parser = argparse.ArgumentParser(prog="perfx resend", description=resend_command.__doc__)
     parser.add_argument("file", type=Path)

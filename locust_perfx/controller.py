@@ -36,6 +36,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
 from locust_perfx import __version__ as perfx_version
+from locust_perfx.baseline import baseline_line
 from locust_perfx.criteria import Judge
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
 from locust_perfx.exporter import MetricsExporter
@@ -48,14 +49,10 @@ from locust_perfx.lifecycle import (
     Verdict,
     decide,
 )
-from locust_perfx.options import (
-    ARGUMENT_NAMES_KEY,
-    SECRET_DESTS,
-    WORKER_HELLO,
-    export_to_environ,
-)
+from locust_perfx.options import SECRET_DESTS
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
+from locust_perfx.registry import ARGUMENT_NAMES_KEY, WORKER_HELLO, export_to_environ
 from locust_perfx.schema import render
 from locust_perfx.series import add_series
 from locust_perfx.snapshot import summarize
@@ -508,9 +505,12 @@ class RunController:
         add_series(summary, runner.stats, self.watch.recorder)
         summary["perfx_version"] = perfx_version
         if self.exporter is not None:
-            summary["export"] = self.exporter.health()
+            summary["export"] = self.exporter.health(ending=True)
         if self.watch.judge is not None:
             summary["thresholds"] = [r.describe() for r in self.watch.results()]
+        if self.plan.baseline is not None:
+            summary["baseline"] = table = self.plan.baseline.table(summary)
+            logger.info("perfx: %s", baseline_line(table))
         return summary
 
     def _exit_code_now(self) -> int:

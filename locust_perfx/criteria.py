@@ -215,11 +215,23 @@ class Result:
     observed: float | None
     passed: bool
     first_breach_at: float | None = None
+    final: bool = False
+    """Judged on the final stats: a whole-run figure then covers the whole run."""
 
     @property
     def reason(self) -> str:
-        """``p95_ms < 500 for GET /search: observed 730``."""
-        return f"{self.criterion.text}: observed {_shown(self.criterion.metric, self.observed)}"
+        """``p95_ms < 500 for GET /search: observed 730 so far``.
+
+        A whole-run criterion is judged again after an abort stopped the test: the figure
+        that stopped it (``so far``) and the final one (``over the whole run``) differ, and
+        both are shown, so each says which it is. A per-interval result keeps the first
+        breached interval's figure.
+        """
+        shown = _shown(self.criterion.metric, self.observed)
+        if self.criterion.per_interval or self.observed is None:
+            return f"{self.criterion.text}: observed {shown}"
+        span = "over the whole run" if self.final else "so far"
+        return f"{self.criterion.text}: observed {shown} {span}"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -323,7 +335,7 @@ class Judge:
                 observed = None if delta is None else observe(criterion.metric, delta, seconds)
             else:
                 observed = self._whole_run(stats, criterion, now)
-            self._record(criterion, observed, now)
+            self._record(criterion, observed, now, final)
         return self.results()
 
     def finish(self, stats: RequestStats, now: float) -> list[Result]:
@@ -356,7 +368,9 @@ class Judge:
             return None
         return observe(criterion.metric, fresh_delta(entry), now - self.started_at)
 
-    def _record(self, criterion: Criterion, observed: float | None, now: float) -> None:
+    def _record(
+        self, criterion: Criterion, observed: float | None, now: float, final: bool
+    ) -> None:
         name = criterion.name
         breached_now = observed is not None and not criterion.holds(observed)
         if breached_now and name not in self._breaches:
@@ -367,10 +381,4 @@ class Judge:
             self._results[name] = Result(criterion, first[1], False, first[0])
             return
         at = None if first is None else first[0]
-        self._results[name] = Result(criterion, observed, not breached_now, at)
-
-
-def breach_reason(results: Iterable[Result]) -> str:
-    """``thresholds breached: p95_ms < 500: observed 730; rps >= 200: observed 120.00``."""
-    failed = [r.reason for r in results if not r.passed]
-    return "thresholds breached: " + "; ".join(failed) if failed else ""
+        self._results[name] = Result(criterion, observed, not breached_now, at, final)

@@ -41,8 +41,31 @@ class PlatformUnavailable(PlatformError):
     ``maybe_applied`` says an attempt's answer was lost, so the platform may have applied it.
     """
 
-    retry_after: float | None = None
-    maybe_applied: bool = False
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str = "",
+        status: int | None = None,
+        run_id: str | None = None,
+        retry_after: float | None = None,
+        maybe_applied: bool = False,
+    ) -> None:
+        self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
+        super().__init__(message, url=url, status=status, run_id=run_id)
+
+    def answer_lost(self) -> PlatformUnavailable:
+        """This failure, known to come after an attempt whose answer was lost."""
+        lost = PlatformUnavailable(
+            str(self),
+            url=self.url,
+            status=self.status,
+            run_id=self.run_id,
+            retry_after=self.retry_after,
+            maybe_applied=True,
+        )
+        return lost.with_traceback(self.__traceback__)
 
 
 class RunNotFound(PlatformError):
@@ -55,6 +78,16 @@ class PlatformAuthError(PlatformError):
 
 class RunStateConflict(PlatformError):
     """The run is not in a state that allows the call (HTTP 409), e.g. already completed."""
+
+
+class MissingExtra(PerfxError, ModuleNotFoundError):
+    """A module of an optional part is not installed; the message names the extra to install."""
+
+    def __init__(self, module: str, extra: str, part: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{part} needs the {module} module: pip install 'locust-perfx[{extra}]'", name=module
+        )
 
 
 class ExportError(PerfxError):

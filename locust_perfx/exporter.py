@@ -54,7 +54,7 @@ EVENT_KINDS = ("start", "breach", "complete", "fail")
 
 
 class _State(enum.Enum):
-    # close() can run twice (test_stop and quitting both fire); start() again after a close.
+    # health()'s "state". A second close() does nothing; start() while running is a new test.
     NEW = "new"
     RUNNING = "running"
     CLOSED = "closed"
@@ -158,9 +158,14 @@ class MetricsExporter:
                 self._listener = None
         self._state = _State.CLOSED
 
-    def health(self) -> dict[str, object]:
-        """Export counters as plain values, for logs, the web UI and the run summary."""
-        return {"state": self._state.value, **self._health}
+    def health(self, *, ending: bool = False) -> dict[str, object]:
+        """Export counters as plain values, for logs, the web UI and the run summary.
+
+        ``ending``: for the summary of a finished test, which leaves before ``close()``
+        writes the last interval: a running export is ``closing`` then, not ``running``.
+        """
+        state = "closing" if ending and self._state is _State.RUNNING else self._state.value
+        return {"state": state, **self._health}
 
     def _spawn(self) -> None:
         if self._process is not None:

@@ -20,8 +20,8 @@ from functools import lru_cache
 from typing import Protocol
 
 from locust_perfx.exceptions import ConfigError
-from locust_perfx.options import DEFAULT_BUFFER_POINTS, DEFAULT_INTERVAL, DEFAULT_MAX_NAMES
 from locust_perfx.snapshot import (
+    DEFAULT_MAX_NAMES,
     PERCENTILES,
     EntryDelta,
     ErrorDelta,
@@ -37,8 +37,15 @@ DEFAULT_TIMEOUT = 5.0
 MAX_CACHED_ERRORS = 10_000
 """Distinct errors whose ``locust_errors`` line text is kept for the next intervals."""
 
+DEFAULT_INTERVAL = 5.0
+"""Seconds between two interval points and threshold checks; also the first retry delay
+after a failed write."""
+DEFAULT_BUFFER_POINTS = 150_000
+"""Points queued while InfluxDB is unreachable: 10 minutes of a 1,000-name test at the
+default interval is 120 intervals x ~1,001 points; the rest is room for errors and events."""
 
 LAYOUTS = ("perfx", "jmeter")
+DEFAULT_LAYOUT = "perfx"
 
 JMETER_PERCENTILES = (0.9, 0.95, 0.99)
 """JMeter's default ``percentiles`` ("99;95;90"): the pct fields its dashboards chart; a
@@ -65,7 +72,7 @@ class InfluxConfig:
     org: str = ""
     bucket: str = ""
     interval: float = DEFAULT_INTERVAL
-    layout: str = "perfx"
+    layout: str = DEFAULT_LAYOUT
     tags: Mapping[str, str] = field(default_factory=dict)
     max_names: int = DEFAULT_MAX_NAMES
     buffer_points: int = DEFAULT_BUFFER_POINTS

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from locust_perfx.exceptions import PerfxError, PlatformError, PlatformUnavailable, RunStateConflict
-from locust_perfx.options import PROGRESS_INTERVAL
 from locust_perfx.platform import PlatformClient
 from locust_perfx.schema import Value
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL: Final = 10.0
+"""Seconds between two progress reports."""
 
 
 class Delivery(enum.Enum):
@@ -121,9 +123,10 @@ def utc_now() -> str:
 class PlatformSync:
     """The only caller of one run's status endpoints: start, progress, complete or fail.
 
-    It keeps no state of the run: the run controller decides when each call is due and
-    makes each at most once. Built only in the process that owns the run (local runner or
-    master), so workers never talk to the platform.
+    It keeps only what its calls need (the last error, when the next progress is due): the
+    run controller decides when each call is due and makes each at most once. Built only in
+    the process that owns the run (local runner or master), so workers never talk to the
+    platform.
     """
 
     def __init__(
@@ -194,7 +197,8 @@ class PlatformSync:
             return Delivery.REFUSED
         except PlatformError as err:
             self.last_error = str(err)
-            path = self._save(verdict.call, body, getattr(err, "maybe_applied", False))
+            maybe_applied = isinstance(err, PlatformUnavailable) and err.maybe_applied
+            path = self._save(verdict.call, body, maybe_applied)
             logger.error(
                 "perfx: could not send the final status of run %s: %s. It is saved in %s; "
                 "send it later with: perfx resend %s --platform-url %s",

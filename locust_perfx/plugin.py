@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from locust_perfx import __version__, cli, webui
+from locust_perfx import __version__, baseline, webui
 from locust_perfx.exceptions import ConfigError, PerfxError
-from locust_perfx.options import (
-    OPTIONS,
+from locust_perfx.plan import build_plan
+from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
+from locust_perfx.registry import (
     WORKER_HELLO,
     OptionRegistry,
+    describe_perfx,
     expose_arguments_on_worker,
     value_sources,
 )
-from locust_perfx.plan import build_plan
-from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
 
 if TYPE_CHECKING:
     from locust_perfx.controller import RunController
@@ -50,7 +51,7 @@ controller: RunController | None = None
 @events.init_command_line_parser.add_listener
 def on_command_line_parser(parser: Any, **_: Any) -> None:
     if {"-h", "--help"} & set(sys.argv[1:]):  # only `perfx` loads the plugin before the help
-        cli.describe(parser, ((option.flag, option.env_var) for option in OPTIONS))
+        describe_perfx(parser)
     registry.register_at_parse(parser, sys.argv[1:], on_error=_exit)
 
 
@@ -77,6 +78,7 @@ def on_init(environment: Environment, **_: Any) -> None:
         plan = build_plan(
             options, info, _clashes(environment, info), value_sources(registry.parser, options)
         )
+        plan = replace(plan, baseline=baseline.resolve_for(plan.settings, plan.info))
         if plan.settings.dry_run:
             print_dry_run(plan)
             sys.exit(0)

@@ -160,9 +160,13 @@ class _V1Writer:
 
     def refusal(self, error: _Refused) -> str:
         server = f"InfluxDB {self._version} at {self._config.url}"
+        if error.status == 401 and self._user:
+            return (
+                f"{server} rejected the user and password (HTTP 401); "
+                "pass --influxdb-token USER:PASSWORD"
+            )
         if error.status == 401:
-            what = "rejected the user and password" if self._user else "requires a user"
-            return f"{server} {what} (HTTP 401); pass --influxdb-token USER:PASSWORD"
+            return f"{server} requires a user (HTTP 401); pass --influxdb-token USER:PASSWORD"
         if error.status == 403:
             return (
                 f"{server}: user {self._user!r} may not write to {self._target()} (HTTP 403); "

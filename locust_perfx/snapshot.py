@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate, repeat
 from operator import itemgetter, sub
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from locust.stats import (
     RequestStats,
@@ -39,14 +39,14 @@ from locust.stats import (
     StatsError,
 )
 
-from locust_perfx.options import DEFAULT_MAX_NAMES
-
 logger = logging.getLogger(__name__)
 
 PERCENTILES = (0.5, 0.9, 0.95, 0.99)
 """The response-time percentiles exported each interval and in the summary."""
 
 OTHER_NAME = "__other__"
+DEFAULT_MAX_NAMES: Final = 500
+"""Distinct request names kept as their own series; later names fold into ``__other__``."""
 
 Timings = tuple[int | None, int | None, tuple[int, ...]]
 """``(min_ms, max_ms, percentiles)``: percentiles follow ``PERCENTILES``, empty if untimed."""
@@ -83,10 +83,6 @@ class EntryDelta(NamedTuple):
     @property
     def avg_ms(self) -> float | None:
         return self.total_response_time / self.timed_requests if self.timed_requests else None
-
-    @property
-    def avg_bytes(self) -> float:
-        return self.content_length / self.requests if self.requests else 0.0
 
     def percentile(self, percent: float) -> int | None:
         """One of ``PERCENTILES``; ``None`` when no request of the interval was timed."""

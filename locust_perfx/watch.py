@@ -20,8 +20,8 @@ from locust.runners import STATE_MISSING, MasterRunner, Runner
 
 from locust_perfx.criteria import Judge, Result
 from locust_perfx.exporter import MetricsExporter
+from locust_perfx.influx import DEFAULT_INTERVAL
 from locust_perfx.lifecycle import PlatformSync
-from locust_perfx.options import DEFAULT_INTERVAL
 from locust_perfx.series import SeriesRecorder
 from locust_perfx.snapshot import interval_delta
 

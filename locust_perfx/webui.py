@@ -63,7 +63,7 @@ def form_clashes(dests: Iterable[str]) -> dict[str, str]:
 
     The form's round trip keeps only :func:`squash` of a name, so two parameters (or a
     parameter and a form field) with the same squash would receive each other's values.
-    Keyed like :attr:`OptionRegistry.clashes <locust_perfx.options.OptionRegistry>`: the
+    Keyed like :attr:`OptionRegistry.clashes <locust_perfx.registry.OptionRegistry>`: the
     parameter's dest (the first of a group) to one problem.
 
     >>> list(form_clashes(["a_bc", "ab_c", "p95_threshold"]))

@@ -12,7 +12,6 @@ from locust_perfx.criteria import (
     METRICS,
     Criterion,
     Judge,
-    breach_reason,
     merge,
     parse_criteria,
 )
@@ -161,6 +160,29 @@ def test_the_judge_agrees_with_an_independent_count(
         whole = results[whole_run]
         assert whole.observed == pytest.approx(total)
         assert whole.passed is (total is None or total <= limit)
-    assert bool(breach_reason(judge.results())) is (
+    assert any(not result.passed for result in judge.results()) is (
         first_breach is not None or not judge.results()[1].passed
     )
+
+
+def test_an_abort_and_the_final_reason_say_which_figure_is_which() -> None:
+    [failures] = parse_criteria(["failures < 10, abort"], "x")
+    [interval] = parse_criteria(["failures < 5 for GET /a, abort, per interval"], "x")
+    judge = Judge((failures, interval), interval=5.0)
+    stats = RequestStats()
+    judge.start(stats, 0.0)
+
+    def fail(times: int) -> None:
+        for _ in range(times):
+            stats.log_request("GET", "/a", 10, 1)
+            stats.log_error("GET", "/a", "boom")
+
+    fail(27)
+    judge.check(stats, 5.0)
+    stopped = sorted(r.reason for r in judge.aborting(5.0))
+    fail(59)  # the users still running while the test stops
+    final = sorted(r.reason for r in judge.finish(stats, 8.0))
+
+    per_interval = "failures < 5 for GET /a: observed 27"  # the first breached interval's
+    assert stopped == ["failures < 10: observed 27 so far", per_interval]
+    assert final == ["failures < 10: observed 86 over the whole run", per_interval]

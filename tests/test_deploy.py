@@ -7,12 +7,13 @@ InfluxDB 2 and Grafana themselves, and a cluster applying the manifests.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ MANIFESTS = DEPLOY / "kubernetes" / "locust-perfx.yaml"
 COMPOSE_SCHEMA = DEPLOY / "schemas" / "compose-spec.json"
 KUBERNETES = "1.30.0"
 """The oldest Kubernetes version still widely run that the manifests must suit."""
-INTERPOLATION = re.compile(r"\$\{(\w+)(?::([?-])([^}]*))?\}")
+INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::([?-])([^}]*))?\}")
+HEADER_STEPS = ("platform", "influxdb", "grafana")
+"""The services the compose file's header starts first, before any run exists."""
 
 
 def compose() -> dict[str, Any]:
@@ -100,10 +103,72 @@ def test_no_secret_is_written_into_a_recipe() -> None:
     assert not [line for line in dockerfile if re.match(r"(ENV|ARG)\b.*(TOKEN|PASSWORD)", line)]
 
 
+def secret_refs(node: Any) -> Iterator[str]:
+    """The name of every Secret a manifest reads."""
+    if isinstance(node, dict):
+        if "secretKeyRef" in node:
+            yield node["secretKeyRef"]["name"]
+        for value in node.values():
+            yield from secret_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from secret_refs(value)
+
+
+def test_applying_the_manifests_keeps_the_users_secret() -> None:
+    """The header has the user create the Secret first; one in the file would replace it."""
+    header = "".join(line for line in MANIFESTS.read_text().splitlines(True) if line[:1] == "#")
+    read = set(secret_refs(manifests()))
+
+    assert read == {"perfx-tokens"}
+    assert [m["metadata"]["name"] for m in manifests() if m["kind"] == "Secret"] == []
+    assert all(f"kubectl create secret generic {name}" in header for name in read)
+
+
+def dockerignored(path: str) -> bool:
+    """Whether ``.dockerignore`` keeps a path out of the build context (its glob rules,
+    without the ``!`` exceptions it does not use)."""
+    rules = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert not [rule for rule in rules if rule.startswith("!")]
+    parts = Path(path).parts
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        fnmatch.fnmatch(prefix, rule) or fnmatch.fnmatch(prefix, rule.removeprefix("**/"))
+        or (rule.startswith("**/") and fnmatch.fnmatch(parts[j], rule[3:]))
+        for rule in rules
+        for j, prefix in enumerate(prefixes)
+    )  # fmt: skip
+
+
+def test_the_image_build_sends_what_pip_install_reads_and_no_checkout_clutter() -> None:
+    for clutter in (
+        ".git/HEAD",
+        ".venv/bin/python",
+        "examples/.venv/lib/x.py",
+        "dist/x.whl",
+        "locust_perfx/__pycache__/cli.cpython-311.pyc",
+        "perfx-run_1.final.json",
+    ):
+        assert dockerignored(clutter), clutter
+    needed = ["setup.cfg", "setup.py", "pyproject.toml", "README.rst", "LICENSE", "MANIFEST.in"]
+    needed += [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "locust_perfx").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
+    assert [path for path in needed if dockerignored(path)] == []  # fmt: skip
+
+
 def interpolate(value: str, variables: Mapping[str, str]) -> str:
-    """Compose's ``${NAME}``, ``${NAME:-default}`` and ``${NAME:?error}``."""
+    """Compose's ``${NAME}``, ``${NAME:-default}``, ``${NAME:?error}`` and ``$$`` (a ``$``)."""
 
     def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
         name, kind, text = match.groups()
         if variables.get(name):
             return variables[name]
@@ -118,7 +183,9 @@ class Service:
 
     def __init__(self, name: str, variables: Mapping[str, str], volumes: Path) -> None:
         spec = compose()["services"][name]
-        self.entrypoint = spec.get("entrypoint", ["locust"])
+        self.entrypoint = [
+            interpolate(str(a), variables) for a in spec.get("entrypoint", ["locust"])
+        ]
         self.command = [interpolate(str(a), variables) for a in spec["command"]]
         self.environment = {
             k: interpolate(str(v), variables) for k, v in spec.get("environment", {}).items()
@@ -131,11 +198,73 @@ class Service:
             self.mounts[inside] = local
 
     def argv(self) -> list[str]:
-        """The container's command, with each mounted path where this machine has it."""
-        argv = [*self.entrypoint, *self.command]
+        """The container's command, with each mounted path where this machine has it.
+
+        The master's shell entrypoint only checks the run id, then execs Locust with the
+        command (test_the_master_without_a_run_id_refuses_to_start runs it): here, Locust.
+        """
+        entrypoint = self.entrypoint
+        if entrypoint[:2] == ["sh", "-c"]:
+            assert entrypoint[2].endswith('; exec locust "$@"') and entrypoint[3:] == ["locust"]
+            entrypoint = ["locust"]
+        argv = [*entrypoint, *self.command]
         for inside, local in self.mounts.items():
             argv = [arg.replace(inside, str(local)) for arg in argv]
         return argv
+
+
+def interpolated(node: Any, variables: Mapping[str, str]) -> Any:
+    """Every string of a part of the compose file, as Compose interpolates it."""
+    if isinstance(node, dict):
+        return {k: interpolated(v, variables) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolated(v, variables) for v in node]
+    return interpolate(node, variables) if isinstance(node, str) else node
+
+
+TOKENS = {
+    "PERFX_PLATFORM_TOKEN": "platform-secret",
+    "PERFX_INFLUXDB_TOKEN": "influxdb-secret",
+    "INFLUXDB_PASSWORD": "influxdb-password",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-password",
+}
+"""What the header asks for before the first step; no run id yet."""
+
+
+def test_the_headers_first_step_needs_no_run_id() -> None:
+    """Compose interpolates the whole file whatever services are named: nothing may require
+    the run id, which exists only once the platform this file starts has created it."""
+    interpolated(compose(), TOKENS)  # raises on a required variable that is missing
+    read = {name for name, *_ in re.findall(r"\$\{(\w+)(?::([?-])([^}]*))?\}", COMPOSE.read_text())}
+    read |= {secret["environment"] for secret in compose()["secrets"].values()}
+    for variable in {v for v in read if re.search("TOKEN|PASSWORD", v)}:
+        assert variable in TOKENS, f"{variable} is read but the header does not name it"
+    header = "".join(line for line in COMPOSE.read_text().splitlines(True) if line[:1] == "#")
+    assert f"docker compose up -d {' '.join(HEADER_STEPS)}" in header
+    assert all(f"{name}=" in header for name in TOKENS)
+
+
+def test_a_compose_implementation_accepts_the_file_before_any_run_exists() -> None:
+    """podman-compose, a Compose implementation, interpolates and checks the whole file."""
+    env = {k: v for k, v in os.environ.items() if k != "PERFX_RUN_ID"} | TOKENS
+    config = subprocess.run(
+        [sys.executable, "-m", "podman_compose", "-f", str(COMPOSE), "config"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert config.returncode == 0, config.stderr
+    services = yaml.safe_load(config.stdout)["services"]
+    assert services["master"]["environment"]["PERFX_RUN_ID"] == ""
+    assert "${PERFX_RUN_ID:?" in services["master"]["entrypoint"][2]  # checked at start
+
+
+def test_the_master_without_a_run_id_refuses_to_start(tmp_path: Path) -> None:
+    master = Service("master", TOKENS, tmp_path / "volumes")
+    started = subprocess.run(
+        [*master.entrypoint, *master.command], env={**os.environ, **master.environment},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode != 0
+    assert "set PERFX_RUN_ID to a pending run id" in started.stderr
 
 
 @pytest.mark.slow

@@ -80,6 +80,7 @@ def test_a_local_run_streams_interval_counts_that_add_up(
     # The summary leaves before the export's last writes (the verdict goes first): points
     # may be queued then, and arrived() shows they were sent. None may have been dropped.
     assert summary["export"]["points_dropped"] == 0
+    assert summary["export"]["state"] == "closing"  # the test is over, its export ending
     [series] = victoria_metrics.export(f'{{__name__="locust_totals_users",run_id="{run_id}"}}')
     assert series["metric"]["endpoint"] == "shop"  # type: ignore[index]
     assert max(series["values"]) == 3  # type: ignore[type-var]

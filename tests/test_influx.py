@@ -28,13 +28,13 @@ from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.influx import (
+    DEFAULT_BUFFER_POINTS,
     InfluxConfig,
     JMeterLayout,
     PerfxLayout,
     line,
     parse_tags,
 )
-from locust_perfx.options import DEFAULT_BUFFER_POINTS
 from locust_perfx.sink import CHECK_MEASUREMENT, InfluxSink
 from locust_perfx.snapshot import PERCENTILES, IntervalTracker, Sample
 from tests.fixtures.server import free_port
@@ -143,7 +143,7 @@ def test_parse_tags_names_every_bad_item() -> None:
 def test_config_lists_every_problem_and_never_shows_the_token() -> None:
     with pytest.raises(ConfigError) as caught:
         InfluxConfig("localhost:8086", layout="csv")
-    assert len(caught.value.problems) == 3  # url, bucket, layout (the interval: options.py)
+    assert len(caught.value.problems) == 3  # url, bucket, layout (the interval: registry.py)
 
     shown = repr(InfluxConfig("http://db:8086", token="s3cret", bucket="b"))
     assert "s3cret" not in shown and "token='***'" in shown
@@ -711,7 +711,7 @@ def test_request_and_error_points_are_the_lines_line_makes_from_the_documented_f
             )
             for percent, value in zip(PERCENTILES, delta.percentiles, strict=True):
                 fields[f"p{round(percent * 100)}_ms"] = value
-        fields["avg_bytes"] = round(delta.avg_bytes, 3)
+        fields["avg_bytes"] = round(delta.content_length / delta.requests, 3)
         expected = {**tags, "name": delta.name, "method": delta.method}
         assert point == line("locust_requests", expected, fields, 7)
     [error] = interval.errors

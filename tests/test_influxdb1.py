@@ -29,7 +29,7 @@ CREDENTIALS = f"{USER}:{PASSWORD}"
 
 
 def influx1_args(server: InfluxDB1) -> tuple[str, ...]:
-    """The options the README gives for InfluxDB 1.x."""
+    """The options docs/influxdb.rst gives for InfluxDB 1.x."""
     return (
         "--influxdb-url",
         server.url,

@@ -301,3 +301,19 @@ def test_retry_after_may_be_an_http_date(fault_server: FaultServer) -> None:
     with PlatformClient(fault_server.url) as client, pytest.raises(PlatformUnavailable) as caught:
         client.start("run_1", START)
     assert caught.value.retry_after is not None and 27 < caught.value.retry_after <= 30
+
+
+@pytest.mark.parametrize(("first", "maybe_applied"), [(500, True), (503, False)])
+def test_a_final_status_given_up_says_whether_an_attempt_may_have_landed(
+    fault_server: FaultServer, first: int, maybe_applied: bool
+) -> None:
+    """A 500 may come after the platform applied the call, a 503 never does (RFC 9110); the
+    run cannot be read to settle it, so the error carries the doubt (``perfx resend`` reads it
+    back from the saved status)."""
+    fault_server.script = [(first, {}), (503, {"message": "maintenance"}, {"Retry-After": "30"})]
+    fault_server.fallback = (503, {})
+    with PlatformClient(fault_server.url) as client, pytest.raises(PlatformUnavailable) as caught:
+        client.finish("run_1", "complete", COMPLETE, retry_for=5)
+    assert caught.value.maybe_applied is maybe_applied
+    assert (caught.value.status, caught.value.retry_after) == (503, 30)
+    assert str(caught.value).endswith("answered 503: maintenance (Retry-After: 30 s)")

@@ -15,7 +15,7 @@ from typing import Any
 
 from locust_perfx.criteria import METRICS
 from locust_perfx.lifecycle import EXIT_THRESHOLDS
-from locust_perfx.options import COMMAND_LINE
+from locust_perfx.registry import COMMAND_LINE
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_request
 from tests.fixtures.platform import PlatformServer
@@ -67,7 +67,10 @@ def test_an_endpoints_criteria_judge_every_run_of_it(
 
     assert code == EXIT_THRESHOLDS, output
     assert run["status"] == "failed"
-    assert run["reason"] == f"thresholds breached: {STRICT}: observed {slow_p95(run):g}"
+    assert (
+        run["reason"]
+        == f"thresholds breached: {STRICT}: observed {slow_p95(run):g} over the whole run"
+    )
     [result] = run["summary"]["thresholds"]
     assert (result["criterion"], result["passed"]) == (STRICT, False)
     assert result["source"] == "endpoint 'demo' on the platform"

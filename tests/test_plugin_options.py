@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -414,6 +415,10 @@ def test_verbose_logs_every_platform_call_and_never_the_token(
     ]
     assert [call in output for call in calls] == [verbose] * len(calls)
     assert "s3cret-token" not in output
+    stamped = r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] \S+/[A-Z]+/locust_perfx\.\w+: perfx: "
+    if verbose:  # the first line too, printed before Locust set up its logging
+        for line in (line for line in output.splitlines() if "perfx: " in line):
+            assert re.match(stamped, line), line
 
 
 def test_a_dry_run_checks_what_the_test_would_and_never_serves(

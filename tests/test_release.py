@@ -31,6 +31,10 @@ PACKAGE_DATA = (
     "locust_perfx/reference/openapi.yaml",
     "locust_perfx/dashboards/locust-perfx-influxdb1-influxql.json",
     "locust_perfx/dashboards/locust-perfx-influxdb2-flux.json",
+    *(
+        path.relative_to(ROOT).as_posix()
+        for path in sorted((PACKAGE / "reference" / "templates").glob("*.html"))
+    ),
 )
 BUILD_TIMEOUT = 300.0
 """A build, then an install from PyPI: about a minute and a half on a busy 2-core machine."""
@@ -42,6 +46,8 @@ RUNNING = "{}.{}".format(*sys.version_info)
 class Release(NamedTuple):
     sdist: Path
     wheel: Path
+    log: str
+    """What the build printed."""
 
 
 class Installed(NamedTuple):
@@ -64,17 +70,19 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     """``python -m build``: the sdist, then the wheel built from the unpacked sdist, so a file
     the sdist lacks is missing from the wheel too."""
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
+    build = subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
         check=True,
         capture_output=True,
+        text=True,
         timeout=BUILD_TIMEOUT,
     )
     (sdist,) = out.glob("*.tar.gz")
     (wheel,) = out.glob("*.whl")
-    return Release(sdist, wheel)
+    return Release(sdist, wheel, build.stdout + build.stderr)
 
 
+<<<<<<< HEAD
 def install(python: str, wheel: Path, venv: Path) -> Installed:
     """The wheel and its dependencies from PyPI in a fresh venv of ``python`` (pip's cache
     keeps it quick)."""
@@ -83,6 +91,19 @@ def install(python: str, wheel: Path, venv: Path) -> Installed:
     env.pop("PYTHONPATH", None)
     subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+=======
+@pytest.fixture(scope="module")
+def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The wheel with the reference extra and their dependencies from PyPI in a fresh venv
+    (pip's cache keeps it quick)."""
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=COMMAND_TIMEOUT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFX_", "LOCUST_"))}
+    env.pop("PYTHONPATH", None)
+    subprocess.run(
+        # With the reference extra: perfx-platform's dependencies.
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{release.wheel}[reference]"],
+>>>>>>> main
         check=True,
         capture_output=True,
         timeout=BUILD_TIMEOUT,
@@ -171,6 +192,20 @@ def test_the_wheel_carries_every_module_and_the_package_data(release: Release) -
     assert modules | set(PACKAGE_DATA) <= names
     assert any(re.fullmatch(r"locust_perfx-[^/]+\.dist-info/(licenses/)?LICENSE", n) for n in names)
     assert not {name for name in names if name.startswith(("tests/", "examples/", "bench/"))}
+
+
+@pytest.mark.slow
+def test_the_license_is_an_spdx_expression_and_the_build_warns_of_nothing(
+    release: Release,
+) -> None:
+    with zipfile.ZipFile(release.wheel) as wheel:
+        [metadata] = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+        fields = Parser().parsestr(wheel.read(metadata).decode())
+
+    assert fields["License-Expression"] == "MIT"
+    assert not [c for c in fields.get_all("Classifier", []) if c.startswith("License ::")]
+    assert "License classifiers are deprecated" not in release.log
+    assert "SetuptoolsDeprecationWarning" not in release.log
 
 
 @pytest.mark.slow

@@ -91,7 +91,7 @@ def test_an_interval_holds_only_what_happened_since_the_last_snapshot(
     assert a.avg_ms == pytest.approx((20 + 30 + 40 + 1234) / 4)
     assert (a.min_ms, a.max_ms) == (20, 1200)  # Locust buckets 1234 ms as 1200
     assert percentiles(a) == {0.5: 40, 0.9: 1200, 0.95: 1200, 0.99: 1200}
-    assert a.avg_bytes == 200
+    assert a.content_length == 4 * 200
     assert interval.duration == 2.0
     assert interval.total.requests == 5
     assert [(e.name, e.message, e.occurrences) for e in interval.errors] == [("/a", "boom", 1)]

@@ -230,6 +230,9 @@ def test_the_collector_finds_the_messages_it_is_meant_to() -> None:
     assert "every worker is gone (heartbeat timeout); ending the run" in patterns  # logger
     assert "{} exists and differs; pass --force to overwrite it" in patterns  # stderr
     assert "{}; retrying in {} s" in patterns  # logger, %-style
+    assert "{} rejected the user and password (HTTP 401); pass --influxdb-token USER:PASSWORD" in (
+        patterns  # a branch of its own, not a word picked inside an f-string
+    )
     assert any(p.startswith("run {} does not exist on {}") for p in patterns)  # exception
 
 

@@ -1,11 +1,83 @@
-"""The docs' own Sphinx extension: the pages that restate code are generated from it."""
+"""The docs' own Sphinx extension: the pages that restate code are generated from it.
+
+- ``.. perfx-options::``: every option of the plugin, from its option table;
+- ``.. perfx-influx-layout::``: the measurements, tags and fields of the ``perfx`` layout,
+  from the points it writes;
+- ``.. perfx-openapi:: PATH``: the platform's API, operations then schemas, from the
+  OpenAPI description at PATH (relative to the page);
+- ``.. perfx-modules:: PATH``: one line per module of the package at PATH;
+- ``.. perfx-autodoc:: PATH``: a section per module of that package, by autodoc.
+
+The text comes from ``perfx_rst``; Sphinx rebuilds a page when its file changes.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
 
+import perfx_rst
+import yaml
+from docutils.nodes import Node
 from sphinx.application import Sphinx
+from sphinx.util.docutils import SphinxDirective
+
+
+class _Generated(SphinxDirective):
+    """A directive whose content is reStructuredText made from a file or from the code."""
+
+    def source(self) -> Path:
+        return Path(self.env.relfn2path(self.arguments[0], self.env.docname)[1])
+
+    def text(self) -> str:
+        raise NotImplementedError
+
+    def run(self) -> list[Node]:
+        return self.parse_text_to_nodes(self.text(), allow_section_headings=True)
+
+
+class Options(_Generated):
+    def text(self) -> str:
+        self.env.note_dependency(perfx_rst.options.__file__)
+        return perfx_rst.options_table()
+
+
+class InfluxLayout(_Generated):
+    def text(self) -> str:
+        for module in (perfx_rst.influx, perfx_rst.snapshot):
+            self.env.note_dependency(module.__file__)
+        return perfx_rst.influx_layout(perfx_rst.perfx_points())
+
+
+class OpenAPI(_Generated):
+    required_arguments: ClassVar[int] = 1
+
+    def text(self) -> str:
+        spec = self.source()
+        self.env.note_dependency(str(spec))
+        return perfx_rst.openapi(yaml.safe_load(spec.read_text()))
+
+
+class Modules(_Generated):
+    required_arguments: ClassVar[int] = 1
+    make: ClassVar[Callable[[Path], str]] = staticmethod(perfx_rst.module_map)
+
+    def text(self) -> str:
+        package = self.source()
+        for path in package.rglob("*.py"):
+            self.env.note_dependency(str(path))
+        return self.make(package)
+
+
+class Autodoc(Modules):
+    make = staticmethod(perfx_rst.autodoc)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("perfx-options", Options)
+    app.add_directive("perfx-openapi", OpenAPI)
+    app.add_directive("perfx-influx-layout", InfluxLayout)
+    app.add_directive("perfx-modules", Modules)
+    app.add_directive("perfx-autodoc", Autodoc)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,110 @@
+"""The docs' pages that restate code are made from it (``docs/_ext/perfx_rst.py``) and hold
+all of it; ``tox -e docs`` builds them with warnings as errors."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import docutils.core
+import docutils.nodes
+import yaml
+
+from locust_perfx.options import OPTIONS
+from tests.fixtures.locust import ROOT
+
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(DOCS / "_ext"))
+import perfx_rst  # noqa: E402
+
+OPENAPI = ROOT / "locust_perfx" / "reference" / "openapi.yaml"
+
+
+def doctree(rst: str, strict: bool = True) -> docutils.nodes.document:
+    """``strict``: any docutils warning raises; else Sphinx's roles (``:ref:``, ``:mod:``)
+    stay as their source text (Sphinx itself checks them: ``tox -e docs``)."""
+    tree = docutils.core.publish_doctree(
+        rst,
+        settings_overrides={
+            "halt_level": 2 if strict else 5,
+            "report_level": 5,
+            "doctitle_xform": False,
+        },
+    )
+    for message in list(tree.findall(docutils.nodes.system_message)):
+        message.parent.remove(message)
+    return tree
+
+
+def table_rows(tree: docutils.nodes.document) -> list[list[str]]:
+    return [
+        [entry.astext() for entry in row.findall(docutils.nodes.entry)]
+        for row in tree.findall(docutils.nodes.row)
+    ]
+
+
+def sections(tree: docutils.nodes.document) -> dict[str, docutils.nodes.section]:
+    return {section[0].astext(): section for section in tree.findall(docutils.nodes.section)}
+
+
+def test_the_options_page_lists_every_option_with_its_variable_and_help() -> None:
+    header, *rows = table_rows(doctree(perfx_rst.options_table()))
+    by_flag = {row[0].split()[0]: row for row in rows}
+
+    assert header == ["option", "environment variable", "config file key", "meaning"]
+    assert len(rows) == len(OPTIONS)
+    for option in OPTIONS:
+        _, variable, key, meaning = by_flag[option.flag]
+        assert variable == option.env_var
+        assert key == option.flag.removeprefix("--")
+        assert meaning.startswith(option.help)  # as written: __other__, 'p95_ms < 500 ...'
+    assert ".. perfx-options::" in (DOCS / "configuration.rst").read_text()
+
+
+def test_the_api_page_has_every_operation_and_every_field_of_every_schema() -> None:
+    spec: dict[str, Any] = yaml.safe_load(OPENAPI.read_text())
+    found = sections(doctree(perfx_rst.openapi(spec), strict=False))
+
+    for path, item in spec["paths"].items():
+        for method in set(item) & set(perfx_rst.METHODS):
+            operation = found[f"{method.upper()} {path}"]
+            statuses = [row[0] for row in table_rows(operation)[1:]]
+            assert statuses == list(item[method]["responses"]), (method, path)
+    for name, schema in spec["components"]["schemas"].items():
+        fields = {row[0] for row in table_rows(found[name])[1:]}
+        named = {*schema.get("properties", {}), *schema.get("then", {}).get("properties", {})}
+        named |= set(schema.get("else", {}).get("properties", {}))
+        assert named == fields, name
+    assert (
+        ".. perfx-openapi:: ../locust_perfx/reference/openapi.yaml"
+        in (DOCS / "reference-platform.rst").read_text()
+    )
+
+
+def test_the_module_map_and_the_api_page_have_every_module() -> None:
+    package = ROOT / "locust_perfx"
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in package.rglob("*.py")
+    }
+    _, *rows = table_rows(doctree(perfx_rst.module_map(package), strict=False))
+    mapped = {row[0].removeprefix(":mod:`").removesuffix("`") for row in rows if row[1]}
+    documented = set(sections(doctree(perfx_rst.autodoc(package), strict=False)))
+
+    assert {"locust_perfx.plugin", "locust_perfx.reference.app"} <= modules
+    assert mapped == modules  # each with what it is for
+    assert documented == modules
+
+
+def test_the_influxdb_page_has_every_measurement_tag_and_field_the_layout_writes() -> None:
+    points = perfx_rst.perfx_points()
+    rows = {row[0]: row[1:] for row in table_rows(doctree(perfx_rst.influx_layout(points)))[1:]}
+
+    assert set(rows) == {point.split(",", 1)[0] for point in points}
+    tags, fields = rows["locust_requests"]
+    assert tags.split(", ") == ["method", "name"]
+    assert fields.split(", ")[:2] == ["requests", "failures"]
+    assert {"p50_ms", "p99_ms", "avg_bytes"} <= set(fields.split(", "))
+    assert rows["locust_errors"][1].split(", ") == ["occurrences", "message"]
+    assert rows["locust_thresholds"] == ["criterion", "limit, passed, observed"]
+    assert ".. perfx-influx-layout::" in (DOCS / "influxdb.rst").read_text()
