@@ -82,28 +82,15 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     return Release(sdist, wheel, build.stdout + build.stderr)
 
 
-<<<<<<< HEAD
 def install(python: str, wheel: Path, venv: Path) -> Installed:
-    """The wheel and its dependencies from PyPI in a fresh venv of ``python`` (pip's cache
-    keeps it quick)."""
+    """The wheel with the reference extra and their dependencies from PyPI in a fresh venv of
+    ``python`` (pip's cache keeps it quick)."""
     subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=COMMAND_TIMEOUT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFX_", "LOCUST_"))}
     env.pop("PYTHONPATH", None)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
-=======
-@pytest.fixture(scope="module")
-def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """The wheel with the reference extra and their dependencies from PyPI in a fresh venv
-    (pip's cache keeps it quick)."""
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=COMMAND_TIMEOUT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFX_", "LOCUST_"))}
-    env.pop("PYTHONPATH", None)
-    subprocess.run(
         # With the reference extra: perfx-platform's dependencies.
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{release.wheel}[reference]"],
->>>>>>> main
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheel}[reference]"],
         check=True,
         capture_output=True,
         timeout=BUILD_TIMEOUT,
