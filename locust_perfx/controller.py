@@ -36,6 +36,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
 from locust_perfx import __version__ as perfx_version
+from locust_perfx.baseline import baseline_line
 from locust_perfx.criteria import Judge
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
 from locust_perfx.exporter import MetricsExporter
@@ -507,6 +508,9 @@ class RunController:
             summary["export"] = self.exporter.health(ending=True)
         if self.watch.judge is not None:
             summary["thresholds"] = [r.describe() for r in self.watch.results()]
+        if self.plan.baseline is not None:
+            summary["baseline"] = table = self.plan.baseline.table(summary)
+            logger.info("perfx: %s", baseline_line(table))
         return summary
 
     def _exit_code_now(self) -> int:

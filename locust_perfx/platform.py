@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
+from urllib.parse import quote
 
 import requests
 
@@ -65,6 +66,10 @@ class RunInfo:
     """Pass/fail criteria of every run of the endpoint, as the platform wrote them."""
     run_thresholds: tuple[object, ...] = ()
     """The run's own criteria: each overrides the endpoint's of the same metric and scope."""
+    baseline_run_id: str = ""
+    """The run's own baseline run, when the platform has one (an optional field)."""
+    endpoint_baseline_run_id: str = ""
+    """The endpoint's baseline run, for its runs that name none."""
 
     @classmethod
     def from_json(cls, data: Any, run_id: str, url: str) -> RunInfo:
@@ -99,6 +104,8 @@ class RunInfo:
             schema_problems=tuple(schema_problems),
             endpoint_thresholds=_listed(endpoint.get("thresholds")),
             run_thresholds=_listed(data.get("thresholds")),
+            baseline_run_id=str(data.get("baseline_run_id") or ""),
+            endpoint_baseline_run_id=str(endpoint.get("baseline_run_id") or ""),
         )
 
 
@@ -139,6 +146,40 @@ class PlatformClient:
         url = self.run_url(run_id)
         body = self._retrying(lambda: self._once("GET", url, run_id, None), retry_for)
         return RunInfo.from_json(body, run_id, url)
+
+    def run_body(self, run_id: str, *, retry_for: float = 0.0) -> dict[str, Any]:
+        """A run as the platform answers it (summary included); for a baseline run."""
+        url = self.run_url(run_id)
+        body = self._retrying(lambda: self._once("GET", url, run_id, None), retry_for)
+        if not isinstance(body, dict):
+            raise PlatformError(
+                f"the platform's answer for run {run_id} is not a run object", url=url
+            )
+        return body
+
+    def latest_completed_run(
+        self, endpoint: str, environment: str, *, before: str, retry_for: float = 0.0
+    ) -> dict[str, Any] | None:
+        """The most recent completed run of ``endpoint`` in ``environment`` other than
+        ``before``; ``None`` if there is none.
+
+        Asks with the contract's filters (``?endpoint=&environment=&status=completed``) and
+        filters the answer again: a platform that ignores them answers every run.
+        """
+        url = f"{self.base_url}/api/perf/runs"
+        query = f"{url}?endpoint={quote(endpoint)}&environment={quote(environment)}"
+        query += "&status=completed&limit=2"
+        runs = self._retrying(lambda: self._once("GET", query, before, None), retry_for)
+        for run in runs if isinstance(runs, list) else ():
+            if (
+                isinstance(run, dict)
+                and run.get("id") != before
+                and run.get("status") == "completed"
+                and _name(run.get("endpoint")) == endpoint
+                and _name(run.get("environment")) == environment
+            ):
+                return run
+        return None
 
     def start(self, run_id: str, body: dict[str, Any], *, retry_for: float = 0.0) -> None:
         """Move the run from pending to running; RunStateConflict when it is not pending.
@@ -446,6 +487,10 @@ def _listed(value: Any) -> tuple[object, ...]:
     if value is None:
         return ()
     return tuple(value) if isinstance(value, list) else (value,)
+
+
+def _name(record: Any) -> Any:
+    return record.get("name") if isinstance(record, dict) else None
 
 
 def _message(body: Any) -> str:

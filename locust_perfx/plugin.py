@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from locust_perfx import __version__, webui
+from locust_perfx import __version__, baseline, webui
 from locust_perfx.exceptions import ConfigError, PerfxError
 from locust_perfx.plan import build_plan
 from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
@@ -77,6 +78,7 @@ def on_init(environment: Environment, **_: Any) -> None:
         plan = build_plan(
             options, info, _clashes(environment, info), value_sources(registry.parser, options)
         )
+        plan = replace(plan, baseline=baseline.resolve_for(plan.settings, plan.info))
         if plan.settings.dry_run:
             print_dry_run(plan)
             sys.exit(0)

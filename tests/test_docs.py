@@ -94,3 +94,17 @@ def test_the_module_map_and_the_api_page_have_every_module() -> None:
     assert {"locust_perfx.plugin", "locust_perfx.reference.app"} <= modules
     assert mapped == modules  # each with what it is for
     assert documented == modules
+
+
+def test_the_influxdb_page_has_every_measurement_tag_and_field_the_layout_writes() -> None:
+    points = perfx_rst.perfx_points()
+    rows = {row[0]: row[1:] for row in table_rows(doctree(perfx_rst.influx_layout(points)))[1:]}
+
+    assert set(rows) == {point.split(",", 1)[0] for point in points}
+    tags, fields = rows["locust_requests"]
+    assert tags.split(", ") == ["method", "name"]
+    assert fields.split(", ")[:2] == ["requests", "failures"]
+    assert {"p50_ms", "p99_ms", "avg_bytes"} <= set(fields.split(", "))
+    assert rows["locust_errors"][1].split(", ") == ["occurrences", "message"]
+    assert rows["locust_thresholds"] == ["criterion", "limit, passed, observed"]
+    assert ".. perfx-influx-layout::" in (DOCS / "influxdb.rst").read_text()

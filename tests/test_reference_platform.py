@@ -902,6 +902,8 @@ def test_an_older_database_file_gains_the_threshold_columns(
         "name": "demo",
         "argument_schema": DEFAULT_SCHEMA,
         "thresholds": ["rps >= 1"],
+        "baseline_run_id": None,  # a column added later too
     }
+    assert before["baseline_run_id"] is None
     assert platform.get_run(new)["thresholds"] == ["p95_ms < 9"]
     assert post(platform, "run-old", "start").status_code == 200

@@ -30,6 +30,10 @@ PACKAGE_DATA = (
     "locust_perfx/reference/openapi.yaml",
     "locust_perfx/dashboards/locust-perfx-influxdb1-influxql.json",
     "locust_perfx/dashboards/locust-perfx-influxdb2-flux.json",
+    *(
+        path.relative_to(ROOT).as_posix()
+        for path in sorted((PACKAGE / "reference" / "templates").glob("*.html"))
+    ),
 )
 BUILD_TIMEOUT = 300.0
 """A build, then an install from PyPI: about a minute and a half on a busy 2-core machine."""
@@ -77,13 +81,15 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
 
 @pytest.fixture(scope="module")
 def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """The wheel and its dependencies from PyPI in a fresh venv (pip's cache keeps it quick)."""
+    """The wheel with the reference extra and their dependencies from PyPI in a fresh venv
+    (pip's cache keeps it quick)."""
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=COMMAND_TIMEOUT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFX_", "LOCUST_"))}
     env.pop("PYTHONPATH", None)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(release.wheel)],
+        # With the reference extra: perfx-platform's dependencies.
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{release.wheel}[reference]"],
         check=True,
         capture_output=True,
         timeout=BUILD_TIMEOUT,

@@ -1,6 +1,8 @@
 """The docs' own Sphinx extension: the pages that restate code are generated from it.
 
 - ``.. perfx-options::``: every option of the plugin, from its option table;
+- ``.. perfx-influx-layout::``: the measurements, tags and fields of the ``perfx`` layout,
+  from the points it writes;
 - ``.. perfx-openapi:: PATH``: the platform's API, operations then schemas, from the
   OpenAPI description at PATH (relative to the page);
 - ``.. perfx-modules:: PATH``: one line per module of the package at PATH;
@@ -26,9 +28,7 @@ class _Generated(SphinxDirective):
     """A directive whose content is reStructuredText made from a file or from the code."""
 
     def source(self) -> Path:
-        relative, absolute = self.env.relfn2path(self.arguments[0], self.env.docname)
-        self.env.note_dependency(relative)
-        return Path(absolute)
+        return Path(self.env.relfn2path(self.arguments[0], self.env.docname)[1])
 
     def text(self) -> str:
         raise NotImplementedError
@@ -43,11 +43,20 @@ class Options(_Generated):
         return perfx_rst.options_table()
 
 
+class InfluxLayout(_Generated):
+    def text(self) -> str:
+        for module in (perfx_rst.influx, perfx_rst.snapshot):
+            self.env.note_dependency(module.__file__)
+        return perfx_rst.influx_layout(perfx_rst.perfx_points())
+
+
 class OpenAPI(_Generated):
     required_arguments: ClassVar[int] = 1
 
     def text(self) -> str:
-        return perfx_rst.openapi(yaml.safe_load(self.source().read_text()))
+        spec = self.source()
+        self.env.note_dependency(str(spec))
+        return perfx_rst.openapi(yaml.safe_load(spec.read_text()))
 
 
 class Modules(_Generated):
@@ -68,6 +77,7 @@ class Autodoc(Modules):
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("perfx-options", Options)
     app.add_directive("perfx-openapi", OpenAPI)
+    app.add_directive("perfx-influx-layout", InfluxLayout)
     app.add_directive("perfx-modules", Modules)
     app.add_directive("perfx-autodoc", Autodoc)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
