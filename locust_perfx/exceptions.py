@@ -80,5 +80,15 @@ class RunStateConflict(PlatformError):
     """The run is not in a state that allows the call (HTTP 409), e.g. already completed."""
 
 
+class MissingExtra(PerfxError, ModuleNotFoundError):
+    """A module of an optional part is not installed; the message names the extra to install."""
+
+    def __init__(self, module: str, extra: str, part: str) -> None:
+        self.extra = extra
+        super().__init__(
+            f"{part} needs the {module} module: pip install 'locust-perfx[{extra}]'", name=module
+        )
+
+
 class ExportError(PerfxError):
     """The metrics database rejected the configuration (bad URL, token, org or bucket)."""

@@ -73,10 +73,17 @@ class RunInfo:
 
     @classmethod
     def from_json(cls, data: Any, run_id: str, url: str) -> RunInfo:
-        """Build from a run body; a body missing its essentials is a PlatformError."""
-        if not isinstance(data, dict):
+        """Build from a run body; a body missing its essentials is a PlatformError.
+
+        A JSON answer without a run's ``status`` and ``id`` or ``endpoint`` is most likely
+        another service's (a health check, a gateway): the message names the URL first.
+        """
+        if not isinstance(data, dict) or not (
+            "status" in data and ("id" in data or "endpoint" in data)
+        ):
             raise PlatformError(
-                f"the platform's answer for run {run_id} is not a run object",
+                f"{url} answered JSON that is not a run (no status, id or endpoint): check that "
+                "--platform-url is the platform's base URL (without /api), then --run-id",
                 url=url,
                 run_id=run_id,
             )
@@ -371,7 +378,7 @@ def _unwrap(
             **kwargs,
         )
     if status == 404:
-        raise RunNotFound(f"run {run_id} does not exist on {base_url}: check --run-id", **kwargs)
+        raise RunNotFound(_not_found(run_id, base_url, body), **kwargs)
     if status in (401, 403):
         raise PlatformAuthError(
             f"the platform at {base_url} refused the token ({status}): "
@@ -410,6 +417,21 @@ def _unwrap(
             f"the platform refused run {run_id}: {message or f'code {code}'}", **kwargs
         )
     return body.get("data")
+
+
+def _not_found(run_id: str, base_url: str, body: Any) -> str:
+    """A 404 for a run: a wrong id, unless the answer shows the URL is the likelier cause."""
+    if base_url.endswith("/api"):
+        return (
+            f"run {run_id} not found at {base_url} (404): --platform-url ends in /api, which "
+            f"the plugin adds itself; pass --platform-url {base_url.removesuffix('/api')}"
+        )
+    if body is None:
+        return (
+            f"{base_url} answered 404 without JSON for run {run_id}, unlike the platform's API: "
+            "check that --platform-url is the platform's base URL, then --run-id"
+        )
+    return f"run {run_id} does not exist on {base_url}: check --run-id"
 
 
 def _landed(run_id: str, call: str, status: str | None) -> bool:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +64,51 @@ def test_unknown_run_names_the_run_and_the_fix(platform_server: PlatformServer) 
         client.get_run("run_nope")
     assert str(caught.value) == (
         f"run run_nope does not exist on {platform_server.url}: check --run-id"
+    )
+
+
+def test_a_platform_url_with_api_says_to_drop_it(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run(SCHEMA)
+    with (
+        PlatformClient(f"{platform_server.url}/api") as client,
+        pytest.raises(RunNotFound) as caught,
+    ):
+        client.get_run(run_id)
+    assert str(caught.value).endswith(
+        "--platform-url ends in /api, which the plugin adds itself; "
+        f"pass --platform-url {platform_server.url}"
+    )
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[str]:
+    """Another HTTP service: Python's own file server, which answers 404 with an HTML page."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_another_services_404_names_the_url_as_the_likelier_cause(file_server: str) -> None:
+    with PlatformClient(file_server) as client, pytest.raises(RunNotFound) as caught:
+        client.get_run("run_1")
+    assert str(caught.value) == (
+        f"{file_server} answered 404 without JSON for run run_1, unlike the platform's API: "
+        "check that --platform-url is the platform's base URL, then --run-id"
+    )
+
+
+def test_json_that_is_not_a_run_names_the_url(fault_server: FaultServer) -> None:
+    # The fault server plays another service's JSON endpoint (a health check answers anything).
+    fault_server.fallback = (200, {"status": "ok", "version": "3.1"})
+    with PlatformClient(fault_server.url) as client, pytest.raises(PlatformError) as caught:
+        client.get_run("run_1")
+    assert str(caught.value).startswith(f"{fault_server.url}/api/perf/runs/run_1 answered JSON")
+    assert "check that --platform-url is the platform's base URL (without /api)" in str(
+        caught.value
     )
 
 
