@@ -64,16 +64,8 @@ def test_typed_arguments_and_host_reach_a_local_run(
 ) -> None:
     run_id = platform_server.create_run(SCHEMA, target.url)
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url, "-u 2 -t 2s"),
         *GOOD_ARGS,
-        "--headless",
-        "-u",
-        "2",
-        "-t",
-        "2s",
         locustfile=ECHO,
         env={"ECHO_DIR": str(tmp_path)},
     )
@@ -179,16 +171,8 @@ def test_bad_arguments_are_refused_before_any_load(
 ) -> None:
     run_id = platform_server.create_run(SCHEMA, target.url)
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url, "-u 1 -t 5s"),
         *args,
-        "--headless",
-        "-u",
-        "1",
-        "-t",
-        "5s",
         env=env,
     )
     assert code == 2, output
@@ -311,9 +295,7 @@ def test_every_problem_that_needs_no_platform_comes_with_the_platforms(
 
 def test_unreachable_platform_is_named(locust_runner: LocustRunner, target: Target) -> None:
     url = "http://127.0.0.1:9"
-    code, output = locust_runner.run(
-        "--run-id", "run_1", "--platform-url", url, "--platform-timeout", "0", "--headless"
-    )
+    code, output = locust_runner.run(*headless("run_1", url, "--platform-timeout 0"))
     assert (code, refusal(output)) == (
         1,
         [f"perfx: cannot reach the platform at {url}: check --platform-url or PERFX_PLATFORM_URL"],
@@ -332,12 +314,8 @@ def test_a_finished_run_is_not_run_again(
         {"finished_at": "2026-11-23T10:00:00Z", "reason": "old", "exit_code": 1, "summary": {}},
     )
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url),
         *GOOD_ARGS,
-        "--headless",
     )
     assert (code, refusal(output)) == (
         1,
@@ -411,17 +389,8 @@ def test_dry_run_prints_the_resolved_run_without_secrets_or_load(
     server = platform_factory(token="s3cret-token")
     run_id = server.create_run(SCHEMA, target.url, endpoint="rerank")
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        server.url,
-        "--platform-token",
-        "s3cret-token",
+        *headless(run_id, server.url, "--platform-token s3cret-token --batch_size 64 --dry-run"),
         *GOOD_ARGS,
-        "--batch_size",
-        "64",
-        "--dry-run",
-        "--headless",
         "--threshold",
         "p95_ms < 500 for GET /echo, abort after 10s",
     )

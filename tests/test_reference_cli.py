@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.platform import LISTENING_PREFIX, PlatformFactory, PlatformServer
+from tests.fixtures.processes import starts_processes
 
 CLI = [sys.executable, "-m", "locust_perfx.reference.cli"]
 #: Seconds a client command may take (its own HTTP timeout is 5 s).
@@ -20,6 +21,7 @@ START = {"arguments": {}, "host": "http://t:1", "started_at": "2026-11-23T10:00:
 FAIL = {"finished_at": "2026-11-23T10:00:10Z", "reason": "thresholds breached", "exit_code": 6}
 
 
+@starts_processes
 def perfx_platform(
     *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
