@@ -274,6 +274,8 @@ arguments when the platform answers, and the plugin's own options with a note wh
 
 Fetch = Callable[[str, str, str, float, "float | None"], "RunInfo"]
 """``fetch(run_id, platform_url, token, retry_for, timeout)``; ``None``: the client's own."""
+Check = Callable[[argparse.Namespace, Mapping[str, str]], list[str]]
+"""``check(options, sources)``: the problems of the plugin's options that need no platform."""
 
 
 class OptionRegistry:
@@ -284,8 +286,9 @@ class OptionRegistry:
     Workers never fetch (they receive the arguments from the master).
     """
 
-    def __init__(self, fetch: Fetch) -> None:
+    def __init__(self, fetch: Fetch, check: Check) -> None:
         self._fetch = fetch
+        self._check = check
         self._looked = False
         self.info: RunInfo | None = None
         self.clashes: dict[str, str] = {}
@@ -341,8 +344,14 @@ class OptionRegistry:
             return None
         if known.verbose:
             logging.getLogger(PACKAGE_LOGGER).setLevel(logging.DEBUG)
-        typed, problems = typed_values(known, value_sources(parser, known))
+        sources = value_sources(parser, known)
+        typed, _ = typed_values(known, sources)
+        # Checked before the fetch, and reported with its failure: fixing a typo'd port should
+        # not reveal the next problem. With problems, the run cannot start: one try will do.
+        problems = [] if helping else self._check(known, sources)
         retry, timeout = (0.0, HELP_FETCH_TIMEOUT) if helping else (typed["platform_timeout"], None)
+        if problems:
+            retry = 0.0
         if known.dry_run:
             parser.set_defaults(headless=True)  # a dry run checks what a test would, never serves
         try:
