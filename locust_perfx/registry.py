@@ -125,7 +125,7 @@ def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> dict[
             metavar=param.type.upper() if param.type != "choice" else "CHOICE",
             type=_bool_or_text if param.type == "bool" else str,
             default=_ui_default(param),
-            choices=_AnyChoices(param.choices) if param.choices else None,
+            choices=_ui_choices(param),
             help=schema_help(param),
             env_var=param.env_var,
             is_required=param.required,
@@ -136,6 +136,8 @@ def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> dict[
 
 def schema_help(param: Parameter) -> str:
     parts = [param.description.rstrip(".") or f"{param.type} argument of the run"]
+    if param.choices:
+        parts.append(f"One of {', '.join(param.choices)}")
     if param.required:
         parts.append("Required")
     parts.append(f"Defaults to {param.default}" if param.default is not None else "No default")
@@ -232,6 +234,15 @@ def _ui_default(param: Parameter) -> str | bool | None:
     if param.type == "bool" and param.default is not None:
         return _bool_or_text(param.default)
     return param.default
+
+
+def _ui_choices(param: Parameter) -> _AnyChoices | None:
+    """The dropdown's choices. Without a default, an empty first choice: Locust's form selects
+    the first one, which would pick a value nobody chose (and, for a required argument, hide
+    that it is missing); Start with the empty one is refused ("is required: fill it in")."""
+    if not param.choices:
+        return None
+    return _AnyChoices(param.choices if param.default is not None else ["", *param.choices])
 
 
 def _bool_or_text(text: str) -> bool | str:
