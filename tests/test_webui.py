@@ -306,6 +306,14 @@ def test_required_arguments_may_wait_for_the_start_form(
         "host": target.url,
     }
     assert platform.calls(run_id) == []
+    bad = {"user_count": "abc", "batch_size": "lots", "gpu_model": "TPU", "model": "m"}
+    every = ui.post("/swarm", {**GOOD_FORM, "run_id": run_id, **bad}).json()["message"]
+    assert every.split("; ") == [
+        'Number of users: expected a whole number, got "abc"',
+        '--batch_size (from the web UI form): expected an integer, got "lots"',
+        '--gpu_model (from the web UI form): expected one of A100, H100, RTX4090, got "TPU"',
+    ]
+    assert platform.calls(run_id) == []
     assert ui.post("/swarm", {**GOOD_FORM, "run_id": run_id}).json()["success"] is True
     run = wait_until(lambda: platform.get_run(run_id), message="the run")
     assert (run["status"], run["arguments"]["model"]) == ("running", "m2")
