@@ -29,10 +29,15 @@ from locust_perfx.exceptions import ConfigError, RunNotFound
 from locust_perfx.platform import PlatformClient, RunInfo
 
 if TYPE_CHECKING:
+    from locust_perfx.criteria import Criterion
     from locust_perfx.plan import Settings
 
 AUTO: Final = "auto"
 NO_BASELINE_YET: Final = "no baseline yet"
+NO_BASELINE: Final = (
+    "no baseline run: pass --baseline RUN_ID or auto, or set the run's or the endpoint's "
+    "baseline_run_id on the platform"
+)
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,15 @@ def _checked(run: Mapping[str, Any], run_id: str, source: str, info: RunInfo) ->
     if not isinstance(summary, Mapping) or "error" in summary:
         raise ConfigError(f"{where} has no summary to compare with; name another run")
     return Baseline(run_id, source, summary)
+
+
+def limits_of(criteria: Iterable[Criterion]) -> tuple[Limit, ...]:
+    """The table's limits: the first relative criterion's of each metric, else the default."""
+    limits = {limit.metric: limit for limit in DEFAULT_LIMITS}
+    for criterion in reversed(tuple(criteria)):
+        if criterion.relative:
+            limits[criterion.metric] = criterion.baseline_limit
+    return tuple(limits.values())
 
 
 def baseline_line(table: Mapping[str, Any]) -> str:
