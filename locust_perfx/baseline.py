@@ -22,15 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from locust_perfx.compare import DEFAULT_LIMITS, Limit, compare
+from locust_perfx.criteria import Criterion
 from locust_perfx.exceptions import ConfigError, RunNotFound
 from locust_perfx.platform import PlatformClient, RunInfo
-
-if TYPE_CHECKING:
-    from locust_perfx.criteria import Criterion
-    from locust_perfx.plan import Settings
 
 AUTO: Final = "auto"
 NO_BASELINE_YET: Final = "no baseline yet"
@@ -80,6 +77,22 @@ def choose(option: str, option_source: str, info: RunInfo) -> tuple[str, str] | 
     if info.endpoint_baseline_run_id:
         return info.endpoint_baseline_run_id, f"endpoint {info.endpoint!r} on the platform"
     return None
+
+
+class Settings(Protocol):
+    """What :func:`resolve_for` reads of the plan's settings (:class:`locust_perfx.plan.Settings`,
+    which holds this module's :class:`Baseline`: the plan imports this module, not back)."""
+
+    @property
+    def platform_url(self) -> str: ...
+    @property
+    def platform_token(self) -> str: ...
+    @property
+    def platform_timeout(self) -> float: ...
+    @property
+    def baseline(self) -> str: ...
+    @property
+    def baseline_source(self) -> str: ...
 
 
 def resolve_for(settings: Settings, info: RunInfo) -> Baseline | None:

@@ -68,6 +68,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def reference_platform() -> int:
+    """``perfx-platform``: the reference platform's command, or one line saying how to install
+    it (its modules come with the ``reference`` extra)."""
+    from locust_perfx.exceptions import MissingExtra
+
+    try:
+        from locust_perfx.reference.cli import main as platform_main
+    except MissingExtra as err:
+        print(f"perfx-platform: {err}", file=sys.stderr)
+        return 1
+    return platform_main()
+
+
 def version_line() -> str:
     """``locust-perfx X.Y.Z (Locust A.B.C, Python 3.11.x)``.
 

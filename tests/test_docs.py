@@ -36,7 +36,7 @@ def doctree(rst: str, strict: bool = True) -> docutils.nodes.document:
     return tree
 
 
-def table_rows(tree: docutils.nodes.document) -> list[list[str]]:
+def table_rows(tree: docutils.nodes.Element) -> list[list[str]]:
     return [
         [entry.astext() for entry in row.findall(docutils.nodes.entry)]
         for row in tree.findall(docutils.nodes.row)
@@ -68,7 +68,8 @@ def test_the_api_page_has_every_operation_and_every_field_of_every_schema() -> N
     for path, item in spec["paths"].items():
         for method in set(item) & set(perfx_rst.METHODS):
             operation = found[f"{method.upper()} {path}"]
-            statuses = [row[0] for row in table_rows(operation)[1:]]
+            tables = [table_rows(table) for table in operation.findall(docutils.nodes.table)]
+            [statuses] = [[row[0] for row in rows[1:]] for rows in tables if rows[0][0] == "status"]
             assert statuses == list(item[method]["responses"]), (method, path)
     for name, schema in spec["components"]["schemas"].items():
         fields = {row[0] for row in table_rows(found[name])[1:]}
@@ -108,3 +109,22 @@ def test_the_influxdb_page_has_every_measurement_tag_and_field_the_layout_writes
     assert rows["locust_errors"][1].split(", ") == ["occurrences", "message"]
     assert rows["locust_thresholds"] == ["criterion", "limit, passed, observed"]
     assert ".. perfx-influx-layout::" in (DOCS / "influxdb.rst").read_text()
+
+
+def test_read_the_docs_builds_what_tox_builds() -> None:
+    """Read the Docs installs the same extra and fails on a warning, as ``tox -e docs`` does."""
+    import configparser
+
+    rtd = yaml.safe_load((ROOT / ".readthedocs.yaml").read_text())
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+
+    assert rtd["sphinx"] == {"configuration": "docs/conf.py", "fail_on_warning": True}
+    [install] = rtd["python"]["install"]
+    assert install["extra_requirements"] == tox["testenv:docs"]["extras"].split()
+    assert "-W" in tox["testenv:docs"]["commands"] and "doctest" in tox["testenv:docs"]["commands"]
+    assert "docs" in tox["tox"]["envlist"].replace(",", " ").split()
+    docs_extra = setup["options.extras_require"]["docs"]
+    assert "sphinx" in docs_extra and "furo" in docs_extra
