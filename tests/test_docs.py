@@ -172,3 +172,17 @@ def test_every_flag_the_docs_name_exists() -> None:
     for page in [ROOT / "README.rst", *sorted(DOCS.glob("*.rst"))]:
         named = set(FLAG.findall(page.read_text()))
         assert named <= known, f"{page.name} names {sorted(named - known)}, which nothing registers"
+
+
+def test_the_influxdb_page_has_every_panel_of_the_dashboards_with_its_description() -> None:
+    folder = ROOT / "locust_perfx" / "dashboards"
+    influxql, flux = (
+        json.loads((folder / f"locust-perfx-{name}.json").read_text())
+        for name in ("influxdb1-influxql", "influxdb2-flux")
+    )
+    _, *rows = table_rows(doctree(perfx_rst.dashboard_panels(influxql)))
+
+    assert [(row[0], row[2]) for row in rows] == [
+        (panel["title"], panel["description"]) for panel in flux["panels"]
+    ]
+    assert ".. perfx-dashboard::" in (DOCS / "influxdb.rst").read_text()
