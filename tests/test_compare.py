@@ -103,6 +103,7 @@ def entry(
         "p95_ms": timed[len(timed) // 2] if timed else None,
         "series": {
             "interval_s": interval_s,
+            "stride": 1,
             "requests": requests,
             "failures": failures,
             "p95_ms": p95,
