@@ -6,11 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3.11}
-if [ ! -x .venv/bin/perfx ]; then
-    echo "== installing locust-perfx into .venv"
+if [ ! -x .venv/bin/perfx ] || ! .venv/bin/python -c 'import jsonschema, referencing, yaml' 2>/dev/null; then
+    echo "== installing locust-perfx and its reference platform into .venv"
     [ -x .venv/bin/python ] || "$PY" -m venv .venv
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e .
+    .venv/bin/pip install -q -e '.[reference]'
 fi
 if ! command -v victoria-metrics >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "== installing victoria-metrics (an InfluxDB v2 write API) for the live metrics"

@@ -229,6 +229,7 @@ class Comparison:
             "confidence": self.confidence,
             "notes": list(self.notes),
             "regressions": len(self.regressions),
+            "worst": self.regressions[0].reason if self.regressions else None,
             "rows": [r.describe() for r in self.rows],
         }
 

@@ -135,6 +135,14 @@ OPTIONS: Final[tuple[Option, ...]] = (
         env="PERFX_THRESHOLDS",
     ),
     Option(
+        "--baseline",
+        "The run to compare this one with, per request name (a run id of the same endpoint, "
+        "or auto: the latest completed run of the endpoint in this environment); relative "
+        "thresholds judge against it. Defaults to the run's, then the endpoint's "
+        "baseline_run_id on the platform, if any.",
+        "RUN_ID",
+    ),
+    Option(
         "--verbose",
         "Log every call to the platform (method, URL, status, time) and each change of the "
         "run's phase, at DEBUG level of the locust_perfx logger only. Defaults to off.",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from locust_perfx import __version__
+from locust_perfx.baseline import Baseline
 from locust_perfx.criteria import Criterion, merge, parse_criteria
 from locust_perfx.exceptions import ConfigError, RunStateConflict
 from locust_perfx.influx import DEFAULT_INTERVAL, InfluxConfig, parse_tags
@@ -55,6 +56,9 @@ class Settings:
     dry_run: bool = False
     state_dir: str = ""
     """``--state-dir``; empty: the working directory (``state.py`` falls back from there)."""
+    baseline: str = ""
+    """``--baseline``: a run id, ``auto``, or empty (the platform's, if any)."""
+    baseline_source: str = "the default"
 
     @classmethod
     def from_options(cls, options: argparse.Namespace, sources: Mapping[str, str]) -> Settings:
@@ -87,6 +91,8 @@ class Settings:
             interval=typed["influxdb_interval"],
             dry_run=typed["dry_run"],
             state_dir=typed["state_dir"] or "",
+            baseline=typed["baseline"] or "",
+            baseline_source=source_of(sources, "baseline"),
         )
 
 
@@ -136,6 +142,8 @@ class RunPlan:
     host_source: str = PLATFORM
     criteria: tuple[Criterion, ...] = ()
     """Pass/fail criteria in force: the platform's, overridden by ``--threshold``."""
+    baseline: Baseline | None = None
+    """The run this one is compared with (:mod:`locust_perfx.baseline`); ``None``: none."""
 
     @property
     def run_id(self) -> str:
@@ -154,6 +162,7 @@ class RunPlan:
             "host": self.host,
             "arguments": dict(self.arguments),
             "thresholds": [criterion.describe() for criterion in self.criteria],
+            "baseline": None if self.baseline is None else self.baseline.describe(),
             "influxdb": None
             if influx is None
             else {

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
+from urllib.parse import quote
 
 import requests
 
@@ -38,6 +39,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_PLATFORM_URL: Final = "http://localhost:8000"
 DEFAULT_RETRY_FOR: Final = 60.0
 """Seconds to keep retrying a start or final status through an outage."""
+REFUSED_FOR: Final = 10.0
+"""Seconds the run's look-up at start-up retries while every connection is refused: nothing
+listens at ``--platform-url`` (a typo'd port, a platform not started) is far more often a
+mistake than an outage, and is reported this soon; a platform that answers at all, or times
+out, gets the whole ``--platform-timeout``."""
 DEFAULT_TIMEOUT: Final = 5.0
 """Seconds for one HTTP call (connect and read each)."""
 BACKOFF_FIRST: Final = 0.5
@@ -65,13 +71,24 @@ class RunInfo:
     """Pass/fail criteria of every run of the endpoint, as the platform wrote them."""
     run_thresholds: tuple[object, ...] = ()
     """The run's own criteria: each overrides the endpoint's of the same metric and scope."""
+    baseline_run_id: str = ""
+    """The run's own baseline run, when the platform has one (an optional field)."""
+    endpoint_baseline_run_id: str = ""
+    """The endpoint's baseline run, for its runs that name none."""
 
     @classmethod
     def from_json(cls, data: Any, run_id: str, url: str) -> RunInfo:
-        """Build from a run body; a body missing its essentials is a PlatformError."""
-        if not isinstance(data, dict):
+        """Build from a run body; a body missing its essentials is a PlatformError.
+
+        A JSON answer without a run's ``status`` and ``id`` or ``endpoint`` is most likely
+        another service's (a health check, a gateway): the message names the URL first.
+        """
+        if not isinstance(data, dict) or not (
+            "status" in data and ("id" in data or "endpoint" in data)
+        ):
             raise PlatformError(
-                f"the platform's answer for run {run_id} is not a run object",
+                f"{url} answered JSON that is not a run (no status, id or endpoint): check that "
+                "--platform-url is the platform's base URL (without /api), then --run-id",
                 url=url,
                 run_id=run_id,
             )
@@ -92,6 +109,8 @@ class RunInfo:
             schema_problems=tuple(schema_problems),
             endpoint_thresholds=_listed(endpoint.get("thresholds")),
             run_thresholds=_listed(data.get("thresholds")),
+            baseline_run_id=str(data.get("baseline_run_id") or ""),
+            endpoint_baseline_run_id=str(endpoint.get("baseline_run_id") or ""),
         )
 
 
@@ -128,10 +147,47 @@ class PlatformClient:
         return f"{self.base_url}/api/perf/runs/{run_id}"
 
     def get_run(self, run_id: str, *, retry_for: float = 0.0) -> RunInfo:
-        """Fetch a run; retried through outages for ``retry_for`` seconds."""
+        """Fetch a run; retried through outages for ``retry_for`` seconds, through refused
+        connections for at most :data:`REFUSED_FOR` of them (see there)."""
+        url = self.run_url(run_id)
+        body = self._retrying(
+            lambda: self._once("GET", url, run_id, None), retry_for, refused_for=REFUSED_FOR
+        )
+        return RunInfo.from_json(body, run_id, url)
+
+    def run_body(self, run_id: str, *, retry_for: float = 0.0) -> dict[str, Any]:
+        """A run as the platform answers it (summary included); for a baseline run."""
         url = self.run_url(run_id)
         body = self._retrying(lambda: self._once("GET", url, run_id, None), retry_for)
-        return RunInfo.from_json(body, run_id, url)
+        if not isinstance(body, dict):
+            raise PlatformError(
+                f"the platform's answer for run {run_id} is not a run object", url=url
+            )
+        return body
+
+    def latest_completed_run(
+        self, endpoint: str, environment: str, *, before: str, retry_for: float = 0.0
+    ) -> dict[str, Any] | None:
+        """The most recent completed run of ``endpoint`` in ``environment`` other than
+        ``before``; ``None`` if there is none.
+
+        Asks with the contract's filters (``?endpoint=&environment=&status=completed``) and
+        filters the answer again: a platform that ignores them answers every run.
+        """
+        url = f"{self.base_url}/api/perf/runs"
+        query = f"{url}?endpoint={quote(endpoint)}&environment={quote(environment)}"
+        query += "&status=completed&limit=2"
+        runs = self._retrying(lambda: self._once("GET", query, before, None), retry_for)
+        for run in runs if isinstance(runs, list) else ():
+            if (
+                isinstance(run, dict)
+                and run.get("id") != before
+                and run.get("status") == "completed"
+                and _name(run.get("endpoint")) == endpoint
+                and _name(run.get("environment")) == environment
+            ):
+                return run
+        return None
 
     def start(self, run_id: str, body: dict[str, Any], *, retry_for: float = 0.0) -> None:
         """Move the run from pending to running; RunStateConflict when it is not pending.
@@ -234,18 +290,26 @@ class PlatformClient:
             return None
 
     @staticmethod
-    def _retrying(attempt: Callable[[], T], retry_for: float) -> T:
-        """``attempt()`` until it stops raising PlatformUnavailable or ``retry_for`` runs out.
+    def _retrying(
+        attempt: Callable[[], T], retry_for: float, *, refused_for: float | None = None
+    ) -> T:
+        """``attempt()`` until it stops raising PlatformUnavailable or ``retry_for`` runs out
+        (``refused_for``, when shorter, while every attempt is refused).
 
         The platform's ``Retry-After`` is a floor for the pause; one that reaches past the
         deadline ends the retries at once, rather than sleeping into a certain failure.
         """
-        deadline = time.monotonic() + retry_for
+        started = time.monotonic()
+        deadline = started + retry_for
         delay = BACKOFF_FIRST
+        answered = False
         while True:
             try:
                 return attempt()
             except PlatformUnavailable as err:
+                answered = answered or not err.refused
+                if not answered and refused_for is not None:
+                    deadline = min(deadline, started + refused_for)
                 left = deadline - time.monotonic()
                 asked = err.retry_after or 0.0
                 if left <= 0 or asked > left:
@@ -294,7 +358,26 @@ class PlatformClient:
             "or PERFX_PLATFORM_URL",
             url=url,
             run_id=run_id,
+            refused=_refused(err),
         )
+
+
+def _refused(err: BaseException) -> bool:
+    """Whether a connection error was a refusal (nothing listens at the URL)."""
+    cause: BaseException | None = err
+    for _ in range(8):  # requests -> urllib3 MaxRetryError -> NewConnectionError -> OSError
+        if cause is None or isinstance(cause, ConnectionRefusedError):
+            return cause is not None
+        reason = getattr(cause, "reason", None)
+        first = cause.args[0] if cause.args else None
+        cause = (
+            reason
+            if isinstance(reason, BaseException)
+            else first
+            if isinstance(first, BaseException)
+            else cause.__cause__ or cause.__context__
+        )
+    return False
 
 
 SETS: Final = {"start": "running", "complete": "completed", "fail": "failed"}
@@ -330,7 +413,7 @@ def _unwrap(
             **kwargs,
         )
     if status == 404:
-        raise RunNotFound(f"run {run_id} does not exist on {base_url}: check --run-id", **kwargs)
+        raise RunNotFound(_not_found(run_id, base_url, body), **kwargs)
     if status in (401, 403):
         raise PlatformAuthError(
             f"the platform at {base_url} refused the token ({status}): "
@@ -369,6 +452,21 @@ def _unwrap(
             f"the platform refused run {run_id}: {message or f'code {code}'}", **kwargs
         )
     return body.get("data")
+
+
+def _not_found(run_id: str, base_url: str, body: Any) -> str:
+    """A 404 for a run: a wrong id, unless the answer shows the URL is the likelier cause."""
+    if base_url.endswith("/api"):
+        return (
+            f"run {run_id} not found at {base_url} (404): --platform-url ends in /api, which "
+            f"the plugin adds itself; pass --platform-url {base_url.removesuffix('/api')}"
+        )
+    if body is None:
+        return (
+            f"{base_url} answered 404 without JSON for run {run_id}, unlike the platform's API: "
+            "check that --platform-url is the platform's base URL, then --run-id"
+        )
+    return f"run {run_id} does not exist on {base_url}: check --run-id"
 
 
 def _landed(run_id: str, call: str, status: str | None) -> bool:
@@ -424,6 +522,10 @@ def _listed(value: Any) -> tuple[object, ...]:
     if value is None:
         return ()
     return tuple(value) if isinstance(value, list) else (value,)
+
+
+def _name(record: Any) -> Any:
+    return record.get("name") if isinstance(record, dict) else None
 
 
 def _message(body: Any) -> str:

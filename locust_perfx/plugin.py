@@ -8,17 +8,20 @@ listener returns at once: no network call, no changed behaviour, no log line.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from locust_perfx import __version__, otel, webui
+from locust_perfx import __version__, baseline, otel, webui
 from locust_perfx.exceptions import ConfigError, PerfxError
-from locust_perfx.plan import build_plan, print_dry_run
+from locust_perfx.plan import Settings, build_plan, print_dry_run
 from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
 from locust_perfx.registry import (
     WORKER_HELLO,
@@ -51,7 +54,16 @@ def _fetch(run_id: str, url: str, token: str, retry_for: float, timeout: float |
     return info
 
 
-registry = OptionRegistry(_fetch)
+def _offline_problems(options: argparse.Namespace, sources: Mapping[str, str]) -> list[str]:
+    """The plugin options' problems that need no platform (thresholds, InfluxDB flags)."""
+    try:
+        Settings.from_options(options, sources)
+    except ConfigError as err:
+        return err.problems
+    return []
+
+
+registry = OptionRegistry(_fetch, _offline_problems)
 controller: RunController | None = None
 """The run's controller, in the process that owns the run (local runner or master)."""
 
@@ -81,6 +93,7 @@ def on_init(environment: Environment, **_: Any) -> None:
         plan = build_plan(
             options, info, _clashes(environment, info), value_sources(registry.parser, options)
         )
+        plan = replace(plan, baseline=baseline.resolve_for(plan.settings, plan.info))
         if plan.settings.dry_run:
             print_dry_run(plan)
             sys.exit(0)

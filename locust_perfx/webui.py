@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from locust.web import WebUI
 
     from locust_perfx.controller import RunController
+    from locust_perfx.plan import RunPlan
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +132,18 @@ def locust_form_problems(form: Mapping[str, str]) -> list[str]:
         except ValueError:
             problems.append(f'Run time: expected 20s, 3m, 1h20m or similar, got "{run_time}"')
     return problems
+
+
+def run_form_problems(plan: RunPlan, form: Mapping[str, str]) -> list[str]:
+    """The run's problems in a form whose Locust fields are bad too, so that the user sees
+    them all at once. A form naming another run is checked once that run is fetched."""
+    if form.get(RUN_ID_FIELD, plan.run_id).strip() != plan.run_id:
+        return []
+    try:
+        plan.with_form(form)
+    except ConfigError as err:
+        return err.problems
+    return []
 
 
 def without_credentials(url: str) -> str:
@@ -273,7 +286,7 @@ def install(web_ui: WebUI, controller: RunController) -> None:
         try:
             problems = locust_form_problems(request.form)
             if problems:
-                raise ConfigError(problems)
+                raise ConfigError([*problems, *run_form_problems(controller.plan, request.form)])
             controller.start_from_form(request.form)
         except PerfxError as err:
             problems = err.problems if isinstance(err, ConfigError) else [str(err)]

@@ -16,8 +16,10 @@ from locust_perfx import __version__
 from locust_perfx.cli import PLUGIN_SOURCE
 from tests.fixtures.locust import PLUGIN, ROOT
 from tests.fixtures.platform import PlatformServer
+from tests.fixtures.processes import starts_processes
 
 
+@starts_processes
 def perfx(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "locust_perfx.cli", *args],

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.locust import Target
+from tests.fixtures.locust import Target, headless
 from tests.fixtures.netns import HostProcess, HostRunner, Relay, Topology
 from tests.fixtures.platform import PlatformServer
 from tests.fixtures.tsdb import VictoriaMetrics
@@ -324,8 +324,8 @@ def test_processes_on_one_host_agree_with_the_target(
     run_id = site.create_run()
     code = host_runner.start(
         "master",
-        *("--run-id", run_id, "--platform-url", site.platform_url, "--headless"),
-        *("--processes", processes, "-u", "4", "-r", "4", "-t", "4s", *site.influx()),
+        *headless(run_id, site.platform_url, f"--processes {processes} -u 4 -r 4 -t 4s"),
+        *site.influx(),
         locustfile=by_host,
         env={"HOST_LABEL": "master"},
     ).wait(90)

@@ -486,6 +486,7 @@ def test_a_ping_that_is_not_served_stops_the_run_before_any_load(
         MetricsExporter(config(influx_fault.url), run_id="r").check()
 
 
+@pytest.mark.integration  # exporter.start() starts the export process
 def test_server_errors_are_retried_until_written(
     influx_fault: ScriptedInflux, environment: Environment
 ) -> None:

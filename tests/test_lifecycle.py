@@ -19,6 +19,8 @@ from tests.fixtures.tsdb import VictoriaMetrics
 from tests.fixtures.waiting import wait_until
 from tests.test_cli import perfx
 
+pytestmark = pytest.mark.locust_contract
+
 BEHAVIOURS = ROOT / "tests" / "locustfiles" / "behaviours.py"
 STARTED = r"perfx: run \S+ started on"
 SIGNALS = pytest.mark.parametrize(
@@ -34,6 +36,16 @@ def status_calls(platform: PlatformServer, run_id: str) -> list[tuple[str, int]]
     return [
         (c["call"], c["http_status"]) for c in platform.calls(run_id) if c["call"] != "progress"
     ]
+
+
+def completed_once(platform: PlatformServer, run_id: str, target: Target) -> dict[str, Any]:
+    """The run completed by one accepted start and one complete, with a summary counting what
+    the target served; returns the run."""
+    run = platform.get_run(run_id)
+    assert (run["status"], run["reason"]) == ("completed", None)
+    assert_summary_matches_target(run, target)
+    assert status_calls(platform, run_id) == [("start", 200), ("complete", 200)]
+    return run
 
 
 def assert_summary_matches_target(run: dict[str, Any], target: Target) -> None:
@@ -85,24 +97,24 @@ def run_headless(
     return run_id, code, output
 
 
+def completes_headless(
+    locust_runner: LocustRunner, platform: PlatformServer, target: Target, options: str
+) -> tuple[str, dict[str, Any]]:
+    """A headless test with ``options`` that exits 0 and completes its run once; the run."""
+    run_id, code, output = run_headless(locust_runner, platform, target, options)
+    assert code == 0, output
+    return run_id, completed_once(platform, run_id, target)
+
+
 def test_a_clean_local_run_completes_with_its_summary(
     locust_runner: LocustRunner,
     platform_server: PlatformServer,
     target: Target,
 ) -> None:
-    run_id, code, output = run_headless(
-        locust_runner,
-        platform_server,
-        target,
-        "-u 3 -r 3 -t 2s --platform-progress 0.5",
-    )
-    assert code == 0, output
-    run = platform_server.get_run(run_id)
-    assert (run["status"], run["reason"]) == ("completed", None)
+    options = "-u 3 -r 3 -t 2s --platform-progress 0.5"
+    run_id, run = completes_headless(locust_runner, platform_server, target, options)
     assert run["locust"]["mode"] == "local" and run["locust"]["users"] == 3
     assert run["summary"]["users_peak"] == 3
-    assert_summary_matches_target(run, target)
-    assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
     assert any(c["call"] == "progress" for c in platform_server.calls(run_id))
     last = run["progress"]  # the p95 of the requests since the report before, for charts
     assert 0 <= last["p95_ms"] <= run["summary"]["total"]["max_ms"]
@@ -156,12 +168,9 @@ def test_distributed_summary_includes_the_workers_last_reports(
     for worker in workers:
         assert worker.wait(30) == 0
         assert "perfx" not in worker.output
-    run = platform_server.get_run(run_id)
-    assert run["status"] == "completed"
+    run = completed_once(platform_server, run_id, target)
     assert run["locust"]["mode"] == "master"
     assert run["summary"]["workers"] == 2
-    assert_summary_matches_target(run, target)
-    assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
 
 
 @pytest.mark.slow
@@ -170,17 +179,7 @@ def test_processes_mode_reports_once_from_the_master(
     platform_server: PlatformServer,
     target: Target,
 ) -> None:
-    run_id, code, output = run_headless(
-        locust_runner,
-        platform_server,
-        target,
-        "--processes 2 -u 4 -r 4 -t 3s",
-    )
-    assert code == 0, output
-    run = platform_server.get_run(run_id)
-    assert run["status"] == "completed"
-    assert_summary_matches_target(run, target)
-    assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
+    completes_headless(locust_runner, platform_server, target, "--processes 2 -u 4 -r 4 -t 3s")
 
 
 SLOW = '''"""Every request takes the target's slow_seconds: some are in flight when -t ends."""
@@ -257,11 +256,7 @@ def test_a_master_interrupted_while_waiting_for_workers_fails_the_run(
         "0",
         "--expect-workers",
         "2",
-        "--headless",
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url),
         locustfile=BEHAVIOURS,
     )
     proc.wait_for(STARTED)
@@ -314,10 +309,7 @@ def test_platform_down_at_the_end_gets_the_final_status_once_it_is_back(
     proc.wait_for(r"cannot reach the platform .*; retrying in")
     platform_server.start()
     assert proc.wait(60) == 0, proc.output
-    run = platform_server.get_run(run_id)
-    assert run["status"] == "completed"
-    assert_summary_matches_target(run, target)
-    assert status_calls(platform_server, run_id) == [("start", 200), ("complete", 200)]
+    completed_once(platform_server, run_id, target)
 
 
 def test_platform_gone_for_good_leaves_a_file_perfx_resend_delivers(

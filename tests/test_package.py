@@ -4,8 +4,12 @@ so that each can be imported (and tested) alone."""
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 
 from locust_perfx import ConfigError, PerfxError
+from locust_perfx.reference import REQUIRES
 from tests.fixtures.locust import ROOT
 
 PACKAGE = ROOT / "locust_perfx"
@@ -70,3 +74,26 @@ def test_no_module_imports_itself_back() -> None:
 def test_circles_are_found() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert circles(graph) == [["a", "b", "c", "a"]]
+
+
+def test_the_plugin_imports_nothing_the_reference_extra_installs() -> None:
+    """jsonschema, referencing and PyYAML come with the ``reference`` extra only: every module
+    outside ``reference/`` (the plugin, its export process, the perfx command) runs without."""
+    outside = sorted(name for name in import_graph() if not name.startswith(REFERENCE))
+    probe = (
+        "import locust\n"  # first, as in Locust: its gevent patches ssl before requests loads
+        "import importlib, json, sys\n"
+        f"for name in {outside!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(json.loads(result.stdout))
+
+    assert "locust_perfx.plugin" in loaded
+    assert not {m for m in loaded if m.startswith(REFERENCE)} | (set(REQUIRES) & loaded)
+
+
+REFERENCE = "locust_perfx.reference"

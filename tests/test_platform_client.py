@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import re
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +21,7 @@ from locust_perfx import (
     PlatformUnavailable,
     RunNotFound,
     RunStateConflict,
+    platform,
 )
 from locust_perfx.platform import PlatformClient
 from tests.fixtures.faults import FaultProxyFactory, FaultServer
@@ -62,6 +69,51 @@ def test_unknown_run_names_the_run_and_the_fix(platform_server: PlatformServer) 
     )
 
 
+def test_a_platform_url_with_api_says_to_drop_it(platform_server: PlatformServer) -> None:
+    run_id = platform_server.create_run(SCHEMA)
+    with (
+        PlatformClient(f"{platform_server.url}/api") as client,
+        pytest.raises(RunNotFound) as caught,
+    ):
+        client.get_run(run_id)
+    assert str(caught.value).endswith(
+        "--platform-url ends in /api, which the plugin adds itself; "
+        f"pass --platform-url {platform_server.url}"
+    )
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[str]:
+    """Another HTTP service: Python's own file server, which answers 404 with an HTML page."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_another_services_404_names_the_url_as_the_likelier_cause(file_server: str) -> None:
+    with PlatformClient(file_server) as client, pytest.raises(RunNotFound) as caught:
+        client.get_run("run_1")
+    assert str(caught.value) == (
+        f"{file_server} answered 404 without JSON for run run_1, unlike the platform's API: "
+        "check that --platform-url is the platform's base URL, then --run-id"
+    )
+
+
+def test_json_that_is_not_a_run_names_the_url(fault_server: FaultServer) -> None:
+    # The fault server plays another service's JSON endpoint (a health check answers anything).
+    fault_server.fallback = (200, {"status": "ok", "version": "3.1"})
+    with PlatformClient(fault_server.url) as client, pytest.raises(PlatformError) as caught:
+        client.get_run("run_1")
+    assert str(caught.value).startswith(f"{fault_server.url}/api/perf/runs/run_1 answered JSON")
+    assert "check that --platform-url is the platform's base URL (without /api)" in str(
+        caught.value
+    )
+
+
 def test_bad_token_is_an_auth_error_that_never_shows_the_token(
     platform_factory: PlatformFactory,
 ) -> None:
@@ -77,6 +129,21 @@ def test_bad_token_is_an_auth_error_that_never_shows_the_token(
     with PlatformClient(server.url, "right-token") as client:
         assert client.get_run(run_id).status == "pending"
     assert "right-token" not in repr(client)
+
+
+def test_a_refused_connection_at_start_up_is_given_up_before_the_whole_budget(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(platform, "REFUSED_FOR", 1.0)  # of 10 s: the same rule, sooner
+    with socket.socket() as bound:  # a port that refuses: bound, never listening
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        with PlatformClient(url) as client, pytest.raises(PlatformUnavailable) as caught:
+            client.get_run("run_1", retry_for=60.0)
+
+    assert caught.value.refused
+    pauses = [float(m) for m in re.findall(r"retrying in ([\d.]+) s", caplog.text)]
+    assert pauses and sum(pauses) <= 1.0  # not the 60 s --platform-timeout gives an outage
 
 
 def test_second_start_is_refused_with_the_platforms_reason(

@@ -64,16 +64,8 @@ def test_typed_arguments_and_host_reach_a_local_run(
 ) -> None:
     run_id = platform_server.create_run(SCHEMA, target.url)
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url, "-u 2 -t 2s"),
         *GOOD_ARGS,
-        "--headless",
-        "-u",
-        "2",
-        "-t",
-        "2s",
         locustfile=ECHO,
         env={"ECHO_DIR": str(tmp_path)},
     )
@@ -179,16 +171,8 @@ def test_bad_arguments_are_refused_before_any_load(
 ) -> None:
     run_id = platform_server.create_run(SCHEMA, target.url)
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url, "-u 1 -t 5s"),
         *args,
-        "--headless",
-        "-u",
-        "1",
-        "-t",
-        "5s",
         env=env,
     )
     assert code == 2, output
@@ -288,11 +272,30 @@ def test_platform_problems_are_one_line_each(
     assert target.total == 0
 
 
+def test_every_problem_that_needs_no_platform_comes_with_the_platforms(
+    locust_runner: LocustRunner, platform_server: PlatformServer
+) -> None:
+    code, output = locust_runner.run(
+        *("--run-id", "run_missing", "--platform-url", platform_server.url),
+        *("--threshold", "p95 < 500", "--influxdb-url", "http://127.0.0.1:9", "--headless"),
+    )
+
+    assert code == 2, output
+    assert refusal(output) == [
+        f"perfx: run run_missing does not exist on {platform_server.url}: check --run-id",
+        "perfx: threshold 'p95 < 500' (from the command line): unknown metric 'p95'; expected "
+        "one of p50_ms, p90_ms, p95_ms, p99_ms, avg_ms, max_ms, failure_ratio, failures, rps, "
+        "requests",
+        "perfx: --influxdb-url is set but --influxdb-org is not: set --influxdb-org or "
+        "PERFX_INFLUXDB_ORG (InfluxDB 1.x: -)",
+        "perfx: --influxdb-url is set but --influxdb-bucket is not: set --influxdb-bucket or "
+        "PERFX_INFLUXDB_BUCKET",
+    ]
+
+
 def test_unreachable_platform_is_named(locust_runner: LocustRunner, target: Target) -> None:
     url = "http://127.0.0.1:9"
-    code, output = locust_runner.run(
-        "--run-id", "run_1", "--platform-url", url, "--platform-timeout", "0", "--headless"
-    )
+    code, output = locust_runner.run(*headless("run_1", url, "--platform-timeout 0"))
     assert (code, refusal(output)) == (
         1,
         [f"perfx: cannot reach the platform at {url}: check --platform-url or PERFX_PLATFORM_URL"],
@@ -311,12 +314,8 @@ def test_a_finished_run_is_not_run_again(
         {"finished_at": "2026-11-23T10:00:00Z", "reason": "old", "exit_code": 1, "summary": {}},
     )
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
+        *headless(run_id, platform_server.url),
         *GOOD_ARGS,
-        "--headless",
     )
     assert (code, refusal(output)) == (
         1,
@@ -390,17 +389,8 @@ def test_dry_run_prints_the_resolved_run_without_secrets_or_load(
     server = platform_factory(token="s3cret-token")
     run_id = server.create_run(SCHEMA, target.url, endpoint="rerank")
     code, output = locust_runner.run(
-        "--run-id",
-        run_id,
-        "--platform-url",
-        server.url,
-        "--platform-token",
-        "s3cret-token",
+        *headless(run_id, server.url, "--platform-token s3cret-token --batch_size 64 --dry-run"),
         *GOOD_ARGS,
-        "--batch_size",
-        "64",
-        "--dry-run",
-        "--headless",
         "--threshold",
         "p95_ms < 500 for GET /echo, abort after 10s",
         env={"PYTHONPROFILEIMPORTTIME": "1"},  # Python lists every module it imports
@@ -520,10 +510,10 @@ def test_perfx_help_lists_plugin_and_schema_options(platform_server: PlatformSer
         "--dry-run",
         "--model",
         "--gpu_model",
-        "GPU model. Required. No default.",
+        "GPU model. One of A100, H100, RTX4090. Required. No default.",
         "documents per request.",
     ):
-        assert flag in result.stdout
+        assert flag in " ".join(result.stdout.split())  # argparse wraps the help text
 
 
 def test_the_run_is_fetched_once_however_often_the_web_ui_rebuilds_the_parser(

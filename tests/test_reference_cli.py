@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.fixtures.platform import LISTENING_PREFIX, PlatformFactory, PlatformServer
+from tests.fixtures.processes import starts_processes
 
 CLI = [sys.executable, "-m", "locust_perfx.reference.cli"]
 #: Seconds a client command may take (its own HTTP timeout is 5 s).
@@ -18,6 +21,7 @@ START = {"arguments": {}, "host": "http://t:1", "started_at": "2026-11-23T10:00:
 FAIL = {"finished_at": "2026-11-23T10:00:10Z", "reason": "thresholds breached", "exit_code": 6}
 
 
+@starts_processes
 def perfx_platform(
     *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -29,6 +33,34 @@ def perfx_platform(
         env=env,
         check=False,
     )
+
+
+@pytest.mark.parametrize("hidden", ["yaml", "jsonschema", "referencing", None])
+def test_without_the_reference_extra_perfx_platform_says_how_to_install_it(
+    hidden: str | None,
+) -> None:
+    """The extra's modules are installed here, so the child hides one from imports (None in
+    ``sys.modules``), as an install without the extra lacks it; ``perfx-platform``'s entry
+    point then says what to install, in one line."""
+    entry = "from locust_perfx.cli import reference_platform; sys.exit(reference_platform())"
+    code = f"import sys; sys.modules.update({{{hidden!r}: None}}); {entry}"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+
+    if hidden is None:
+        assert (result.returncode, result.stderr) == (0, "")
+        assert "serve" in result.stdout
+    else:
+        assert (result.returncode, result.stdout) == (1, "")
+        assert result.stderr == (
+            f"perfx-platform: the reference platform needs the {hidden} module: "
+            "pip install 'locust-perfx[reference]'\n"
+        )
 
 
 def schema_file(tmp_path: Path) -> str:

@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from locust_perfx.reference import create_app
-from locust_perfx.reference.pages import (
+from locust_perfx.reference.charts import (
     CHART_SIZE,
     FAILURES,
     NO_PROGRESS,
@@ -27,15 +27,13 @@ from locust_perfx.reference.pages import (
     chart_svg,
     format_seconds,
     format_value,
-    interval_failure_ratio,
     segments,
-    series,
     sparkline_svg,
-    summary_view,
     thin,
     time_ticks,
     value_ticks,
 )
+from locust_perfx.reference.pages import interval_failure_ratio, series, summary_view
 from tests.fixtures.platform import PlatformFactory
 
 TOKEN = "page-tok-3e9d1b-never-shown"

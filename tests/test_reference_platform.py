@@ -710,7 +710,7 @@ def test_the_html_pages_show_runs_and_escape_what_they_show(
     assert "<script>" not in index.text and "&lt;script&gt;" in index.text
     assert "completed" in page.text
     assert "&lt;b&gt;gpt&lt;/b&gt;" in page.text
-    assert "<th>p95_ms</th><td>30.0</td>" in page.text
+    assert "<th>p95_ms</th><td>30</td>" in page.text
     assert missing.status_code == 404
     assert "run run_nope not found" in missing.text
 
@@ -902,6 +902,8 @@ def test_an_older_database_file_gains_the_threshold_columns(
         "name": "demo",
         "argument_schema": DEFAULT_SCHEMA,
         "thresholds": ["rps >= 1"],
+        "baseline_run_id": None,  # a column added later too
     }
+    assert before["baseline_run_id"] is None
     assert platform.get_run(new)["thresholds"] == ["p95_ms < 9"]
     assert post(platform, "run-old", "start").status_code == 200

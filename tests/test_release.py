@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -30,10 +31,16 @@ PACKAGE_DATA = (
     "locust_perfx/reference/openapi.yaml",
     "locust_perfx/dashboards/locust-perfx-influxdb1-influxql.json",
     "locust_perfx/dashboards/locust-perfx-influxdb2-flux.json",
+    *(
+        path.relative_to(ROOT).as_posix()
+        for path in sorted((PACKAGE / "reference" / "templates").glob("*.html"))
+    ),
 )
 BUILD_TIMEOUT = 300.0
 """A build, then an install from PyPI: about a minute and a half on a busy 2-core machine."""
 COMMAND_TIMEOUT = 60.0
+SETUP_CFG = (ROOT / "setup.cfg").read_text()
+RUNNING = "{}.{}".format(*sys.version_info)
 
 
 class Release(NamedTuple):
@@ -75,21 +82,84 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     return Release(sdist, wheel, build.stdout + build.stderr)
 
 
-@pytest.fixture(scope="module")
-def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """The wheel and its dependencies from PyPI in a fresh venv (pip's cache keeps it quick)."""
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=COMMAND_TIMEOUT)
+def install(python: str, wheel: Path, venv: Path) -> Installed:
+    """The wheel with the reference extra and their dependencies from PyPI in a fresh venv of
+    ``python`` (pip's cache keeps it quick)."""
+    subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=COMMAND_TIMEOUT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFX_", "LOCUST_"))}
     env.pop("PYTHONPATH", None)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(release.wheel)],
+        # With the reference extra: perfx-platform's dependencies.
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheel}[reference]"],
         check=True,
         capture_output=True,
         timeout=BUILD_TIMEOUT,
         env=env,
     )
     return Installed(venv / "bin", env)
+
+
+@pytest.fixture(scope="module")
+def installed(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The wheel installed with the Python running the tests."""
+    return install(sys.executable, release.wheel, tmp_path_factory.mktemp("venv"))
+
+
+def classified_pythons() -> list[str]:
+    """The Python versions setup.cfg's classifiers name ("3.11", ...)."""
+    return re.findall(r"Programming Language :: Python :: (3\.\d+)$", SETUP_CFG, re.MULTILINE)
+
+
+def interpreter(version: str) -> str | None:
+    """``pythonX.Y`` on PATH (.ci/run puts pyenv's there), or under pyenv's versions folder."""
+    found = shutil.which(f"python{version}")
+    if found and subprocess.run([found, "-c", ""], capture_output=True).returncode == 0:
+        return found  # a pyenv shim of a version that is not global fails
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = sorted(versions.glob(f"{version}.*/bin/python{version}"), key=str)
+    return str(candidates[-1]) if candidates else None
+
+
+def test_the_classifiers_readme_and_tox_name_the_pythons_tested() -> None:
+    """Each classified Python has a tox environment, and the README names exactly those."""
+    tox = (ROOT / "tox.ini").read_text()
+    envlist = re.search(r"^envlist = (.*)$", tox, re.MULTILINE)
+    assert envlist is not None
+    tested = sorted({f"3.{m}" for m in re.findall(r"\bpy3(\d+)\b", envlist.group(1))})
+    readme = (ROOT / "README.rst").read_text()
+
+    assert classified_pythons() == tested == ["3.11", "3.12", "3.13"]
+    assert "Python 3.11, 3.12 or 3.13 and Locust" in " ".join(readme.split())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "python",
+    [v for v in classified_pythons() if v != f"{sys.version_info[0]}.{sys.version_info[1]}"],
+)
+def test_the_wheel_installs_and_checks_a_run_on_each_python_classified(
+    python: str,
+    release: Release,
+    platform_server: PlatformServer,
+    tmp_path: Path,
+) -> None:
+    """The wheel on the other Pythons the classifiers promise (the running one's test is
+    below): installed, ``perfx --version`` names that Python, and a dry run checks a run."""
+    executable = interpreter(python)
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"python{python} is classified but not installed here")
+        pytest.skip(f"python{python} is not installed")
+    on = install(executable, release.wheel, tmp_path / "venv")
+    run_id = platform_server.create_run()
+
+    version = on.run("perfx", "--version", cwd=tmp_path)
+    checked = on.run(*dry_run(run_id, platform_server), cwd=tmp_path)
+
+    assert version.returncode == 0, version.stderr
+    assert f", Python {python}." in version.stdout
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["run_id"] == run_id
 
 
 def test_the_changelog_names_this_version_and_renders() -> None:
@@ -228,18 +298,23 @@ def test_the_installed_plugin_checks_a_platform_run_without_load(
     installed: Installed, platform_server: PlatformServer, tmp_path: Path
 ) -> None:
     run_id = platform_server.create_run()
-    result = installed.run(
-        "perfx",
-        "-f",
-        str(EXAMPLES / "locustfile.py"),
-        "--run-id",
-        run_id,
-        "--platform-url",
-        platform_server.url,
-        "--dry-run",
-        cwd=tmp_path,
-    )
+    result = installed.run(*dry_run(run_id, platform_server), cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["run_id"] == run_id
     assert platform_server.get_run(run_id)["status"] == "pending"
+
+
+def dry_run(run_id: str, platform: PlatformServer) -> list[str]:
+    """The ``perfx`` command that checks a run of ``platform`` against the example locustfile."""
+    locustfile = str(EXAMPLES / "locustfile.py")
+    return [
+        "perfx",
+        "-f",
+        locustfile,
+        "--run-id",
+        run_id,
+        "--platform-url",
+        platform.url,
+        "--dry-run",
+    ]

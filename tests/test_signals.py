@@ -26,6 +26,8 @@ from tests.fixtures.waiting import wait_until
 from tests.test_lifecycle import BEHAVIOURS, STARTED, status_calls
 from tests.test_webui import Ui
 
+pytestmark = pytest.mark.locust_contract
+
 SHAPE = ROOT / "tests" / "locustfiles" / "shape.py"
 INTERRUPTED = "interrupted by SIGTERM before the test finished"
 STOP_TIMEOUT = float(FINISH_IN_FLIGHT[1])

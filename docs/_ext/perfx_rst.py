@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from locust_perfx import options
+from locust_perfx import influx, options, snapshot
 
 INLINE = re.compile(r"([\\*`|_])")
 MARKDOWN_CODE = re.compile(r"`([^`]+)`")
@@ -68,6 +68,72 @@ def options_table() -> str:
     return list_table(
         ("option", "environment variable", "config file key", "meaning"), rows, "22 22 18 38"
     )
+
+
+# -- the InfluxDB layout ----------------------------------------------------------------
+
+COMMON_TAGS = {"run_id": "run_1", "endpoint": "search", "environment": "staging"}
+LINE = re.compile(r'((?:[^ \\]|\\.)+) ((?:[^ "\\]|\\.|"(?:[^"\\]|\\.)*")+) \d+')
+PAIR = re.compile(r'([^,=]+)=("(?:[^"\\]|\\.)*"|[^,]*)')
+
+
+def perfx_points() -> list[str]:
+    """What the ``perfx`` layout writes for one interval of one timed request name with one
+    error, a run event and a judged criterion: every measurement it has."""
+    timings = tuple(100 for _ in snapshot.PERCENTILES)
+    entry = snapshot.EntryDelta("/search", "GET", 10, 1, 10, 1000.0, 5000, 80, 120, timings)
+    total = entry._replace(name="Aggregated", method="")
+    error = snapshot.ErrorDelta("GET", "/search", "HTTPError 500", 1)
+    interval = snapshot.Interval(0.0, 5.0, total, (entry,), (error,))
+    layout = influx.PerfxLayout(COMMON_TAGS)
+    return [
+        *layout.interval_points(interval, snapshot.Sample(5.0, 10, 2), 5000),
+        layout.event_point("start", "run run_1 started", 5000),
+        *layout.threshold_points([("p95_ms < 500", 100.0, 500.0, True)], 5000),
+    ]
+
+
+def influx_layout(points: Iterable[str]) -> str:
+    """Each measurement with the tags it adds to the common ones and its fields, in the order
+    the points name them."""
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for point in points:
+        match = LINE.fullmatch(point)
+        if not match:
+            raise ValueError(f"not a line of line protocol: {point}")
+        measurement, *tags = re.split(r"(?<!\\),", match[1])
+        extra, fields = found.setdefault(measurement, ([], []))
+        for tag in (tag.split("=", 1)[0] for tag in tags):
+            if tag not in COMMON_TAGS and tag not in extra:
+                extra.append(tag)
+        for name in (pair[0] for pair in PAIR.findall(match[2])):
+            if name not in fields:
+                fields.append(name)
+    rows = [
+        (
+            f"``{measurement}``",
+            ", ".join(f"``{tag}``" for tag in tags),
+            ", ".join(f"``{field}``" for field in fields),
+        )
+        for measurement, (tags, fields) in found.items()
+    ]
+    return list_table(("measurement", "extra tags", "fields"), rows, "20 20 60")
+
+
+# -- the Grafana dashboards --------------------------------------------------------------
+
+
+def dashboard_panels(dashboard: Mapping[str, Any]) -> str:
+    """Each panel of a Grafana dashboard, its kind and its own description, in page order."""
+    rows = [
+        (
+            escape(panel["title"]),
+            panel.get("type", ""),
+            escape(panel.get("description", "")),
+        )
+        for panel in dashboard["panels"]
+    ]
+    return list_table(("panel", "kind", "what it shows"), rows, "25 12 63")
 
 
 # -- the module map ---------------------------------------------------------------------
@@ -229,6 +295,13 @@ def answer_rows(spec: Mapping[str, Any], responses: Mapping[str, Any]) -> Iterat
         yield f"``{status}``", prose(answer.get("description", "")), ", ".join(bodies)
 
 
+def meaning(node: Mapping[str, Any]) -> str:
+    """A parameter's description, then its schema's bounds in brackets."""
+    extra = limits(node.get("schema", node))
+    text = prose(node.get("description", ""))
+    return f"{text} ({extra})".strip() if extra else text
+
+
 def operation_section(
     spec: Mapping[str, Any],
     path: str,
@@ -242,11 +315,19 @@ def operation_section(
     if "description" in operation:
         lines += [prose(operation["description"]), ""]
     parameters = [resolve(spec, p) for p in [*shared, *operation.get("parameters", [])]]
-    for parameter in parameters:
-        lines += [
-            f"``{parameter['name']}`` (in the {parameter['in']}): {type_of(parameter['schema'])}.",
-            "",
+    if parameters:
+        rows = [
+            (
+                f"``{parameter['name']}``",
+                parameter["in"],
+                type_of(parameter["schema"]),
+                "yes" if parameter.get("required") else "no",
+                meaning(parameter),
+            )
+            for parameter in parameters
         ]
+        header = ("parameter", "in", "type", "required", "meaning")
+        lines += [list_table(header, rows, "18 8 22 10 42")]
     if body := operation.get("requestBody"):
         schema = body["content"]["application/json"]["schema"]
         lines += [f"Body: {type_of(schema)}{'' if body.get('required') else ', optional'}.", ""]

@@ -12,6 +12,17 @@ in this package.
 
 from __future__ import annotations
 
-from locust_perfx.reference.app import create_app
+from locust_perfx.exceptions import MissingExtra
+
+REQUIRES = ("jsonschema", "referencing", "yaml")
+"""The modules only the reference platform uses: the ``reference`` extra installs them."""
+
+try:
+    from locust_perfx.reference.app import create_app
+except ModuleNotFoundError as err:
+    missing = (err.name or "").partition(".")[0]
+    if missing not in REQUIRES:
+        raise
+    raise MissingExtra(missing, "reference", "the reference platform") from None
 
 __all__ = ["create_app"]

@@ -231,14 +231,35 @@ def create_app(
             environment_id = store.upsert_environment(
                 body["environment"]["name"], body["environment"]["host"]
             )
-        run = store.create_run(body.get("id"), endpoint_id, environment_id, body.get("thresholds"))
+        run = store.create_run(
+            body.get("id"),
+            endpoint_id,
+            environment_id,
+            body.get("thresholds"),
+            body.get("baseline_run_id"),
+        )
         logger.info("run %s: created", run["id"])
         return ok(run, 201)
 
     @app.get("/api/perf/runs")
     def list_runs() -> tuple[Response, int]:
         store.expire_silent_runs(progress_timeout)
-        return ok(store.list_runs())
+        limit = request.args.get("limit")
+        if limit is not None and not (limit.isdecimal() and int(limit) > 0):
+            raise _BadRequest(f"limit is a whole number > 0, got {limit!r}")
+        return ok(
+            store.list_runs(
+                endpoint=request.args.get("endpoint"),
+                environment=request.args.get("environment"),
+                status=request.args.get("status"),
+                limit=None if limit is None else int(limit),
+            )
+        )
+
+    @app.put("/api/perf/endpoints/<name>/baseline")
+    def set_baseline(name: str) -> tuple[Response, int]:
+        body = valid_body("setEndpointBaseline")
+        return ok(store.set_endpoint_baseline(name, body["run_id"]))
 
     @app.get("/api/perf/runs/<run_id>")
     def get_run(run_id: str) -> tuple[Response, int]:

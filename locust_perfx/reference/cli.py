@@ -162,8 +162,18 @@ def _new_run(args: argparse.Namespace) -> int:
         body["thresholds"] = args.thresholds
     if args.id:
         body["id"] = args.id
+    if args.baseline:
+        body["baseline_run_id"] = args.baseline
     run = _request(args, "POST", "/api/perf/runs", body)
     print(run["id"])
+    return 0
+
+
+def _set_baseline(args: argparse.Namespace) -> int:
+    run_id = None if args.run_id == "none" else args.run_id
+    _request(args, "PUT", f"/api/perf/endpoints/{args.endpoint}/baseline", {"run_id": run_id})
+    what = f"run {run_id}" if run_id else "no run"
+    print(f"endpoint {args.endpoint}: baseline is {what}", file=sys.stderr)
     return 0
 
 
@@ -269,7 +279,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="A pass/fail criterion of every run of the endpoint; repeatable, and together "
         "they replace the endpoint's. Defaults to keeping the endpoint's.",
     )
+    new_run.add_argument(
+        "--baseline",
+        metavar="RUN_ID",
+        help="The run this one is compared with; over the endpoint's. Defaults to the endpoint's.",
+    )
     new_run.set_defaults(func=_new_run)
+
+    set_baseline = commands.add_parser(
+        "set-baseline",
+        help="Make a completed run the baseline of its endpoint's runs (none clears it).",
+    )
+    set_baseline.add_argument("endpoint", metavar="ENDPOINT")
+    set_baseline.add_argument("run_id", metavar="RUN_ID")
+    _client_options(set_baseline)
+    set_baseline.set_defaults(func=_set_baseline)
 
     show = commands.add_parser(
         "show",

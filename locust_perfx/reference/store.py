@@ -100,10 +100,13 @@ CREATE INDEX IF NOT EXISTS progress_by_run ON progress (run_id, seq);
 _ADDED_COLUMNS = (
     ("endpoints", "thresholds TEXT"),
     ("runs", "thresholds TEXT"),
+    ("endpoints", "baseline_run_id TEXT"),
+    ("runs", "baseline_run_id TEXT"),
 )
 
 _RUN_SELECT = """
 SELECT r.*, e.name AS endpoint_name, e.argument_schema, e.thresholds AS endpoint_thresholds,
+       e.baseline_run_id AS endpoint_baseline_run_id,
        v.name AS environment_name, v.host AS environment_host
 FROM runs r JOIN endpoints e ON e.id = r.endpoint_id JOIN environments v ON v.id = r.environment_id
 """
@@ -156,6 +159,7 @@ def _run_from_row(row: sqlite3.Row) -> JSON:
             "name": row["endpoint_name"],
             "argument_schema": _loads(row["argument_schema"]),
             "thresholds": _loads(row["endpoint_thresholds"]),
+            "baseline_run_id": row["endpoint_baseline_run_id"],
         },
         "environment": {
             "id": row["environment_id"],
@@ -163,6 +167,7 @@ def _run_from_row(row: sqlite3.Row) -> JSON:
             "host": row["environment_host"],
         },
         "thresholds": _loads(row["thresholds"]),
+        "baseline_run_id": row["baseline_run_id"],
         "arguments": _loads(row["arguments"]),
         "host": row["host"],
         "locust": _loads(row["locust"]),
@@ -249,6 +254,7 @@ class Store:
             "name": name,
             "argument_schema": endpoint["argument_schema"],
             "thresholds": thresholds,
+            "baseline_run_id": None,
         }
 
     def create_environment(self, name: str, host: str) -> JSON:
@@ -304,8 +310,10 @@ class Store:
         endpoint_id: int,
         environment_id: int,
         thresholds: list[Any] | None = None,
+        baseline_run_id: str | None = None,
     ) -> JSON:
-        """Store a pending run; ``thresholds`` are its own criteria, over the endpoint's."""
+        """Store a pending run; ``thresholds`` are its own criteria, over the endpoint's;
+        ``baseline_run_id`` its own baseline, over the endpoint's."""
         run_id = run_id or new_run_id()
         with self._write() as conn:
             for table, key, value in (
@@ -320,8 +328,15 @@ class Store:
             try:
                 conn.execute(
                     "INSERT INTO runs (id, status, endpoint_id, environment_id, thresholds, "
-                    "created_at) VALUES (?, 'pending', ?, ?, ?, ?)",
-                    (run_id, endpoint_id, environment_id, _dumps(thresholds), utc_iso()),
+                    "baseline_run_id, created_at) VALUES (?, 'pending', ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        endpoint_id,
+                        environment_id,
+                        _dumps(thresholds),
+                        baseline_run_id,
+                        utc_iso(),
+                    ),
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(
@@ -333,11 +348,48 @@ class Store:
         with self._connect() as conn:
             return self._get(conn, run_id)
 
-    def list_runs(self) -> list[JSON]:
-        """Every run, newest first."""
+    def list_runs(
+        self,
+        *,
+        endpoint: str | None = None,
+        environment: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[JSON]:
+        """The runs, newest first; each filter given keeps the runs that match it."""
+        where, args = [], []
+        for column, value in (("e.name", endpoint), ("v.name", environment), ("r.status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        query = _RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        query += " ORDER BY r.seq DESC" + (f" LIMIT {int(limit)}" if limit is not None else "")
         with self._connect() as conn:
-            rows = conn.execute(_RUN_SELECT + " ORDER BY r.seq DESC").fetchall()
+            rows = conn.execute(query, args).fetchall()
         return [_run_from_row(row) for row in rows]
+
+    def set_endpoint_baseline(self, endpoint: str, run_id: str | None) -> JSON:
+        """Make ``run_id`` (a completed run of ``endpoint``) its baseline; ``None`` clears it."""
+        with self._write() as conn:
+            row = conn.execute("SELECT id FROM endpoints WHERE name = ?", (endpoint,)).fetchone()
+            if row is None:
+                raise NotFound(f"endpoint {endpoint!r} not found")
+            if run_id is not None:
+                run = self._get(conn, run_id)
+                if run["endpoint"]["name"] != endpoint:
+                    raise Invalid(
+                        f"run {run_id} belongs to endpoint {run['endpoint']['name']!r}, "
+                        f"not {endpoint!r}; pick a run of {endpoint!r}"
+                    )
+                if run["status"] != "completed":
+                    raise Invalid(
+                        f"run {run_id} is {run['status']}, not completed; a baseline is a "
+                        "run that completed"
+                    )
+            conn.execute(
+                "UPDATE endpoints SET baseline_run_id = ? WHERE id = ?", (run_id, row["id"])
+            )
+        return {"endpoint": endpoint, "baseline_run_id": run_id}
 
     def calls(self, run_id: str) -> list[JSON]:
         """Every state call the run received, in arrival order, refused ones included."""
