@@ -25,11 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from locust_perfx.compare import DEFAULT_LIMITS, Limit, compare
+from locust_perfx.criteria import Criterion
 from locust_perfx.exceptions import ConfigError, RunNotFound
 from locust_perfx.platform import PlatformClient, RunInfo
 
 AUTO: Final = "auto"
 NO_BASELINE_YET: Final = "no baseline yet"
+NO_BASELINE: Final = (
+    "no baseline run: pass --baseline RUN_ID or auto, or set the run's or the endpoint's "
+    "baseline_run_id on the platform"
+)
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,15 @@ def _checked(run: Mapping[str, Any], run_id: str, source: str, info: RunInfo) ->
     if not isinstance(summary, Mapping) or "error" in summary:
         raise ConfigError(f"{where} has no summary to compare with; name another run")
     return Baseline(run_id, source, summary)
+
+
+def limits_of(criteria: Iterable[Criterion]) -> tuple[Limit, ...]:
+    """The table's limits: the first relative criterion's of each metric, else the default."""
+    limits = {limit.metric: limit for limit in DEFAULT_LIMITS}
+    for criterion in reversed(tuple(criteria)):
+        if criterion.relative:
+            limits[criterion.metric] = criterion.baseline_limit
+    return tuple(limits.values())
 
 
 def baseline_line(table: Mapping[str, Any]) -> str:

@@ -37,6 +37,7 @@ Usage: perfx [options] [UserClass ...]     Locust with the plugin loaded
        perfx init [DIR]                    write perfx_plugin.py for locust -f perfx_plugin.py,...
        perfx dashboards [DIR]              write the Grafana dashboards
        perfx resend FILE                   deliver a final status saved at the end of a run
+       perfx compare BASE_RUN RUN          compare two runs on the platform, per request name
        perfx help [COMMAND]                this help, or a command's
 """
 """The ``perfx`` command's usage (:mod:`locust_perfx.cli`), at the top of its ``--help``."""

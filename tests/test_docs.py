@@ -3,6 +3,9 @@ all of it; ``tox -e docs`` builds them with warnings as errors."""
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 import sys
 from typing import Any
 
@@ -128,3 +131,58 @@ def test_read_the_docs_builds_what_tox_builds() -> None:
     assert "docs" in tox["tox"]["envlist"].replace(",", " ").split()
     docs_extra = setup["options.extras_require"]["docs"]
     assert "sphinx" in docs_extra and "furo" in docs_extra
+
+
+# Flags of other tools that the pages name beside ours.
+OTHER_TOOLS_FLAGS = {
+    "--strict": "yamllint --strict, kubernetes-validate --strict (deploying.rst)",
+    "--scale": "docker compose up --scale worker=N (deploying.rst)",
+    "--dist": "pytest-xdist's --dist loadgroup (developing.rst)",
+    "--check": "locust-plugins' --check-* flags, compared with criteria (thresholds.rst)",
+    "--check-rps": "locust-plugins",
+    "--check-fail-ratio": "locust-plugins",
+    "--check-avg-response-time": "locust-plugins",
+}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]")
+
+
+def registered_flags() -> set[str]:
+    """Every flag the project's code registers: the plugin's option table, the examples'
+    run arguments, Locust's own options, and each ``add_argument("--...")`` of the package
+    and the benchmarks (``perfx``'s commands, ``perfx-platform``, ``bench/run``)."""
+    from locust.argument_parser import get_parser
+
+    flags = {option.flag for option in OPTIONS} | set(get_parser()._option_string_actions)
+    for schema in (ROOT / "examples").glob("*schema.json"):
+        flags |= {f"--{p['name']}" for p in json.loads(schema.read_text())["parameters"]}
+    for path in [*(ROOT / "locust_perfx").rglob("*.py"), *(ROOT / "bench").glob("*.py")]:
+        for call in ast.walk(ast.parse(path.read_text())):
+            if isinstance(call, ast.Call) and getattr(call.func, "attr", "") == "add_argument":
+                flags |= {
+                    arg.value
+                    for arg in call.args
+                    if isinstance(arg, ast.Constant) and str(arg.value).startswith("--")
+                }
+    return flags
+
+
+def test_every_flag_the_docs_name_exists() -> None:
+    """A renamed or removed option cannot linger in the README or a page."""
+    known = registered_flags() | set(OTHER_TOOLS_FLAGS)
+    for page in [ROOT / "README.rst", *sorted(DOCS.glob("*.rst"))]:
+        named = set(FLAG.findall(page.read_text()))
+        assert named <= known, f"{page.name} names {sorted(named - known)}, which nothing registers"
+
+
+def test_the_influxdb_page_has_every_panel_of_the_dashboards_with_its_description() -> None:
+    folder = ROOT / "locust_perfx" / "dashboards"
+    influxql, flux = (
+        json.loads((folder / f"locust-perfx-{name}.json").read_text())
+        for name in ("influxdb1-influxql", "influxdb2-flux")
+    )
+    _, *rows = table_rows(doctree(perfx_rst.dashboard_panels(influxql)))
+
+    assert [(row[0], row[2]) for row in rows] == [
+        (panel["title"], panel["description"]) for panel in flux["panels"]
+    ]
+    assert ".. perfx-dashboard::" in (DOCS / "influxdb.rst").read_text()

@@ -120,6 +120,22 @@ def influx_layout(points: Iterable[str]) -> str:
     return list_table(("measurement", "extra tags", "fields"), rows, "20 20 60")
 
 
+# -- the Grafana dashboards --------------------------------------------------------------
+
+
+def dashboard_panels(dashboard: Mapping[str, Any]) -> str:
+    """Each panel of a Grafana dashboard, its kind and its own description, in page order."""
+    rows = [
+        (
+            escape(panel["title"]),
+            panel.get("type", ""),
+            escape(panel.get("description", "")),
+        )
+        for panel in dashboard["panels"]
+    ]
+    return list_table(("panel", "kind", "what it shows"), rows, "25 12 63")
+
+
 # -- the module map ---------------------------------------------------------------------
 
 
