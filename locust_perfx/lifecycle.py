@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from locust_perfx import state
 from locust_perfx.exceptions import PerfxError, PlatformError, PlatformUnavailable, RunStateConflict
-from locust_perfx.platform import PlatformClient
+from locust_perfx.platform import PlatformClient, without_credentials
 from locust_perfx.schema import Value
 
 logger = logging.getLogger(__name__)
@@ -232,9 +232,16 @@ class PlatformSync:
         self, call: str, body: Mapping[str, Any], maybe_applied: bool, err: PlatformError
     ) -> Delivery:
         """Save the final status for ``perfx resend``; where nothing can be written, log it."""
-        record = {"run_id": self.run_id, "call": call, "body": body, "maybe_applied": maybe_applied}
-        path, problem = state.save(f"perfx-{self.run_id}.final.json", record, self.state_dir)
         url = self.client.base_url
+        record = {
+            "run_id": self.run_id,
+            "call": call,
+            "body": body,
+            "maybe_applied": maybe_applied,
+            # Where to resend it (perfx resend's default); never the token.
+            "platform_url": without_credentials(url),
+        }
+        path, problem = state.save(f"perfx-{self.run_id}.final.json", record, self.state_dir)
         if path is None:
             logger.error(
                 "perfx: could not send the final status of run %s: %s. Nor could it be saved "
@@ -259,24 +266,76 @@ class PlatformSync:
         return Delivery.SAVED
 
 
-def resend(client: PlatformClient, path: Path, *, retry_for: float) -> str:
-    """Deliver a final status saved by :meth:`PlatformSync.finish`; returns the run id.
+DELIVERED_SUFFIX: Final = ".delivered"
+"""Added to a saved final status's file name once ``perfx resend`` delivered it."""
 
-    ``path`` is the saved file, a log holding its ``perfx-final-status:`` line, or ``-``
-    for either on standard input.
-    """
-    source = "standard input" if str(path) == "-" else str(path)
+
+@dataclass(frozen=True)
+class SavedStatus:
+    """A final status saved by :meth:`PlatformSync.finish` for ``perfx resend``."""
+
+    path: Path
+    run_id: str
+    call: str
+    body: dict[str, Any]
+    maybe_applied: bool = False
+    platform_url: str = ""
+    """The platform it was meant for ("" in a file from before it was recorded)."""
+
+    @classmethod
+    def load(cls, path: Path) -> SavedStatus:
+        """Read and check a saved file, or a log holding its ``perfx-final-status:`` line
+        (``-``: from standard input); PerfxError names what is wrong and what to pass."""
+        if path.name.endswith(DELIVERED_SUFFIX):
+            raise PerfxError(f"{path} was delivered already; nothing to send")
+        delivered = path.with_name(path.name + DELIVERED_SUFFIX)
+        if not path.exists() and delivered.exists():
+            raise PerfxError(f"{path} was delivered already (now {delivered}); nothing to send")
+        try:
+            text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise PerfxError(f"{path} is not a saved perfx final status: {err}") from None
+        record = state.read_saved(text, "standard input" if str(path) == "-" else str(path))
+        fields = {"run_id": str, "call": str, "body": dict}
+        wrong = [
+            name
+            for name, kind in fields.items()
+            if not isinstance(record, dict) or not isinstance(record.get(name), kind)
+        ]
+        if wrong:
+            raise PerfxError(
+                f"{path} is not a saved perfx final status: {', '.join(wrong)} missing or "
+                "malformed (the plugin writes run_id, call and body); pass the file it saved, "
+                "unedited"
+            )
+        if record["call"] not in ("complete", "fail"):
+            raise PerfxError(f"{path}: unknown call {record['call']!r}")
+        return cls(
+            path=path,
+            run_id=record["run_id"],
+            call=record["call"],
+            body=record["body"],
+            maybe_applied=bool(record.get("maybe_applied")),
+            platform_url=str(record.get("platform_url") or ""),
+        )
+
+
+def resend(client: PlatformClient, saved: SavedStatus, *, retry_for: float) -> Path | None:
+    """Deliver a saved final status, then rename its file (``.delivered``): a second resend
+    must not send it again. Returns the renamed file (None for a status read from a log)."""
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise PerfxError(f"{source}: {err.strerror or err}") from None
-    record = state.read_saved(text, source)
-    try:
-        run_id, call, body = record["run_id"], record["call"], record["body"]
-    except KeyError as err:
-        raise PerfxError(f"{source} is not a saved perfx final status: no {err}") from None
-    if call not in ("complete", "fail"):
-        raise PerfxError(f"{path}: unknown call {call!r}")
-    maybe_applied = bool(record.get("maybe_applied"))
-    client.finish(run_id, call, body, retry_for=retry_for, maybe_applied=maybe_applied)
-    return str(run_id)
+        client.finish(
+            saved.run_id, saved.call, saved.body, retry_for=retry_for,
+            maybe_applied=saved.maybe_applied,
+        )  # fmt: skip
+    except RunStateConflict as err:
+        raise PerfxError(
+            f"the platform refused the {saved.call} of run {saved.run_id}: {err}. The run has "
+            "a final status already: this one was delivered before, or the platform ended the "
+            f"run itself (its watchdog); nothing is left to send from {saved.path}"
+        ) from None
+    if str(saved.path) == "-" or state.LOG_MARK in saved.path.read_text(encoding="utf-8"):
+        return None  # a log line: no saved file to mark
+    delivered = saved.path.with_name(saved.path.name + DELIVERED_SUFFIX)
+    saved.path.replace(delivered)
+    return delivered
