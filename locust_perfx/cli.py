@@ -140,11 +140,16 @@ def _write_all(texts: dict[Path, str], *, force: bool) -> bool:
     return True
 
 
-def _platform_options(parser: argparse.ArgumentParser, default_url: str) -> None:
+def _platform_options(
+    parser: argparse.ArgumentParser,
+    default_url: str | None,
+    url_help: str = "defaults to PERFX_PLATFORM_URL, else %(default)s",
+) -> None:
+    """``--platform-url`` (``None`` as ``default_url``: the command decides) and the token."""
     parser.add_argument(
         "--platform-url",
-        default=os.environ.get("PERFX_PLATFORM_URL", default_url),
-        help="defaults to PERFX_PLATFORM_URL, else %(default)s",
+        default=None if default_url is None else os.environ.get("PERFX_PLATFORM_URL", default_url),
+        help=url_help,
     )
     parser.add_argument(
         "--platform-token",
@@ -203,25 +208,37 @@ def compare_command(args: list[str]) -> int:
 
 
 def resend_command(args: list[str]) -> int:
-    """Send a saved final status (``perfx-RUN.final.json``) to the platform."""
+    """Send a saved final status (``perfx-RUN.final.json``) to the platform; once delivered,
+    the file is renamed ``perfx-RUN.final.json.delivered``."""
     import locust  # noqa: F401  (monkey-patches before requests is imported)
 
     from locust_perfx.exceptions import PerfxError
-    from locust_perfx.lifecycle import resend
+    from locust_perfx.lifecycle import SavedStatus, resend
     from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, PlatformClient
 
     parser = argparse.ArgumentParser(prog="perfx resend", description=resend_command.__doc__)
     parser.add_argument("file", type=Path)
-    _platform_options(parser, DEFAULT_PLATFORM_URL)
+    _platform_options(
+        parser,
+        None,  # the file's own platform comes before PERFX_PLATFORM_URL
+        "defaults to the platform the file was saved for, then PERFX_PLATFORM_URL, then "
+        f"{DEFAULT_PLATFORM_URL}",
+    )
     parser.add_argument("--platform-timeout", type=float, default=DEFAULT_RETRY_FOR)
     options = parser.parse_args(args)
     try:
-        with PlatformClient(options.platform_url, options.platform_token) as client:
-            run_id = resend(client, options.file, retry_for=options.platform_timeout)
+        saved = SavedStatus.load(options.file)
+        url = (
+            options.platform_url
+            or saved.platform_url
+            or os.environ.get("PERFX_PLATFORM_URL", DEFAULT_PLATFORM_URL)
+        )
+        with PlatformClient(url, options.platform_token) as client:
+            delivered = resend(client, saved, retry_for=options.platform_timeout)
     except PerfxError as err:
         print(f"perfx: {err}", file=sys.stderr)
         return 1
-    print(f"delivered the final status of run {run_id}")
+    print(f"delivered the final status of run {saved.run_id} to {url}; the file is now {delivered}")
     return 0
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
@@ -452,6 +452,17 @@ def _unwrap(
             f"the platform refused run {run_id}: {message or f'code {code}'}", **kwargs
         )
     return body.get("data")
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part: the web UI and a saved final status show
+    where, never who."""
+    parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _not_found(run_id: str, base_url: str, body: Any) -> str:

@@ -22,12 +22,12 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import ImmutableMultiDict
 
 from locust_perfx.exceptions import ConfigError, PerfxError
+from locust_perfx.platform import without_credentials
 from locust_perfx.schema import Value, render
 
 if TYPE_CHECKING:
@@ -144,16 +144,6 @@ def run_form_problems(plan: RunPlan, form: Mapping[str, str]) -> list[str]:
     except ConfigError as err:
         return err.problems
     return []
-
-
-def without_credentials(url: str) -> str:
-    """``url`` without a ``user:password@`` part: the UI shows where, never who."""
-    parts = urlsplit(url)
-    if not parts.username and not parts.password:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def public_status(controller: RunController) -> dict[str, Any]:

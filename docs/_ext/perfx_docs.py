@@ -16,6 +16,7 @@ The text comes from ``perfx_rst``; Sphinx rebuilds a page when its file changes.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -86,7 +87,32 @@ class Autodoc(Modules):
     make = staticmethod(perfx_rst.autodoc)
 
 
+def run_examples(
+    app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """Make each ``>>>`` example of a docstring a ``.. doctest::`` block, so that
+    ``-b doctest`` runs what the API page shows, in its module's globals (as
+    ``doctest.testmod`` does): one group per module, whose setup loads those globals."""
+    module = max((m for m in sys.modules if name == m or name.startswith(m + ".")), key=len)
+    setup = f"globals().update(vars(importlib.import_module({module!r})))"
+    out, i = [], 0
+    while i < len(lines):
+        if not lines[i].lstrip().startswith(">>>"):
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+        block = []
+        while i < len(lines) and lines[i].strip():
+            block.append(f"{indent}   {lines[i][len(indent) :]}")
+            i += 1
+        out += [f"{indent}.. testsetup:: {module}", "", f"{indent}   {setup}", ""]
+        out += [f"{indent}.. doctest:: {module}", "", *block, ""]
+    lines[:] = out
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("autodoc-process-docstring", run_examples)
     app.add_directive("perfx-options", Options)
     app.add_directive("perfx-openapi", OpenAPI)
     app.add_directive("perfx-influx-layout", InfluxLayout)
