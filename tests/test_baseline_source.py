@@ -15,6 +15,7 @@ import pytest
 from locust_perfx.baseline import NO_BASELINE_YET, choose, resolve
 from locust_perfx.exceptions import ConfigError
 from locust_perfx.platform import PlatformClient, RunInfo
+from locust_perfx.reference.pages import summary_view
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_response
 from tests.fixtures.platform import PlatformServer
@@ -25,6 +26,7 @@ from tests.test_compare import entry, summary
 from tests.test_reference_cli import perfx_platform
 from tests.test_webui import Ui, tab_rows
 
+DASH = "\N{EN DASH}"
 LOCUSTFILE = ROOT / "tests" / "locustfiles" / "thresholds.py"
 START = {"arguments": {}, "host": "http://t:1", "started_at": "2026-11-23T10:00:00Z"}
 SUMMARY = {"total": {"requests": 10, "p95_ms": 100, "rps": 5.0, "failure_ratio": 0.0}}
@@ -229,6 +231,29 @@ def test_auto_on_a_first_run_is_not_judged_and_the_next_run_is_compared_with_it(
     assert {"Aggregated", "GET /fast", "GET /slow"} <= names
     assert f"perfx: compared with baseline run {first}: " in output
     validate_response("GET", "/api/perf/runs/{run_id}", 200, run)
+    page = platform_server.api("GET", f"/runs/{run['id']}").text
+    assert f"<p>Compared with baseline run {first}</p>" in page
+    row = next(r for r in table["rows"] if r["name"] == "GET /slow" and r["metric"] == "p95_ms")
+    shown = f'<tr><td>GET /slow</td><td>p95_ms</td>\n<td class="num">{round(row["baseline"])}</td>'
+    assert shown in page
+
+
+def test_the_run_page_shows_a_first_runs_note_and_survives_a_malformed_table() -> None:
+    first = summary_view(
+        {
+            "baseline": {
+                "baseline_run_id": None,
+                "judged": False,
+                "notes": ["no baseline yet: first run"],
+                "rows": [],
+            }
+        }
+    )
+    assert first.baseline == ["Not compared: no baseline", "no baseline yet: first run"]
+    assert first.baseline_rows == []
+    odd = summary_view({"baseline": {"rows": [5, {"metric": "rps", "delta": -2.5, "p": 0.01234}]}})
+    assert odd.baseline_rows == [[DASH, "rps", DASH, DASH, "-2.5", "0.012", DASH]]
+    assert summary_view({"baseline": "?"}).baseline == []
 
 
 # -- perfx compare ----------------------------------------------------------------------------
