@@ -151,6 +151,8 @@ class RunController:
             self.runner.register_message(WORKER_HELLO, self.roster.on_hello)
         self.phase = Phase.IDLE
         self.verdict: Verdict | None = None
+        self.baseline_table: dict[str, Any] | None = None
+        """The last run's comparison with its baseline (``summary.baseline``), for the tab."""
         self.delivery: Delivery | None = None
         # Facts for the verdict that Locust does not count as failure.
         self.signals = Signals(environment, self._on_sigterm_unhandled)
@@ -351,6 +353,7 @@ class RunController:
 
     def _reset_for_new_run(self) -> None:
         self.verdict = self.delivery = None
+        self.baseline_table = None
         self.signals.interrupted_by = self.plugin_error = ""
         self.workers_lost = False
         self._done.clear()
@@ -540,7 +543,9 @@ class RunController:
             summary["export"] = self.exporter.health(ending=True)
         found, criteria = self.plan.baseline, self.plan.criteria
         if found is not None:
-            summary["baseline"] = table = found.table(summary, limits_of(criteria))
+            summary["baseline"] = self.baseline_table = table = found.table(
+                summary, limits_of(criteria)
+            )
             logger.info("perfx: %s", baseline_line(table))
         judge = self.watch.judge
         if judge is not None:

@@ -274,7 +274,10 @@ DELIVERED_SUFFIX: Final = ".delivered"
 class SavedStatus:
     """A final status saved by :meth:`PlatformSync.finish` for ``perfx resend``."""
 
-    path: Path
+    source: str
+    """Where it was read from, for messages: the file, or another source of the record."""
+    path: Path | None
+    """The file to mark delivered, if it came from one."""
     run_id: str
     call: str
     body: dict[str, Any]
@@ -286,16 +289,24 @@ class SavedStatus:
     def load(cls, path: Path) -> SavedStatus:
         """Read and check a saved file, or a log holding its ``perfx-final-status:`` line
         (``-``: from standard input); PerfxError names what is wrong and what to pass."""
+        if str(path) == "-":
+            return cls.from_record(state.read_saved(sys.stdin.read(), "standard input"), "-")
         if path.name.endswith(DELIVERED_SUFFIX):
             raise PerfxError(f"{path} was delivered already; nothing to send")
         delivered = path.with_name(path.name + DELIVERED_SUFFIX)
         if not path.exists() and delivered.exists():
             raise PerfxError(f"{path} was delivered already (now {delivered}); nothing to send")
         try:
-            text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise PerfxError(f"{path} is not a saved perfx final status: {err}") from None
-        record = state.read_saved(text, "standard input" if str(path) == "-" else str(path))
+        record = state.read_saved(text, str(path))
+        # A log holding the line is not the saved file: nothing to mark delivered.
+        return cls.from_record(record, str(path), None if state.LOG_MARK in text else path)
+
+    @classmethod
+    def from_record(cls, record: Any, source: str, path: Path | None = None) -> SavedStatus:
+        """Check a saved record, read from ``source``; PerfxError names what is wrong."""
         fields = {"run_id": str, "call": str, "body": dict}
         wrong = [
             name
@@ -304,13 +315,14 @@ class SavedStatus:
         ]
         if wrong:
             raise PerfxError(
-                f"{path} is not a saved perfx final status: {', '.join(wrong)} missing or "
+                f"{source} is not a saved perfx final status: {', '.join(wrong)} missing or "
                 "malformed (the plugin writes run_id, call and body); pass the file it saved, "
                 "unedited"
             )
         if record["call"] not in ("complete", "fail"):
-            raise PerfxError(f"{path}: unknown call {record['call']!r}")
+            raise PerfxError(f"{source}: unknown call {record['call']!r}")
         return cls(
+            source=source,
             path=path,
             run_id=record["run_id"],
             call=record["call"],
@@ -322,7 +334,7 @@ class SavedStatus:
 
 def resend(client: PlatformClient, saved: SavedStatus, *, retry_for: float) -> Path | None:
     """Deliver a saved final status, then rename its file (``.delivered``): a second resend
-    must not send it again. Returns the renamed file (None for a status read from a log)."""
+    must not send it again. Returns the renamed file (None: it came from no file)."""
     try:
         client.finish(
             saved.run_id, saved.call, saved.body, retry_for=retry_for,
@@ -332,10 +344,10 @@ def resend(client: PlatformClient, saved: SavedStatus, *, retry_for: float) -> P
         raise PerfxError(
             f"the platform refused the {saved.call} of run {saved.run_id}: {err}. The run has "
             "a final status already: this one was delivered before, or the platform ended the "
-            f"run itself (its watchdog); nothing is left to send from {saved.path}"
+            f"run itself (its watchdog); nothing is left to send from {saved.source}"
         ) from None
-    if str(saved.path) == "-" or state.LOG_MARK in saved.path.read_text(encoding="utf-8"):
-        return None  # a log line: no saved file to mark
+    if saved.path is None:
+        return None
     delivered = saved.path.with_name(saved.path.name + DELIVERED_SUFFIX)
     saved.path.replace(delivered)
     return delivered
