@@ -19,12 +19,12 @@ from locust_perfx.reference.pages import summary_view
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_response
 from tests.fixtures.platform import PlatformServer
-from tests.fixtures.server import free_port
 from tests.fixtures.waiting import wait_until
 from tests.test_cli import perfx
 from tests.test_compare import entry, summary
 from tests.test_reference_cli import perfx_platform
-from tests.test_webui import Ui, tab_rows
+from tests.test_signals import web_ui
+from tests.test_webui import tab_rows
 
 DASH = "\N{EN DASH}"
 LOCUSTFILE = ROOT / "tests" / "locustfiles" / "thresholds.py"
@@ -306,16 +306,11 @@ def test_the_perfx_tab_shows_the_baseline_and_after_the_run_its_table(
     base, code, output, _ = locust_run(locust_runner, platform_server, target)
     assert code == 0, output
     run_id = platform_server.create_run(None, target.url)
-    port = free_port()
-    proc = locust_runner.start(
-        *("--run-id", run_id, "--platform-url", platform_server.url, "--baseline", base),
-        *("--threshold", "p95_ms < baseline + 10% for each name", "--influxdb-interval", "0.5"),
-        *("--web-host", "127.0.0.1", "--web-port", str(port)),
+    _, ui = web_ui(
+        *(locust_runner, platform_server, run_id, "--baseline", base, "--threshold"),
+        *("p95_ms < baseline + 10% for each name", "--influxdb-interval", "0.5"),
         locustfile=LOCUSTFILE,
     )
-    proc.wait_for("Starting web interface")
-    ui = Ui(f"http://127.0.0.1:{port}")
-    ui.ready()
     assert tab_rows(ui)["Baseline"] == f"run {base} (from --baseline (from the command line))"
     assert ui.post("/swarm", {"user_count": "2", "spawn_rate": "2"}).json()["success"]
     wait_until(lambda: target.total > 20, message="some load")
