@@ -130,9 +130,13 @@ def test_resend_names_a_text_that_holds_no_final_status(tmp_path: Path) -> None:
     assert "Traceback" not in resent.stderr
 
 
-READ_ONLY = 'for d in /tmp /var/tmp; do mount -t tmpfs -o ro tmpfs "$d" || exit 99; done; cd /tmp'
+READ_ONLY = (
+    'for d in /tmp /var/tmp; do mount --bind "$d" "$d" && mount -o remount,ro,bind "$d" '
+    '|| exit 99; done; cd "$PWD"'
+)
 """A container whose every folder is read-only: the working directory, the state and temp
-folders (run in a mount namespace of its own, so the test machine is untouched)."""
+folders, their files still there to read (run in a mount namespace of its own, so the test
+machine is untouched)."""
 
 
 def test_a_read_only_container_exits_4_and_its_log_line_is_resent(
