@@ -43,7 +43,11 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 
-# ``-b doctest`` runs the pages' ``.. doctest::`` blocks. The docstrings' own examples need
-# their module's globals, which Sphinx does not give them: tests/test_readme.py runs those
-# with ``doctest.testmod``.
+# ``-b doctest`` runs the pages' ``.. doctest::`` blocks, the docstrings' examples among them
+# (perfx_docs makes each a block in its module's globals; plain ``>>>`` blocks are not run).
+# They run in a scratch folder: some create files where they run.
 doctest_test_doctest_blocks = ""
+doctest_global_setup = """
+import importlib, os, tempfile
+os.chdir(tempfile.mkdtemp(prefix="perfx-doctest-"))
+"""

@@ -22,17 +22,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from locust_perfx.compare import DEFAULT_LIMITS, Limit, compare
+from locust_perfx.criteria import Criterion
 from locust_perfx.exceptions import ConfigError, RunNotFound
 from locust_perfx.platform import PlatformClient, RunInfo
 
-if TYPE_CHECKING:
-    from locust_perfx.plan import Settings
-
 AUTO: Final = "auto"
 NO_BASELINE_YET: Final = "no baseline yet"
+NO_BASELINE: Final = (
+    "no baseline run: pass --baseline RUN_ID or auto, or set the run's or the endpoint's "
+    "baseline_run_id on the platform"
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,22 @@ def choose(option: str, option_source: str, info: RunInfo) -> tuple[str, str] | 
     if info.endpoint_baseline_run_id:
         return info.endpoint_baseline_run_id, f"endpoint {info.endpoint!r} on the platform"
     return None
+
+
+class Settings(Protocol):
+    """What :func:`resolve_for` reads of the plan's settings (:class:`locust_perfx.plan.Settings`,
+    which holds this module's :class:`Baseline`: the plan imports this module, not back)."""
+
+    @property
+    def platform_url(self) -> str: ...
+    @property
+    def platform_token(self) -> str: ...
+    @property
+    def platform_timeout(self) -> float: ...
+    @property
+    def baseline(self) -> str: ...
+    @property
+    def baseline_source(self) -> str: ...
 
 
 def resolve_for(settings: Settings, info: RunInfo) -> Baseline | None:
@@ -141,6 +159,15 @@ def _checked(run: Mapping[str, Any], run_id: str, source: str, info: RunInfo) ->
     if not isinstance(summary, Mapping) or "error" in summary:
         raise ConfigError(f"{where} has no summary to compare with; name another run")
     return Baseline(run_id, source, summary)
+
+
+def limits_of(criteria: Iterable[Criterion]) -> tuple[Limit, ...]:
+    """The table's limits: the first relative criterion's of each metric, else the default."""
+    limits = {limit.metric: limit for limit in DEFAULT_LIMITS}
+    for criterion in reversed(tuple(criteria)):
+        if criterion.relative:
+            limits[criterion.metric] = criterion.baseline_limit
+    return tuple(limits.values())
 
 
 def baseline_line(table: Mapping[str, Any]) -> str:

@@ -7,7 +7,9 @@ hands the command line to Locust unchanged, so ``perfx --help`` lists the plugin
 ``perfx init [DIR]`` writes ``perfx_plugin.py`` for the plain ``locust -f
 perfx_plugin.py,locustfile.py`` form; ``perfx dashboards [DIR]`` writes the Grafana
 dashboards the package carries; ``perfx resend FILE`` delivers a final status that
-could not reach the platform at the end of a run; ``perfx --version`` names the plugin's,
+could not reach the platform at the end of a run; ``perfx compare BASE_RUN RUN`` prints
+two runs' per-name comparison (:mod:`locust_perfx.compare`) without generating load;
+``perfx --version`` names the plugin's,
 Locust's and Python's versions, the three a bug report needs.
 """
 
@@ -42,7 +44,7 @@ import locust_perfx.plugin  # noqa: E402,F401
 '''
 
 
-COMMANDS = (["init"], ["dashboards"], ["resend"])
+COMMANDS = (["init"], ["dashboards"], ["resend"], ["compare"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return dashboards(args[1:])
     if args[:1] == ["resend"]:
         return resend_command(args[1:])
+    if args[:1] == ["compare"]:
+        return compare_command(args[1:])
     if any(arg in VERSION_FLAGS for arg in args):
         print(version_line())
         return 0
@@ -136,33 +140,105 @@ def _write_all(texts: dict[Path, str], *, force: bool) -> bool:
     return True
 
 
-def resend_command(args: list[str]) -> int:
-    """Send a saved final status (``perfx-RUN.final.json``) to the platform."""
-    import locust  # noqa: F401  (monkey-patches before requests is imported)
-
-    from locust_perfx.exceptions import PerfxError
-    from locust_perfx.lifecycle import resend
-    from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, PlatformClient
-
-    parser = argparse.ArgumentParser(prog="perfx resend", description=resend_command.__doc__)
-    parser.add_argument("file", type=Path)
+def _platform_options(
+    parser: argparse.ArgumentParser,
+    default_url: str | None,
+    url_help: str = "defaults to PERFX_PLATFORM_URL, else %(default)s",
+) -> None:
+    """``--platform-url`` (``None`` as ``default_url``: the command decides) and the token."""
     parser.add_argument(
-        "--platform-url", default=os.environ.get("PERFX_PLATFORM_URL", DEFAULT_PLATFORM_URL)
+        "--platform-url",
+        default=None if default_url is None else os.environ.get("PERFX_PLATFORM_URL", default_url),
+        help=url_help,
     )
     parser.add_argument(
         "--platform-token",
         default=os.environ.get("PERFX_PLATFORM_TOKEN", ""),
         help="defaults to PERFX_PLATFORM_TOKEN",
     )
-    parser.add_argument("--platform-timeout", type=float, default=DEFAULT_RETRY_FOR)
+
+
+def compare_command(args: list[str]) -> int:
+    """Compare RUN with BASE_RUN, per request name, from their summaries on the platform;
+    no load is generated. Exit 0 (the table is information: a run's relative thresholds are
+    its gate), 1 when the platform fails, 2 when a run cannot be compared."""
+    import locust  # noqa: F401  (monkey-patches before requests is imported)
+
+    from locust_perfx.compare import DEFAULT_CONFIDENCE, compare, render
+    from locust_perfx.exceptions import PerfxError
+    from locust_perfx.platform import DEFAULT_PLATFORM_URL, PlatformClient
+
+    parser = argparse.ArgumentParser(prog="perfx compare", description=compare_command.__doc__)
+    parser.add_argument("base_run", metavar="BASE_RUN")
+    parser.add_argument("run", metavar="RUN")
+    parser.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=DEFAULT_CONFIDENCE,
+        help="of the significance test; defaults to %(default)s",
+    )
+    _platform_options(parser, DEFAULT_PLATFORM_URL)
     options = parser.parse_args(args)
+    if not 0 < options.confidence < 1:
+        parser.error(f"--confidence: between 0 and 1 (0.95 for 95%%), got {options.confidence}")
     try:
         with PlatformClient(options.platform_url, options.platform_token) as client:
-            run_id = resend(client, options.file, retry_for=options.platform_timeout)
+            runs = [client.run_body(run_id) for run_id in (options.base_run, options.run)]
     except PerfxError as err:
         print(f"perfx: {err}", file=sys.stderr)
         return 1
-    print(f"delivered the final status of run {run_id}")
+    summaries = []
+    for run in runs:
+        summary = run.get("summary")
+        if not isinstance(summary, dict) or "error" in summary:
+            print(
+                f"perfx: run {run.get('id')} ({run.get('status')}) has no summary to compare; "
+                "compare finished runs",
+                file=sys.stderr,
+            )
+            return 2
+        summaries.append(summary)
+    endpoints = [(run.get("endpoint") or {}).get("name") for run in runs]
+    if endpoints[0] != endpoints[1]:
+        print(f"perfx: note: the runs are of different endpoints: {endpoints}", file=sys.stderr)
+    table = compare(*summaries, confidence=options.confidence, baseline_run_id=options.base_run)
+    print(render(table, options.format), end="")
+    return 0
+
+
+def resend_command(args: list[str]) -> int:
+    """Send a saved final status (``perfx-RUN.final.json``) to the platform; once delivered,
+    the file is renamed ``perfx-RUN.final.json.delivered``."""
+    import locust  # noqa: F401  (monkey-patches before requests is imported)
+
+    from locust_perfx.exceptions import PerfxError
+    from locust_perfx.lifecycle import SavedStatus, resend
+    from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, PlatformClient
+
+    parser = argparse.ArgumentParser(prog="perfx resend", description=resend_command.__doc__)
+    parser.add_argument("file", type=Path)
+    _platform_options(
+        parser,
+        None,  # the file's own platform comes before PERFX_PLATFORM_URL
+        "defaults to the platform the file was saved for, then PERFX_PLATFORM_URL, then "
+        f"{DEFAULT_PLATFORM_URL}",
+    )
+    parser.add_argument("--platform-timeout", type=float, default=DEFAULT_RETRY_FOR)
+    options = parser.parse_args(args)
+    try:
+        saved = SavedStatus.load(options.file)
+        url = (
+            options.platform_url
+            or saved.platform_url
+            or os.environ.get("PERFX_PLATFORM_URL", DEFAULT_PLATFORM_URL)
+        )
+        with PlatformClient(url, options.platform_token) as client:
+            delivered = resend(client, saved, retry_for=options.platform_timeout)
+    except PerfxError as err:
+        print(f"perfx: {err}", file=sys.stderr)
+        return 1
+    print(f"delivered the final status of run {saved.run_id} to {url}; the file is now {delivered}")
     return 0
 
 

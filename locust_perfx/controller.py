@@ -36,7 +36,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
 from locust_perfx import __version__ as perfx_version
-from locust_perfx.baseline import baseline_line
+from locust_perfx.baseline import NO_BASELINE, baseline_line, limits_of
 from locust_perfx.criteria import Judge
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
 from locust_perfx.exporter import MetricsExporter
@@ -162,6 +162,9 @@ class RunController:
                 plan.host_source,
                 plan.info.host,
             )
+        relative = [c.text for c in plan.criteria if c.relative]
+        if relative and plan.baseline is None:
+            logger.warning("perfx: %s will not be judged: %s", "; ".join(relative), NO_BASELINE)
         controller.apply()
         return controller
 
@@ -450,13 +453,13 @@ class RunController:
         except Exception as err:  # judged wrongly is a plugin failure, not a lost verdict
             logger.exception("perfx: the thresholds could not be judged")
             plugin_error = plugin_error or f"{type(err).__name__}: {err} (judging thresholds)"
-        verdict = decide(self._outcome(exit_code, plugin_error))
-        self.verdict = verdict
-        try:
+        try:  # before the verdict: relative thresholds judge the summary against the baseline's
             summary = self._summary()
         except Exception as err:  # a bug here must not keep the verdict from the platform
             logger.exception("perfx: the run summary could not be built")
             summary = {"error": f"the summary could not be built: {type(err).__name__}: {err}"}
+        verdict = decide(self._outcome(exit_code, plugin_error))
+        self.verdict = verdict
         self.watch.stop()
         try:
             self.delivery = self.sync.finish(
@@ -506,11 +509,17 @@ class RunController:
         summary["perfx_version"] = perfx_version
         if self.exporter is not None:
             summary["export"] = self.exporter.health(ending=True)
-        if self.watch.judge is not None:
-            summary["thresholds"] = [r.describe() for r in self.watch.results()]
-        if self.plan.baseline is not None:
-            summary["baseline"] = table = self.plan.baseline.table(summary)
+        found, criteria = self.plan.baseline, self.plan.criteria
+        if found is not None:
+            summary["baseline"] = table = found.table(summary, limits_of(criteria))
             logger.info("perfx: %s", baseline_line(table))
+        judge = self.watch.judge
+        if judge is not None:
+            if any(c.relative for c in criteria):
+                compared = found.summary if found is not None and found.run_id else None
+                why_not = NO_BASELINE if found is None else found.note
+                self.watch.report(judge.judge_baseline(compared, summary, why_not))
+            summary["thresholds"] = [r.describe() for r in self.watch.results()]
         return summary
 
     def _exit_code_now(self) -> int:

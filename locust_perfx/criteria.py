@@ -27,6 +27,8 @@ from typing import Any, Final
 
 from locust.stats import RequestStats, StatsEntry
 
+from locust_perfx.compare import METRICS as COMPARED
+from locust_perfx.compare import TOTAL, Comparison, Direction, Limit, Row, compare
 from locust_perfx.exceptions import ConfigError
 from locust_perfx.snapshot import EntryDelta, fresh_delta, interval_delta
 
@@ -52,9 +54,14 @@ OPERATORS: Final[Mapping[str, Callable[[float, float], bool]]] = {
     ">": operator.gt,
 }
 _EXPRESSION = re.compile(
-    r"^\s*(?P<metric>[a-z0-9_]+)\s*(?P<op><=|>=|==|!=|<|>)\s*(?P<limit>[^\s,]+)"
+    r"^\s*(?P<metric>[a-z0-9_]+)\s*(?P<op><=|>=|==|!=|<|>)\s*"
+    r"(?P<limit>baseline\s*(?P<sign>[+-])\s*(?P<amount>[^\s,%]+)\s*(?P<percent>%)?|[^\s,]+)"
     r"(?:\s+for\s+(?P<scope>[^,]+?))?\s*$"
 )
+EACH_NAME: Final = "each name"
+"""The scope of a relative criterion judged for every request name in both runs."""
+_WORSE: Final = {"<": "up", "<=": "up", ">": "down", ">=": "down"}
+"""A relative limit's harmful direction, from its operator."""
 _ABORT = re.compile(r"^abort(?:\s+after\s+(?P<delay>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h)?)?$")
 _UNIT_SECONDS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _METHOD = re.compile(r"^[A-Z]+$")
@@ -73,17 +80,33 @@ class Criterion:
     """Seconds after the test started before a breach may abort it (k6's delayAbortEval)."""
     per_interval: bool = False
     source: str = "the platform"
+    relative: bool = False
+    """The limit is the baseline's value plus ``limit`` (a percentage of it when ``percent``),
+    judged at the end against the baseline run (:mod:`locust_perfx.compare`)."""
+    percent: bool = False
 
     @property
     def name(self) -> str:
         """What a ``--threshold`` must share with a platform criterion to override it."""
-        return f"{self.metric} for {self.scope}" if self.scope else self.metric
+        metric = f"{self.metric} vs baseline" if self.relative else self.metric
+        return f"{metric} for {self.scope}" if self.scope else metric
 
     @property
     def text(self) -> str:
         """The criterion as it would be written, without its options."""
         scope = f" for {self.scope}" if self.scope else ""
-        return f"{self.metric} {self.op} {_number(self.limit)}{scope}"
+        limit = _number(self.limit)
+        if self.relative:
+            sign = "-" if self.limit < 0 else "+"
+            limit = f"baseline {sign} {_number(abs(self.limit))}{'%' if self.percent else ''}"
+        return f"{self.metric} {self.op} {limit}{scope}"
+
+    @property
+    def baseline_limit(self) -> Limit:
+        """A relative criterion's limit, as the comparison takes it."""
+        amount = abs(self.limit) / 100 if self.percent else abs(self.limit)
+        worse: Direction = "up" if _WORSE.get(self.op) == "up" else "down"
+        return Limit(self.metric, amount, relative=self.percent, worse=worse)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -159,12 +182,16 @@ def _parse_one(item: object, source: str) -> Criterion:
         )
     if problems:
         raise ConfigError(problems)
-    return replace(
+    criterion = replace(
         base,
         abort=base.abort or bool(options["abort"]),
         delay=base.delay or float(delay),
         per_interval=base.per_interval or bool(options["per_interval"]),
     )
+    once = _judged_once(criterion, f"threshold {criterion.text!r} (from {source})")
+    if once:
+        raise ConfigError(once)
+    return criterion
 
 
 def _parse_text(text: str, source: str) -> Criterion:
@@ -180,12 +207,31 @@ def _parse_text(text: str, source: str) -> Criterion:
     metric = match["metric"]
     if metric not in METRICS:
         problems.append(f"{where}: unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    relative = match["amount"] is not None
+    raw = match["amount"] if relative else match["limit"]
     try:
-        limit = float(match["limit"])
+        limit = float(raw)
     except ValueError:
-        problems.append(f"{where}: the limit must be a number, got {match['limit']!r}")
+        problems.append(f"{where}: the limit must be a number, got {raw!r}")
         limit = 0.0
-    criterion = Criterion(metric, match["op"], limit, (match["scope"] or "").strip(), source=source)
+    if relative:
+        limit = -limit if match["sign"] == "-" else limit
+        problems.extend(_relative_problems(where, metric, match["op"], limit))
+    scope = (match["scope"] or "").strip()
+    if scope == EACH_NAME and not relative:
+        problems.append(
+            f"{where}: 'for each name' is for limits relative to the baseline, like "
+            "'p95_ms < baseline + 10% for each name'"
+        )
+    criterion = Criterion(
+        metric,
+        match["op"],
+        limit,
+        scope,
+        source=source,
+        relative=relative,
+        percent=bool(match["percent"]),
+    )
     for option in tail:
         abort = _ABORT.match(option)
         if abort is not None:
@@ -198,9 +244,34 @@ def _parse_text(text: str, source: str) -> Criterion:
                 f"{where}: unknown option {option!r}; expected 'abort', 'abort after 10s' or "
                 "'per interval'"
             )
+    problems.extend(_judged_once(criterion, where))
     if problems:
         raise ConfigError(problems)
     return criterion
+
+
+def _judged_once(criterion: Criterion, where: str) -> list[str]:
+    if criterion.relative and (criterion.abort or criterion.per_interval):
+        return [
+            f"{where}: a limit relative to the baseline is judged once, at the end: "
+            "no abort, no per interval"
+        ]
+    return []
+
+
+def _relative_problems(where: str, metric: str, op: str, amount: float) -> list[str]:
+    if metric not in COMPARED:
+        return [
+            f"{where}: a limit relative to the baseline is for {', '.join(COMPARED)} "
+            "(the metrics with a per-interval series)"
+        ]
+    worse = _WORSE.get(op)
+    if worse is None:
+        return [f"{where}: a limit relative to the baseline takes <, <=, > or >="]
+    if (amount < 0) == (worse == "up") and amount:
+        hint = "baseline + N" if worse == "up" else "baseline - N"
+        return [f"{where}: with {op} the allowed change is {hint}, e.g. '{metric} {op} {hint}%'"]
+    return []
 
 
 def _number(value: float) -> str:
@@ -217,6 +288,8 @@ class Result:
     first_breach_at: float | None = None
     final: bool = False
     """Judged on the final stats: a whole-run figure then covers the whole run."""
+    detail: str = ""
+    """A relative criterion's finding: the worst name's numbers, or why it was not judged."""
 
     @property
     def reason(self) -> str:
@@ -227,6 +300,8 @@ class Result:
         both are shown, so each says which it is. A per-interval result keeps the first
         breached interval's figure.
         """
+        if self.detail:
+            return f"{self.criterion.text}: {self.detail}"
         shown = _shown(self.criterion.metric, self.observed)
         if self.criterion.per_interval or self.observed is None:
             return f"{self.criterion.text}: observed {shown}"
@@ -240,7 +315,42 @@ class Result:
             "limit": self.criterion.limit,
             "passed": self.passed,
             "first_breach_at": self.first_breach_at,
+            **({"detail": self.detail} if self.detail else {}),
         }
+
+
+def _relative_result(criterion: Criterion, table: Comparison) -> Result:
+    rows = [row for row in table.rows if _in_scope(criterion.scope, row.name)]
+    regressions = [row for row in table.regressions if row in rows]
+    if regressions:
+        worst = regressions[0]
+        return Result(criterion, worst.current, False, final=True, detail=worst.reason)
+    judged = [row for row in rows if row.verdict not in ("new", "gone")]
+    if not judged:
+        return Result(
+            criterion, None, True, final=True, detail="not judged: no such name in both runs"
+        )
+    shown = max(judged, key=_change)
+    note = f"; {shown.note}" if shown.note else ""
+    return Result(criterion, shown.current, True, final=True, detail=f"{shown.reason}{note}")
+
+
+def _in_scope(scope: str, row_name: str) -> bool:
+    """Whether a comparison row (``Aggregated``, ``METHOD name``) is in a criterion's scope."""
+    if not scope:
+        return row_name == TOTAL
+    if scope == EACH_NAME:
+        return row_name != TOTAL
+    method, _, name = scope.partition(" ")
+    if name and _METHOD.match(method):
+        return row_name == scope
+    return row_name.partition(" ")[2] == scope
+
+
+def _change(row: Row) -> float:
+    """How far a row moved in its harmful direction, relative where it can be."""
+    change = row.delta_ratio if row.delta_ratio is not None else row.delta or 0.0
+    return change if row.limit is None or row.limit.worse == "up" else -change
 
 
 def _shown(metric: str, value: float | None) -> str:
@@ -328,6 +438,8 @@ class Judge:
         interval = {scope: self._advance(stats, scope) for scope in list(self._baselines)}
         self._interval_started = now
         for criterion in self.criteria:
+            if criterion.relative:
+                continue  # judged once, at the end: judge_baseline()
             if criterion.per_interval:
                 if not judge_interval and criterion.name in self._results:
                     continue
@@ -344,6 +456,27 @@ class Judge:
 
     def results(self) -> list[Result]:
         return [self._results[c.name] for c in self.criteria if c.name in self._results]
+
+    def judge_baseline(
+        self, baseline: Mapping[str, Any] | None, summary: Mapping[str, Any], why_not: str = ""
+    ) -> list[Result]:
+        """Judge the relative criteria: ``summary`` against the ``baseline`` run's.
+
+        A criterion fails when a name in its scope is a regression (past its limit and
+        significant, see :func:`~locust_perfx.compare.compare`); ``for each name`` covers
+        every name in both runs. Without a baseline (``why_not`` says why) it is not judged,
+        and passes.
+        """
+        for criterion in self.criteria:
+            if not criterion.relative:
+                continue
+            if baseline is None:
+                result = Result(criterion, None, True, final=True, detail=f"not judged: {why_not}")
+            else:
+                table = compare(baseline, summary, limits=[criterion.baseline_limit])
+                result = _relative_result(criterion, table)
+            self._results[criterion.name] = result
+        return self.results()
 
     def aborting(self, now: float) -> list[Result]:
         """Breached criteria that stop the test now (``abort``, past their ``delay``)."""

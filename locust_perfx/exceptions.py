@@ -38,7 +38,8 @@ class PlatformUnavailable(PlatformError):
     """The platform could not be reached or answered 5xx/429; safe to retry.
 
     ``retry_after`` is the platform's own ``Retry-After`` in seconds, when it sent one;
-    ``maybe_applied`` says an attempt's answer was lost, so the platform may have applied it.
+    ``maybe_applied`` says an attempt's answer was lost, so the platform may have applied it;
+    ``refused``: nothing listens at the URL (connection refused).
     """
 
     def __init__(
@@ -50,9 +51,11 @@ class PlatformUnavailable(PlatformError):
         run_id: str | None = None,
         retry_after: float | None = None,
         maybe_applied: bool = False,
+        refused: bool = False,
     ) -> None:
         self.retry_after = retry_after
         self.maybe_applied = maybe_applied
+        self.refused = refused
         super().__init__(message, url=url, status=status, run_id=run_id)
 
     def answer_lost(self) -> PlatformUnavailable:
@@ -64,6 +67,7 @@ class PlatformUnavailable(PlatformError):
             run_id=self.run_id,
             retry_after=self.retry_after,
             maybe_applied=True,
+            refused=self.refused,
         )
         return lost.with_traceback(self.__traceback__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from locust_perfx.exceptions import PerfxError, PlatformError, PlatformUnavailable, RunStateConflict
-from locust_perfx.platform import PlatformClient
+from locust_perfx.platform import PlatformClient, without_credentials
 from locust_perfx.schema import Value
 
 logger = logging.getLogger(__name__)
@@ -217,20 +217,84 @@ class PlatformSync:
 
     def _save(self, call: str, body: Mapping[str, Any], maybe_applied: bool) -> Path:
         path = Path.cwd() / f"perfx-{self.run_id}.final.json"
-        record = {"run_id": self.run_id, "call": call, "body": body, "maybe_applied": maybe_applied}
+        record = {
+            "run_id": self.run_id,
+            "call": call,
+            "body": body,
+            "maybe_applied": maybe_applied,
+            # Where to resend it (perfx resend's default); never the token.
+            "platform_url": without_credentials(self.client.base_url),
+        }
         path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
         return path
 
 
-def resend(client: PlatformClient, path: Path, *, retry_for: float) -> str:
-    """Deliver a final status saved by :meth:`PlatformSync.finish`; returns the run id."""
+DELIVERED_SUFFIX: Final = ".delivered"
+"""Added to a saved final status's file name once ``perfx resend`` delivered it."""
+
+
+@dataclass(frozen=True)
+class SavedStatus:
+    """A final status saved by :meth:`PlatformSync.finish` for ``perfx resend``."""
+
+    path: Path
+    run_id: str
+    call: str
+    body: dict[str, Any]
+    maybe_applied: bool = False
+    platform_url: str = ""
+    """The platform it was meant for ("" in a file from before it was recorded)."""
+
+    @classmethod
+    def load(cls, path: Path) -> SavedStatus:
+        """Read and check a saved file; PerfxError names what is wrong and what to pass."""
+        if path.name.endswith(DELIVERED_SUFFIX):
+            raise PerfxError(f"{path} was delivered already; nothing to send")
+        delivered = path.with_name(path.name + DELIVERED_SUFFIX)
+        if not path.exists() and delivered.exists():
+            raise PerfxError(f"{path} was delivered already (now {delivered}); nothing to send")
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise PerfxError(f"{path} is not a saved perfx final status: {err}") from None
+        fields = {"run_id": str, "call": str, "body": dict}
+        wrong = [
+            name
+            for name, kind in fields.items()
+            if not isinstance(record, dict) or not isinstance(record.get(name), kind)
+        ]
+        if wrong:
+            raise PerfxError(
+                f"{path} is not a saved perfx final status: {', '.join(wrong)} missing or "
+                "malformed (the plugin writes run_id, call and body); pass the file it saved, "
+                "unedited"
+            )
+        if record["call"] not in ("complete", "fail"):
+            raise PerfxError(f"{path}: unknown call {record['call']!r}")
+        return cls(
+            path=path,
+            run_id=record["run_id"],
+            call=record["call"],
+            body=record["body"],
+            maybe_applied=bool(record.get("maybe_applied")),
+            platform_url=str(record.get("platform_url") or ""),
+        )
+
+
+def resend(client: PlatformClient, saved: SavedStatus, *, retry_for: float) -> Path:
+    """Deliver a saved final status, then rename its file (``.delivered``): a second resend
+    must not send it again. Returns the renamed file."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        run_id, call, body = record["run_id"], record["call"], record["body"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise PerfxError(f"{path} is not a saved perfx final status: {err}") from None
-    if call not in ("complete", "fail"):
-        raise PerfxError(f"{path}: unknown call {call!r}")
-    maybe_applied = bool(record.get("maybe_applied"))
-    client.finish(run_id, call, body, retry_for=retry_for, maybe_applied=maybe_applied)
-    return str(run_id)
+        client.finish(
+            saved.run_id, saved.call, saved.body, retry_for=retry_for,
+            maybe_applied=saved.maybe_applied,
+        )  # fmt: skip
+    except RunStateConflict as err:
+        raise PerfxError(
+            f"the platform refused the {saved.call} of run {saved.run_id}: {err}. The run has "
+            "a final status already: this one was delivered before, or the platform ended the "
+            f"run itself (its watchdog); nothing is left to send from {saved.path}"
+        ) from None
+    delivered = saved.path.with_name(saved.path.name + DELIVERED_SUFFIX)
+    saved.path.replace(delivered)
+    return delivered

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
 
@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_PLATFORM_URL: Final = "http://localhost:8000"
 DEFAULT_RETRY_FOR: Final = 60.0
 """Seconds to keep retrying a start or final status through an outage."""
+REFUSED_FOR: Final = 10.0
+"""Seconds the run's look-up at start-up retries while every connection is refused: nothing
+listens at ``--platform-url`` (a typo'd port, a platform not started) is far more often a
+mistake than an outage, and is reported this soon; a platform that answers at all, or times
+out, gets the whole ``--platform-timeout``."""
 DEFAULT_TIMEOUT: Final = 5.0
 """Seconds for one HTTP call (connect and read each)."""
 BACKOFF_FIRST: Final = 0.5
@@ -142,9 +147,12 @@ class PlatformClient:
         return f"{self.base_url}/api/perf/runs/{run_id}"
 
     def get_run(self, run_id: str, *, retry_for: float = 0.0) -> RunInfo:
-        """Fetch a run; retried through outages for ``retry_for`` seconds."""
+        """Fetch a run; retried through outages for ``retry_for`` seconds, through refused
+        connections for at most :data:`REFUSED_FOR` of them (see there)."""
         url = self.run_url(run_id)
-        body = self._retrying(lambda: self._once("GET", url, run_id, None), retry_for)
+        body = self._retrying(
+            lambda: self._once("GET", url, run_id, None), retry_for, refused_for=REFUSED_FOR
+        )
         return RunInfo.from_json(body, run_id, url)
 
     def run_body(self, run_id: str, *, retry_for: float = 0.0) -> dict[str, Any]:
@@ -282,18 +290,26 @@ class PlatformClient:
             return None
 
     @staticmethod
-    def _retrying(attempt: Callable[[], T], retry_for: float) -> T:
-        """``attempt()`` until it stops raising PlatformUnavailable or ``retry_for`` runs out.
+    def _retrying(
+        attempt: Callable[[], T], retry_for: float, *, refused_for: float | None = None
+    ) -> T:
+        """``attempt()`` until it stops raising PlatformUnavailable or ``retry_for`` runs out
+        (``refused_for``, when shorter, while every attempt is refused).
 
         The platform's ``Retry-After`` is a floor for the pause; one that reaches past the
         deadline ends the retries at once, rather than sleeping into a certain failure.
         """
-        deadline = time.monotonic() + retry_for
+        started = time.monotonic()
+        deadline = started + retry_for
         delay = BACKOFF_FIRST
+        answered = False
         while True:
             try:
                 return attempt()
             except PlatformUnavailable as err:
+                answered = answered or not err.refused
+                if not answered and refused_for is not None:
+                    deadline = min(deadline, started + refused_for)
                 left = deadline - time.monotonic()
                 asked = err.retry_after or 0.0
                 if left <= 0 or asked > left:
@@ -342,7 +358,26 @@ class PlatformClient:
             "or PERFX_PLATFORM_URL",
             url=url,
             run_id=run_id,
+            refused=_refused(err),
         )
+
+
+def _refused(err: BaseException) -> bool:
+    """Whether a connection error was a refusal (nothing listens at the URL)."""
+    cause: BaseException | None = err
+    for _ in range(8):  # requests -> urllib3 MaxRetryError -> NewConnectionError -> OSError
+        if cause is None or isinstance(cause, ConnectionRefusedError):
+            return cause is not None
+        reason = getattr(cause, "reason", None)
+        first = cause.args[0] if cause.args else None
+        cause = (
+            reason
+            if isinstance(reason, BaseException)
+            else first
+            if isinstance(first, BaseException)
+            else cause.__cause__ or cause.__context__
+        )
+    return False
 
 
 SETS: Final = {"start": "running", "complete": "completed", "fail": "failed"}
@@ -417,6 +452,17 @@ def _unwrap(
             f"the platform refused run {run_id}: {message or f'code {code}'}", **kwargs
         )
     return body.get("data")
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part: the web UI and a saved final status show
+    where, never who."""
+    parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _not_found(run_id: str, base_url: str, body: Any) -> str:

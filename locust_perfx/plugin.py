@@ -8,8 +8,10 @@ listener returns at once: no network call, no changed behaviour, no log line.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from locust_perfx import __version__, baseline, webui
 from locust_perfx.exceptions import ConfigError, PerfxError
-from locust_perfx.plan import build_plan
+from locust_perfx.plan import Settings, build_plan
 from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
 from locust_perfx.registry import (
     WORKER_HELLO,
@@ -43,7 +45,16 @@ def _fetch(run_id: str, url: str, token: str, retry_for: float, timeout: float |
         return client.get_run(run_id, retry_for=retry_for)
 
 
-registry = OptionRegistry(_fetch)
+def _offline_problems(options: argparse.Namespace, sources: Mapping[str, str]) -> list[str]:
+    """The plugin options' problems that need no platform (thresholds, InfluxDB flags)."""
+    try:
+        Settings.from_options(options, sources)
+    except ConfigError as err:
+        return err.problems
+    return []
+
+
+registry = OptionRegistry(_fetch, _offline_problems)
 controller: RunController | None = None
 """The run's controller, in the process that owns the run (local runner or master)."""
 

@@ -37,6 +37,7 @@ Usage: perfx [options] [UserClass ...]     Locust with the plugin loaded
        perfx init [DIR]                    write perfx_plugin.py for locust -f perfx_plugin.py,...
        perfx dashboards [DIR]              write the Grafana dashboards
        perfx resend FILE                   deliver a final status saved at the end of a run
+       perfx compare BASE_RUN RUN          compare two runs on the platform, per request name
        perfx help [COMMAND]                this help, or a command's
 """
 """The ``perfx`` command's usage (:mod:`locust_perfx.cli`), at the top of its ``--help``."""
@@ -125,7 +126,7 @@ def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> dict[
             metavar=param.type.upper() if param.type != "choice" else "CHOICE",
             type=_bool_or_text if param.type == "bool" else str,
             default=_ui_default(param),
-            choices=_AnyChoices(param.choices) if param.choices else None,
+            choices=_ui_choices(param),
             help=schema_help(param),
             env_var=param.env_var,
             is_required=param.required,
@@ -136,6 +137,8 @@ def add_schema_options(parser: LocustArgumentParser, schema: RunSchema) -> dict[
 
 def schema_help(param: Parameter) -> str:
     parts = [param.description.rstrip(".") or f"{param.type} argument of the run"]
+    if param.choices:
+        parts.append(f"One of {', '.join(param.choices)}")
     if param.required:
         parts.append("Required")
     parts.append(f"Defaults to {param.default}" if param.default is not None else "No default")
@@ -234,6 +237,15 @@ def _ui_default(param: Parameter) -> str | bool | None:
     return param.default
 
 
+def _ui_choices(param: Parameter) -> _AnyChoices | None:
+    """The dropdown's choices. Without a default, an empty first choice: Locust's form selects
+    the first one, which would pick a value nobody chose (and, for a required argument, hide
+    that it is missing); Start with the empty one is refused ("is required: fill it in")."""
+    if not param.choices:
+        return None
+    return _AnyChoices(param.choices if param.default is not None else ["", *param.choices])
+
+
 def _bool_or_text(text: str) -> bool | str:
     """A bool option's value as a real bool; other text is left for coerce() to refuse.
 
@@ -274,6 +286,8 @@ arguments when the platform answers, and the plugin's own options with a note wh
 
 Fetch = Callable[[str, str, str, float, "float | None"], "RunInfo"]
 """``fetch(run_id, platform_url, token, retry_for, timeout)``; ``None``: the client's own."""
+Check = Callable[[argparse.Namespace, Mapping[str, str]], list[str]]
+"""``check(options, sources)``: the problems of the plugin's options that need no platform."""
 
 
 class OptionRegistry:
@@ -284,8 +298,9 @@ class OptionRegistry:
     Workers never fetch (they receive the arguments from the master).
     """
 
-    def __init__(self, fetch: Fetch) -> None:
+    def __init__(self, fetch: Fetch, check: Check) -> None:
         self._fetch = fetch
+        self._check = check
         self._looked = False
         self.info: RunInfo | None = None
         self.clashes: dict[str, str] = {}
@@ -341,8 +356,14 @@ class OptionRegistry:
             return None
         if known.verbose:
             logging.getLogger(PACKAGE_LOGGER).setLevel(logging.DEBUG)
-        typed, problems = typed_values(known, value_sources(parser, known))
+        sources = value_sources(parser, known)
+        typed, _ = typed_values(known, sources)
+        # Checked before the fetch, and reported with its failure: fixing a typo'd port should
+        # not reveal the next problem. With problems, the run cannot start: one try will do.
+        problems = [] if helping else self._check(known, sources)
         retry, timeout = (0.0, HELP_FETCH_TIMEOUT) if helping else (typed["platform_timeout"], None)
+        if problems:
+            retry = 0.0
         if known.dry_run:
             parser.set_defaults(headless=True)  # a dry run checks what a test would, never serves
         try:

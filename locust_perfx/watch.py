@@ -121,19 +121,19 @@ class RunWatch:
         """The thresholds judged on the final stats (the workers' last reports included)."""
         if self.judge is None:
             return []
-        return self._report(self.judge.finish(self.runner.stats, time.time()))
+        return self.report(self.judge.finish(self.runner.stats, time.time()))
 
     def _check(self, judge: Judge) -> None:
         """Judge the interval that just ended; an ``abort`` breach stops the test now."""
         now = time.time()
-        self._report(judge.check(self.runner.stats, now))
+        self.report(judge.check(self.runner.stats, now))
         aborting = judge.aborting(now)
         if aborting and not self.aborted:
             self.aborted = True
             logger.error("perfx: stopping the test: %s", "; ".join(r.reason for r in aborting))
             gevent.spawn(self._stop_test)
 
-    def _report(self, results: list[Result]) -> list[Result]:
+    def report(self, results: list[Result]) -> list[Result]:
         """Log each new breach once; export the results, and each new breach as an event."""
         for result in results:
             if not result.passed and result.criterion.name not in self._reported:

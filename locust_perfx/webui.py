@@ -22,18 +22,19 @@ import logging
 import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import ImmutableMultiDict
 
 from locust_perfx.exceptions import ConfigError, PerfxError
+from locust_perfx.platform import without_credentials
 from locust_perfx.schema import Value, render
 
 if TYPE_CHECKING:
     from locust.web import WebUI
 
     from locust_perfx.controller import RunController
+    from locust_perfx.plan import RunPlan
 
 logger = logging.getLogger(__name__)
 
@@ -133,14 +134,16 @@ def locust_form_problems(form: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def without_credentials(url: str) -> str:
-    """``url`` without a ``user:password@`` part: the UI shows where, never who."""
-    parts = urlsplit(url)
-    if not parts.username and not parts.password:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
+def run_form_problems(plan: RunPlan, form: Mapping[str, str]) -> list[str]:
+    """The run's problems in a form whose Locust fields are bad too, so that the user sees
+    them all at once. A form naming another run is checked once that run is fetched."""
+    if form.get(RUN_ID_FIELD, plan.run_id).strip() != plan.run_id:
+        return []
+    try:
+        plan.with_form(form)
+    except ConfigError as err:
+        return err.problems
+    return []
 
 
 def public_status(controller: RunController) -> dict[str, Any]:
@@ -239,7 +242,7 @@ def install(web_ui: WebUI, controller: RunController) -> None:
         try:
             problems = locust_form_problems(request.form)
             if problems:
-                raise ConfigError(problems)
+                raise ConfigError([*problems, *run_form_problems(controller.plan, request.form)])
             controller.start_from_form(request.form)
         except PerfxError as err:
             problems = err.problems if isinstance(err, ConfigError) else [str(err)]

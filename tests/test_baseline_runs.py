@@ -4,33 +4,46 @@ whose latency the test raised, with its numbers, and nothing in identical runs."
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from locust_perfx.compare import compare
+from locust_perfx.lifecycle import EXIT_THRESHOLDS
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_request
 from tests.fixtures.platform import PlatformServer
 
-LOCUSTFILE = ROOT / "tests" / "locustfiles" / "thresholds.py"
+LOCUSTFILE = ROOT / "tests" / "locustfiles" / "latency.py"
 FAST, SLOW = 0.1, 0.2
 """Seconds the target takes to answer /fast and /slow: real latencies, far above the jitter
 of a busy test machine's scheduler (at 20 ms, a machine busy with other tests made an A/A
 pair differ by 19%: a real difference between the runs, which the test rightly saw)."""
 
 
-def summary_of_a_run(
-    locust_runner: LocustRunner, platform: PlatformServer, target: Target, options: str
-) -> dict[str, Any]:
+def a_run(
+    locust_runner: LocustRunner,
+    platform: PlatformServer,
+    target: Target,
+    options: str,
+    *flags: str,
+) -> tuple[int, str, dict[str, Any]]:
     run_id = platform.create_run(None, target.url)
     code, output = locust_runner.run(
         *headless(run_id, platform.url, f"{options} --influxdb-interval 1"),
+        *flags,
         locustfile=LOCUSTFILE,
         timeout=60,
     )
+    return code, output, platform.get_run(run_id)
+
+
+def summary_of_a_run(
+    locust_runner: LocustRunner, platform: PlatformServer, target: Target, options: str
+) -> dict[str, Any]:
+    code, output, run = a_run(locust_runner, platform, target, options)
     assert code == 0, output
-    summary: dict[str, Any] = platform.get_run(run_id)["summary"]
+    summary: dict[str, Any] = run["summary"]
     return summary
 
 
@@ -58,21 +71,41 @@ def test_the_summary_carries_each_names_series_and_histogram(
     validate_request("POST", "/api/perf/runs/{run_id}/complete", complete)
 
 
-def test_identical_runs_flag_nothing_and_a_slower_name_is_flagged_alone(
+def test_identical_runs_pass_and_a_slower_name_fails_the_relative_threshold_alone(
     locust_runner: LocustRunner, platform_server: PlatformServer, latencies: Target
 ) -> None:
-    options = "-u 8 -t 8s"
-    baseline = summary_of_a_run(locust_runner, platform_server, latencies, options)
-    same = summary_of_a_run(locust_runner, platform_server, latencies, options)
-    latencies.slow_seconds = SLOW * 1.3
-    slower = summary_of_a_run(locust_runner, platform_server, latencies, options)
+    options = "-u 8 -t 10s"
+    base_id = platform_server.create_run(None, latencies.url)
+    code, output = locust_runner.run(
+        *headless(base_id, platform_server.url, f"{options} --influxdb-interval 1"),
+        locustfile=LOCUSTFILE,
+        timeout=60,
+    )
+    assert code == 0, output
+    against = ("--baseline", base_id, "--threshold", "p95_ms < baseline + 10% for each name")
 
-    assert compare(baseline, same).regressions == []
-    table = compare(baseline, slower)
-    flagged = {(r.name, r.metric) for r in table.regressions}
-    assert ("GET /slow", "p95_ms") in flagged, table.rows
-    assert not any(name == "GET /fast" for name, _ in flagged), table.rows
-    worst = next(r for r in table.regressions if r.name == "GET /slow")
-    assert worst.p is not None and worst.p < 0.05
-    assert worst.current is not None and worst.baseline is not None
-    assert worst.current >= worst.baseline * 1.2, worst.reason
+    code, output, same = a_run(locust_runner, platform_server, latencies, options, *against)
+    assert code == 0, output
+    assert same["status"] == "completed"
+    assert same["summary"]["baseline"]["regressions"] == 0
+    [result] = same["summary"]["thresholds"]
+    assert result["passed"] and result["criterion"] == "p95_ms < baseline + 10% for each name"
+
+    latencies.slow_seconds = SLOW * 1.3
+    code, output, slower = a_run(locust_runner, platform_server, latencies, options, *against)
+    slow_rows = [r for r in slower["summary"]["baseline"]["rows"] if r["name"] == "GET /slow"]
+    assert code == EXIT_THRESHOLDS, slow_rows
+    assert slower["status"] == "failed"
+    reason = slower["reason"]
+    assert re.search(
+        r"p95_ms < baseline \+ 10% for each name: p95_ms for GET /slow: (\d+) vs baseline "
+        r"(\d+) ms \(\+\d+%, p(=0\.0[0-4]\d|<0\.001)\)",
+        reason,
+    ), reason
+    now, before = map(int, re.findall(r"GET /slow: (\d+) vs baseline (\d+)", reason)[0])
+    assert now >= before * 1.2, reason
+    table = slower["summary"]["baseline"]
+    flagged = {(r["name"], r["metric"]) for r in table["rows"] if r["verdict"] == "regression"}
+    assert ("GET /slow", "p95_ms") in flagged
+    assert not any(name == "GET /fast" for name, _ in flagged), table["rows"]
+    assert "GET /fast" not in reason

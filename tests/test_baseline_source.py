@@ -18,6 +18,8 @@ from locust_perfx.platform import PlatformClient, RunInfo
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_response
 from tests.fixtures.platform import PlatformServer
+from tests.test_cli import perfx
+from tests.test_compare import entry, summary
 from tests.test_reference_cli import perfx_platform
 
 LOCUSTFILE = ROOT / "tests" / "locustfiles" / "thresholds.py"
@@ -223,3 +225,47 @@ def test_auto_on_a_first_run_is_not_judged_and_the_next_run_is_compared_with_it(
     assert {"Aggregated", "GET /fast", "GET /slow"} <= names
     assert f"perfx: compared with baseline run {first}: " in output
     validate_response("GET", "/api/perf/runs/{run_id}", 200, run)
+
+
+# -- perfx compare ----------------------------------------------------------------------------
+
+
+def run_with(platform: PlatformServer, summary: dict[str, Any], endpoint: str = "demo") -> str:
+    run_id = platform.create_run(endpoint=endpoint)
+    platform.api("POST", f"/api/perf/runs/{run_id}/start", START).raise_for_status()
+    body = {"finished_at": "2026-11-23T10:00:10Z", "summary": summary}
+    platform.api("POST", f"/api/perf/runs/{run_id}/complete", body).raise_for_status()
+    return run_id
+
+
+def test_perfx_compare_prints_the_table_of_two_runs_for_a_ci_comment(
+    platform_server: PlatformServer,
+) -> None:
+    base = run_with(platform_server, summary(entry("/search", [100] * 10)))
+    now = run_with(platform_server, summary(entry("/search", [131] * 10)))
+    url = ("--platform-url", platform_server.url)
+
+    markdown = perfx("compare", base, now, "--format", "markdown", *url)
+    assert markdown.returncode == 0, markdown.stderr
+    assert "| GET /search | p95_ms | 100 | 131 | +31% | <0.001 | regression |" in markdown.stdout
+    assert "- 1 regression(s); worst: p95_ms for GET /search: 131 vs baseline 100 ms" in (
+        markdown.stdout
+    )
+    data = json.loads(perfx("compare", base, now, "--format", "json", *url).stdout)
+    assert data["baseline_run_id"] == base and data["regressions"] == 1
+    text = perfx("compare", now, now, *url)
+    assert "no regression" in text.stdout and text.returncode == 0
+
+
+def test_perfx_compare_names_a_run_it_cannot_compare(platform_server: PlatformServer) -> None:
+    done = run_with(platform_server, summary(entry("/search", [100] * 10)))
+    pending = platform_server.create_run()
+    url = ("--platform-url", platform_server.url)
+
+    unfinished = perfx("compare", done, pending, *url)
+    assert unfinished.returncode == 2
+    assert f"perfx: run {pending} (pending) has no summary to compare" in unfinished.stderr
+    missing = perfx("compare", "run_nope", done, *url)
+    assert missing.returncode == 1
+    assert "perfx: run run_nope does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr + unfinished.stderr

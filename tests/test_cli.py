@@ -141,6 +141,24 @@ def test_resend_delivers_a_saved_final_status(
     assert (run["status"], run["reason"]) == ("failed", "interrupted by SIGTERM")
 
 
+@pytest.mark.parametrize("edit", [{"run_id": None}, {"body": "x"}, {"call": 3}])
+def test_resend_names_what_is_wrong_in_an_edited_file(
+    tmp_path: Path, edit: dict[str, object]
+) -> None:
+    edited = tmp_path / "perfx-run_1.final.json"
+    record = {"run_id": "run_1", "call": "complete", "body": {}, **edit}
+    edited.write_text(json.dumps({k: v for k, v in record.items() if v is not None}))
+
+    result = perfx("resend", str(edited), "--platform-url", "http://127.0.0.1:9")
+
+    assert result.returncode == 1
+    [wrong] = [name for name in ("run_id", "body", "call") if name in edit]
+    assert result.stderr == (
+        f"perfx: {edited} is not a saved perfx final status: {wrong} missing or malformed (the "
+        "plugin writes run_id, call and body); pass the file it saved, unedited\n"
+    )
+
+
 def test_resend_refuses_a_file_it_did_not_write(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.json"
     bogus.write_text("[1, 2]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 from typing import Any
 
 import pytest
@@ -21,6 +22,8 @@ from locust_perfx.compare import (
     render,
     samples,
 )
+from locust_perfx.criteria import Judge, parse_criteria
+from locust_perfx.exceptions import ConfigError
 
 # Reference answers of scipy.stats.mannwhitneyu(x, y, method="asymptotic") (scipy 1.17.1,
 # which applies the same tie and continuity corrections); scipy is not a dependency.
@@ -100,6 +103,7 @@ def entry(
         "p95_ms": timed[len(timed) // 2] if timed else None,
         "series": {
             "interval_s": interval_s,
+            "stride": 1,
             "requests": requests,
             "failures": failures,
             "p95_ms": p95,
@@ -249,3 +253,101 @@ def test_the_table_renders_as_text_markdown_and_json() -> None:
     assert data["rows"][0]["limit"] == "baseline + 10%"
     with pytest.raises(ValueError, match="unknown format"):
         render(table, "html")
+
+
+# -- relative thresholds ----------------------------------------------------------------------
+
+
+def test_relative_thresholds_parse_and_say_what_they_mean() -> None:
+    texts = [
+        "p95_ms < baseline + 10%",
+        "rps > baseline - 5% for GET /search",
+        "failure_ratio <= baseline + 0.01 for each name",
+    ]
+    criteria = parse_criteria(texts, "the command line")
+    assert [c.text for c in criteria] == texts
+    assert [c.baseline_limit for c in criteria] == [
+        Limit("p95_ms", 0.10),
+        Limit("rps", 0.05, worse="down"),
+        Limit("failure_ratio", 0.01, relative=False),
+    ]
+    objects = [{"metric": "p95_ms", "op": "<", "limit": "baseline + 10%", "scope": "each name"}]
+    [from_platform] = parse_criteria(objects, "the platform")
+    assert from_platform.text == "p95_ms < baseline + 10% for each name"
+    absolute = parse_criteria(["p95_ms < 500"], "x")[0]
+    assert absolute.name != criteria[0].name  # both may be in force
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("p99_ms < baseline + 10%", "is for p95_ms, rps, failure_ratio"),
+        ("p95_ms < baseline - 10%", "with < the allowed change is baseline + N"),
+        ("rps > baseline + 5%", "with > the allowed change is baseline - N"),
+        ("p95_ms == baseline + 1", "takes <, <=, > or >="),
+        ("p95_ms < baseline + ten%", "the limit must be a number, got 'ten'"),
+        ("p95_ms < baseline + 10%, abort", "judged once, at the end"),
+        ("p95_ms < baseline + 10%, per interval", "judged once, at the end"),
+        ("p95_ms < 500 for each name", "'for each name' is for limits relative to the baseline"),
+    ],
+)
+def test_a_bad_relative_threshold_is_refused_with_the_fix(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        parse_criteria([text], "the command line")
+
+
+def test_an_abort_from_the_platform_is_refused_for_a_relative_threshold() -> None:
+    item = {"expression": "p95_ms < baseline + 10%", "abort": True}
+    with pytest.raises(ConfigError, match="judged once, at the end"):
+        parse_criteria([item], "the platform")
+
+
+def judged(texts: list[str], base: Any, now: Any, why_not: str = "") -> list[Any]:
+    judge = Judge(tuple(parse_criteria(texts, "the command line")), interval=1.0)
+    return judge.judge_baseline(base, now, why_not)
+
+
+def test_each_name_fails_on_the_worst_regression_with_its_numbers() -> None:
+    base = summary(entry("/search", [100] * 10), entry("/home", [20] * 10))
+    now = summary(entry("/search", [131] * 10), entry("/home", [25] * 10))
+    [result] = judged(["p95_ms < baseline + 10% for each name"], base, now)
+    assert not result.passed and result.observed == 131
+    assert result.reason == (
+        "p95_ms < baseline + 10% for each name: "
+        "p95_ms for GET /search: 131 vs baseline 100 ms (+31%, p<0.001)"
+    )
+
+
+def test_a_scope_judges_only_its_name() -> None:
+    base = summary(entry("/search", [100] * 10), entry("/home", [20] * 10))
+    now = summary(entry("/search", [131] * 10), entry("/home", [20] * 10))
+    home, search = judged(
+        ["p95_ms < baseline + 10% for /home", "p95_ms < baseline + 40% for GET /search"], base, now
+    )
+    assert home.passed and home.reason.endswith("20 vs baseline 20 ms (+0%, p=1.000)")
+    assert search.passed  # +31% is within +40%
+
+
+def test_the_whole_test_scope_is_the_total() -> None:
+    base = {**summary(entry("/a", [100] * 10)), "total": entry("", [100] * 10)}
+    now = {**summary(entry("/a", [150] * 10)), "total": entry("", [100] * 10)}
+    [result] = judged(["p95_ms < baseline + 10%"], base, now)
+    assert result.passed and "for Aggregated" in result.reason
+
+
+def test_without_a_baseline_a_relative_threshold_is_not_judged_and_passes() -> None:
+    [result] = judged(["p95_ms < baseline + 10%"], None, summary(), "no baseline yet: first run")
+    assert result.passed and result.observed is None
+    assert result.reason == "p95_ms < baseline + 10%: not judged: no baseline yet: first run"
+
+
+def test_an_older_baseline_is_untested_never_failed() -> None:
+    old = entry("/search", [100] * 10)
+    del old["series"]
+    [result] = judged(
+        ["p95_ms < baseline + 10% for each name"],
+        summary(old),
+        summary(entry("/search", [200] * 10)),
+    )
+    assert result.passed
+    assert "(+100%, untested); no per-interval series" in result.reason

@@ -3,6 +3,9 @@ all of it; ``tox -e docs`` builds them with warnings as errors."""
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 import sys
 from typing import Any
 
@@ -36,7 +39,7 @@ def doctree(rst: str, strict: bool = True) -> docutils.nodes.document:
     return tree
 
 
-def table_rows(tree: docutils.nodes.document) -> list[list[str]]:
+def table_rows(tree: docutils.nodes.Element) -> list[list[str]]:
     return [
         [entry.astext() for entry in row.findall(docutils.nodes.entry)]
         for row in tree.findall(docutils.nodes.row)
@@ -68,7 +71,8 @@ def test_the_api_page_has_every_operation_and_every_field_of_every_schema() -> N
     for path, item in spec["paths"].items():
         for method in set(item) & set(perfx_rst.METHODS):
             operation = found[f"{method.upper()} {path}"]
-            statuses = [row[0] for row in table_rows(operation)[1:]]
+            tables = [table_rows(table) for table in operation.findall(docutils.nodes.table)]
+            [statuses] = [[row[0] for row in rows[1:]] for rows in tables if rows[0][0] == "status"]
             assert statuses == list(item[method]["responses"]), (method, path)
     for name, schema in spec["components"]["schemas"].items():
         fields = {row[0] for row in table_rows(found[name])[1:]}
@@ -108,3 +112,77 @@ def test_the_influxdb_page_has_every_measurement_tag_and_field_the_layout_writes
     assert rows["locust_errors"][1].split(", ") == ["occurrences", "message"]
     assert rows["locust_thresholds"] == ["criterion", "limit, passed, observed"]
     assert ".. perfx-influx-layout::" in (DOCS / "influxdb.rst").read_text()
+
+
+def test_read_the_docs_builds_what_tox_builds() -> None:
+    """Read the Docs installs the same extra and fails on a warning, as ``tox -e docs`` does."""
+    import configparser
+
+    rtd = yaml.safe_load((ROOT / ".readthedocs.yaml").read_text())
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+
+    assert rtd["sphinx"] == {"configuration": "docs/conf.py", "fail_on_warning": True}
+    [install] = rtd["python"]["install"]
+    assert install["extra_requirements"] == tox["testenv:docs"]["extras"].split()
+    assert "-W" in tox["testenv:docs"]["commands"] and "doctest" in tox["testenv:docs"]["commands"]
+    assert "docs" in tox["tox"]["envlist"].replace(",", " ").split()
+    docs_extra = setup["options.extras_require"]["docs"]
+    assert "sphinx" in docs_extra and "furo" in docs_extra
+
+
+# Flags of other tools that the pages name beside ours.
+OTHER_TOOLS_FLAGS = {
+    "--strict": "yamllint --strict, kubernetes-validate --strict (deploying.rst)",
+    "--scale": "docker compose up --scale worker=N (deploying.rst)",
+    "--dist": "pytest-xdist's --dist loadgroup (developing.rst)",
+    "--check": "locust-plugins' --check-* flags, compared with criteria (thresholds.rst)",
+    "--check-rps": "locust-plugins",
+    "--check-fail-ratio": "locust-plugins",
+    "--check-avg-response-time": "locust-plugins",
+}
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]")
+
+
+def registered_flags() -> set[str]:
+    """Every flag the project's code registers: the plugin's option table, the examples'
+    run arguments, Locust's own options, and each ``add_argument("--...")`` of the package
+    and the benchmarks (``perfx``'s commands, ``perfx-platform``, ``bench/run``)."""
+    from locust.argument_parser import get_parser
+
+    flags = {option.flag for option in OPTIONS} | set(get_parser()._option_string_actions)
+    for schema in (ROOT / "examples").glob("*schema.json"):
+        flags |= {f"--{p['name']}" for p in json.loads(schema.read_text())["parameters"]}
+    for path in [*(ROOT / "locust_perfx").rglob("*.py"), *(ROOT / "bench").glob("*.py")]:
+        for call in ast.walk(ast.parse(path.read_text())):
+            if isinstance(call, ast.Call) and getattr(call.func, "attr", "") == "add_argument":
+                flags |= {
+                    arg.value
+                    for arg in call.args
+                    if isinstance(arg, ast.Constant) and str(arg.value).startswith("--")
+                }
+    return flags
+
+
+def test_every_flag_the_docs_name_exists() -> None:
+    """A renamed or removed option cannot linger in the README or a page."""
+    known = registered_flags() | set(OTHER_TOOLS_FLAGS)
+    for page in [ROOT / "README.rst", *sorted(DOCS.glob("*.rst"))]:
+        named = set(FLAG.findall(page.read_text()))
+        assert named <= known, f"{page.name} names {sorted(named - known)}, which nothing registers"
+
+
+def test_the_influxdb_page_has_every_panel_of_the_dashboards_with_its_description() -> None:
+    folder = ROOT / "locust_perfx" / "dashboards"
+    influxql, flux = (
+        json.loads((folder / f"locust-perfx-{name}.json").read_text())
+        for name in ("influxdb1-influxql", "influxdb2-flux")
+    )
+    _, *rows = table_rows(doctree(perfx_rst.dashboard_panels(influxql)))
+
+    assert [(row[0], row[2]) for row in rows] == [
+        (panel["title"], panel["description"]) for panel in flux["panels"]
+    ]
+    assert ".. perfx-dashboard::" in (DOCS / "influxdb.rst").read_text()

@@ -35,6 +35,7 @@ from locust_perfx.lifecycle import (
     Delivery,
     Outcome,
     PlatformSync,
+    SavedStatus,
     decide,
     resend,
 )
@@ -187,7 +188,7 @@ def test_a_fault_on_one_call_still_ends_the_run_truthfully(
                 assert platform_thread.get_run(run_id)["status"] == "running"
                 saved = tmp_path / f"perfx-{run_id}.final.json"
                 with PlatformClient(proxy.url, timeout=CLIENT_TIMEOUT) as client:
-                    assert resend(client, saved, retry_for=RETRY_FOR) == run_id
+                    resend(client, SavedStatus.load(saved), retry_for=RETRY_FOR)
             assert_ended_once_as(platform_thread, run_id, VERDICT[behaviour], "")
         if fault in ("429", "503"):
             assert_retry_after_was_honoured(proxy)

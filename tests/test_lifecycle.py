@@ -323,12 +323,17 @@ def test_platform_gone_for_good_leaves_a_file_perfx_resend_delivers(
     saved = tmp_path / f"perfx-{run_id}.final.json"
     assert f"could not send the final status of run {run_id}" in proc.output
     assert f"perfx resend {saved}" in proc.output
-    assert json.loads(saved.read_text())["call"] == "complete"
+    record = json.loads(saved.read_text())
+    assert (record["call"], record["platform_url"]) == ("complete", platform_server.url)
     platform_server.start()
     assert platform_server.get_run(run_id)["status"] == "running"
-    resent = perfx("resend", str(saved), "--platform-url", platform_server.url)
+    resent = perfx("resend", str(saved))  # no --platform-url: the file says where
     assert resent.returncode == 0, resent.stderr
     assert platform_server.get_run(run_id)["status"] == "completed"
+    again = perfx("resend", str(saved))
+    assert again.returncode == 1
+    assert again.stderr.startswith(f"perfx: {saved} was delivered already")
+    assert [c["call"] for c in platform_server.calls(run_id)].count("complete") == 1
 
 
 def test_start_survives_a_platform_that_is_briefly_overloaded(
@@ -484,6 +489,10 @@ def test_resend_recognises_a_final_status_whose_first_send_may_have_landed(
     resent = perfx("resend", str(saved), "--platform-url", fault_server.url)
     assert resent.returncode == code, resent.stderr
     if maybe_applied:
-        assert resent.stdout.strip() == "delivered the final status of run run_1"
-    else:
-        assert resent.stderr.strip() == "perfx: run run_1 is already completed"
+        assert resent.stdout.startswith("delivered the final status of run run_1")
+        assert not saved.exists() and saved.with_name(saved.name + ".delivered").exists()
+    else:  # a repeat the platform refuses: said so, and why that is likely
+        assert resent.stderr.startswith(
+            "perfx: the platform refused the complete of run run_1: run run_1 is already "
+            "completed. The run has a final status already: this one was delivered before"
+        )

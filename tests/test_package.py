@@ -81,6 +81,7 @@ def test_the_plugin_imports_nothing_the_reference_extra_installs() -> None:
     outside ``reference/`` (the plugin, its export process, the perfx command) runs without."""
     outside = sorted(name for name in import_graph() if not name.startswith(REFERENCE))
     probe = (
+        "import locust\n"  # first, as in Locust: its gevent patches ssl before requests loads
         "import importlib, json, sys\n"
         f"for name in {outside!r}:\n"
         "    importlib.import_module(name)\n"

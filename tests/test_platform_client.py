@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from locust_perfx import (
     PlatformUnavailable,
     RunNotFound,
     RunStateConflict,
+    platform,
 )
 from locust_perfx.platform import PlatformClient
 from tests.fixtures.faults import FaultProxyFactory, FaultServer
@@ -127,6 +129,21 @@ def test_bad_token_is_an_auth_error_that_never_shows_the_token(
     with PlatformClient(server.url, "right-token") as client:
         assert client.get_run(run_id).status == "pending"
     assert "right-token" not in repr(client)
+
+
+def test_a_refused_connection_at_start_up_is_given_up_before_the_whole_budget(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(platform, "REFUSED_FOR", 1.0)  # of 10 s: the same rule, sooner
+    with socket.socket() as bound:  # a port that refuses: bound, never listening
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        with PlatformClient(url) as client, pytest.raises(PlatformUnavailable) as caught:
+            client.get_run("run_1", retry_for=60.0)
+
+    assert caught.value.refused
+    pauses = [float(m) for m in re.findall(r"retrying in ([\d.]+) s", caplog.text)]
+    assert pauses and sum(pauses) <= 1.0  # not the 60 s --platform-timeout gives an outage
 
 
 def test_second_start_is_refused_with_the_platforms_reason(

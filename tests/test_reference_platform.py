@@ -710,7 +710,7 @@ def test_the_html_pages_show_runs_and_escape_what_they_show(
     assert "<script>" not in index.text and "&lt;script&gt;" in index.text
     assert "completed" in page.text
     assert "&lt;b&gt;gpt&lt;/b&gt;" in page.text
-    assert "<th>p95_ms</th><td>30.0</td>" in page.text
+    assert "<th>p95_ms</th><td>30</td>" in page.text
     assert missing.status_code == 404
     assert "run run_nope not found" in missing.text
 

@@ -286,6 +286,16 @@ def test_required_arguments_may_wait_for_the_start_form(
     proc.wait_for("Starting web interface")
     ui = Ui(f"http://127.0.0.1:{port}")
     ui.ready()
+    page = ui.get("/").text
+    start = page.index("window.templateArgs = ") + len("window.templateArgs = ")
+    form = json.JSONDecoder().raw_decode(page, start)[0]["extra_options"]
+    # A required choice without a default: nothing chosen for the user, marked required, its
+    # label consistent with what is shown.
+    assert form["gpu_model"]["choices"] == ["", "A100", "H100", "RTX4090"]
+    assert not form["gpu_model"]["default_value"] and form["gpu_model"]["is_required"]
+    assert form["gpu_model"]["help_text"] == (
+        "GPU model. One of A100, H100, RTX4090. Required. No default."
+    )
     refused = ui.post(
         "/swarm", {**GOOD_FORM, "run_id": run_id, "model": "", "batch_size": "lots"}
     ).json()
@@ -295,6 +305,14 @@ def test_required_arguments_may_wait_for_the_start_form(
         '--batch_size (from the web UI form): expected an integer, got "lots"',
         "host": target.url,
     }
+    assert platform.calls(run_id) == []
+    bad = {"user_count": "abc", "batch_size": "lots", "gpu_model": "TPU", "model": "m"}
+    every = ui.post("/swarm", {**GOOD_FORM, "run_id": run_id, **bad}).json()["message"]
+    assert every.split("; ") == [
+        'Number of users: expected a whole number, got "abc"',
+        '--batch_size (from the web UI form): expected an integer, got "lots"',
+        '--gpu_model (from the web UI form): expected one of A100, H100, RTX4090, got "TPU"',
+    ]
     assert platform.calls(run_id) == []
     assert ui.post("/swarm", {**GOOD_FORM, "run_id": run_id}).json()["success"] is True
     run = wait_until(lambda: platform.get_run(run_id), message="the run")

@@ -147,7 +147,11 @@ def test_a_run_started_checked_watched_and_stopped_in_the_browser(
     assert fields["aBC"].get_attribute("value") == "x"
     assert fields["gpuModel"].tag_name == "select"
     options = fields["gpuModel"].find_elements(By.TAG_NAME, "option")
-    assert [o.text for o in options] == ["A100", "H100", "RTX4090"]
+    # No default on the platform: an empty first entry, so that nothing is chosen for the
+    # user; the value given at start-up is the one shown.
+    assert [o.get_attribute("value") for o in options] == ["", "A100", "H100", "RTX4090"]
+    assert fields["gpuModel"].get_attribute("value") == "H100"
+    assert fields["gpuModel"].get_attribute("required"), "the required choice is marked"
     assert xpath("//label[contains(., 'Model (model name. Required.') and contains(., '*')]")(
         driver
     ), "the required text box is marked"

@@ -3,6 +3,8 @@
 - ``.. perfx-options::``: every option of the plugin, from its option table;
 - ``.. perfx-influx-layout::``: the measurements, tags and fields of the ``perfx`` layout,
   from the points it writes;
+- ``.. perfx-dashboard:: PATH``: the panels of the Grafana dashboard at PATH, with their
+  descriptions;
 - ``.. perfx-openapi:: PATH``: the platform's API, operations then schemas, from the
   OpenAPI description at PATH (relative to the page);
 - ``.. perfx-modules:: PATH``: one line per module of the package at PATH;
@@ -13,6 +15,8 @@ The text comes from ``perfx_rst``; Sphinx rebuilds a page when its file changes.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +54,15 @@ class InfluxLayout(_Generated):
         return perfx_rst.influx_layout(perfx_rst.perfx_points())
 
 
+class Dashboard(_Generated):
+    required_arguments: ClassVar[int] = 1
+
+    def text(self) -> str:
+        path = self.source()
+        self.env.note_dependency(str(path))
+        return perfx_rst.dashboard_panels(json.loads(path.read_text()))
+
+
 class OpenAPI(_Generated):
     required_arguments: ClassVar[int] = 1
 
@@ -74,10 +87,36 @@ class Autodoc(Modules):
     make = staticmethod(perfx_rst.autodoc)
 
 
+def run_examples(
+    app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """Make each ``>>>`` example of a docstring a ``.. doctest::`` block, so that
+    ``-b doctest`` runs what the API page shows, in its module's globals (as
+    ``doctest.testmod`` does): one group per module, whose setup loads those globals."""
+    module = max((m for m in sys.modules if name == m or name.startswith(m + ".")), key=len)
+    setup = f"globals().update(vars(importlib.import_module({module!r})))"
+    out, i = [], 0
+    while i < len(lines):
+        if not lines[i].lstrip().startswith(">>>"):
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+        block = []
+        while i < len(lines) and lines[i].strip():
+            block.append(f"{indent}   {lines[i][len(indent) :]}")
+            i += 1
+        out += [f"{indent}.. testsetup:: {module}", "", f"{indent}   {setup}", ""]
+        out += [f"{indent}.. doctest:: {module}", "", *block, ""]
+    lines[:] = out
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("autodoc-process-docstring", run_examples)
     app.add_directive("perfx-options", Options)
     app.add_directive("perfx-openapi", OpenAPI)
     app.add_directive("perfx-influx-layout", InfluxLayout)
+    app.add_directive("perfx-dashboard", Dashboard)
     app.add_directive("perfx-modules", Modules)
     app.add_directive("perfx-autodoc", Autodoc)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -120,6 +120,22 @@ def influx_layout(points: Iterable[str]) -> str:
     return list_table(("measurement", "extra tags", "fields"), rows, "20 20 60")
 
 
+# -- the Grafana dashboards --------------------------------------------------------------
+
+
+def dashboard_panels(dashboard: Mapping[str, Any]) -> str:
+    """Each panel of a Grafana dashboard, its kind and its own description, in page order."""
+    rows = [
+        (
+            escape(panel["title"]),
+            panel.get("type", ""),
+            escape(panel.get("description", "")),
+        )
+        for panel in dashboard["panels"]
+    ]
+    return list_table(("panel", "kind", "what it shows"), rows, "25 12 63")
+
+
 # -- the module map ---------------------------------------------------------------------
 
 
@@ -279,6 +295,13 @@ def answer_rows(spec: Mapping[str, Any], responses: Mapping[str, Any]) -> Iterat
         yield f"``{status}``", prose(answer.get("description", "")), ", ".join(bodies)
 
 
+def meaning(node: Mapping[str, Any]) -> str:
+    """A parameter's description, then its schema's bounds in brackets."""
+    extra = limits(node.get("schema", node))
+    text = prose(node.get("description", ""))
+    return f"{text} ({extra})".strip() if extra else text
+
+
 def operation_section(
     spec: Mapping[str, Any],
     path: str,
@@ -292,11 +315,19 @@ def operation_section(
     if "description" in operation:
         lines += [prose(operation["description"]), ""]
     parameters = [resolve(spec, p) for p in [*shared, *operation.get("parameters", [])]]
-    for parameter in parameters:
-        lines += [
-            f"``{parameter['name']}`` (in the {parameter['in']}): {type_of(parameter['schema'])}.",
-            "",
+    if parameters:
+        rows = [
+            (
+                f"``{parameter['name']}``",
+                parameter["in"],
+                type_of(parameter["schema"]),
+                "yes" if parameter.get("required") else "no",
+                meaning(parameter),
+            )
+            for parameter in parameters
         ]
+        header = ("parameter", "in", "type", "required", "meaning")
+        lines += [list_table(header, rows, "18 8 22 10 42")]
     if body := operation.get("requestBody"):
         schema = body["content"]["application/json"]["schema"]
         lines += [f"Body: {type_of(schema)}{'' if body.get('required') else ', optional'}.", ""]
