@@ -238,7 +238,8 @@ def resend_command(args: list[str]) -> int:
     except PerfxError as err:
         print(f"perfx: {err}", file=sys.stderr)
         return 1
-    print(f"delivered the final status of run {saved.run_id} to {url}; the file is now {delivered}")
+    marked = f"; the file is now {delivered}" if delivered else ""
+    print(f"delivered the final status of run {saved.run_id} to {url}{marked}")
     return 0
 
 

@@ -198,6 +198,7 @@ class Row:
             "limit": None if self.limit is None else self.limit.text,
             "verdict": self.verdict,
             "note": self.note,
+            "reason": self.reason,
         }
 
 

@@ -136,6 +136,8 @@ class RunController:
             self.runner.register_message(WORKER_HELLO, self.roster.on_hello)
         self.phase = Phase.IDLE
         self.verdict: Verdict | None = None
+        self.baseline_table: dict[str, Any] | None = None
+        """The last run's comparison with its baseline (``summary.baseline``), for the tab."""
         self.delivery: Delivery | None = None
         # Facts for the verdict that Locust does not count as failure.
         self.interrupted_by = ""
@@ -242,6 +244,7 @@ class RunController:
             "run_url": f"{self.client.base_url}/runs/{self.plan.run_id}",
             "export": None if self.exporter is None else self.exporter.health(),
             "threshold_results": [r.describe() for r in self.watch.results()],
+            "baseline_table": self.baseline_table,
         }
 
     # -- starting -----------------------------------------------------------------------------
@@ -327,6 +330,7 @@ class RunController:
 
     def _reset_for_new_run(self) -> None:
         self.verdict = self.delivery = None
+        self.baseline_table = None
         self.interrupted_by = self.plugin_error = ""
         self.workers_lost = False
         self._done.clear()
@@ -511,7 +515,9 @@ class RunController:
             summary["export"] = self.exporter.health(ending=True)
         found, criteria = self.plan.baseline, self.plan.criteria
         if found is not None:
-            summary["baseline"] = table = found.table(summary, limits_of(criteria))
+            summary["baseline"] = self.baseline_table = table = found.table(
+                summary, limits_of(criteria)
+            )
             logger.info("perfx: %s", baseline_line(table))
         judge = self.watch.judge
         if judge is not None:

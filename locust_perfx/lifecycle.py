@@ -237,7 +237,10 @@ DELIVERED_SUFFIX: Final = ".delivered"
 class SavedStatus:
     """A final status saved by :meth:`PlatformSync.finish` for ``perfx resend``."""
 
-    path: Path
+    source: str
+    """Where it was read from, for messages: the file, or another source of the record."""
+    path: Path | None
+    """The file to mark delivered, if it came from one."""
     run_id: str
     call: str
     body: dict[str, Any]
@@ -257,6 +260,11 @@ class SavedStatus:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise PerfxError(f"{path} is not a saved perfx final status: {err}") from None
+        return cls.from_record(record, str(path), path)
+
+    @classmethod
+    def from_record(cls, record: Any, source: str, path: Path | None = None) -> SavedStatus:
+        """Check a saved record, read from ``source``; PerfxError names what is wrong."""
         fields = {"run_id": str, "call": str, "body": dict}
         wrong = [
             name
@@ -265,13 +273,14 @@ class SavedStatus:
         ]
         if wrong:
             raise PerfxError(
-                f"{path} is not a saved perfx final status: {', '.join(wrong)} missing or "
+                f"{source} is not a saved perfx final status: {', '.join(wrong)} missing or "
                 "malformed (the plugin writes run_id, call and body); pass the file it saved, "
                 "unedited"
             )
         if record["call"] not in ("complete", "fail"):
-            raise PerfxError(f"{path}: unknown call {record['call']!r}")
+            raise PerfxError(f"{source}: unknown call {record['call']!r}")
         return cls(
+            source=source,
             path=path,
             run_id=record["run_id"],
             call=record["call"],
@@ -281,9 +290,9 @@ class SavedStatus:
         )
 
 
-def resend(client: PlatformClient, saved: SavedStatus, *, retry_for: float) -> Path:
+def resend(client: PlatformClient, saved: SavedStatus, *, retry_for: float) -> Path | None:
     """Deliver a saved final status, then rename its file (``.delivered``): a second resend
-    must not send it again. Returns the renamed file."""
+    must not send it again. Returns the renamed file (None: it came from no file)."""
     try:
         client.finish(
             saved.run_id, saved.call, saved.body, retry_for=retry_for,
@@ -293,8 +302,10 @@ def resend(client: PlatformClient, saved: SavedStatus, *, retry_for: float) -> P
         raise PerfxError(
             f"the platform refused the {saved.call} of run {saved.run_id}: {err}. The run has "
             "a final status already: this one was delivered before, or the platform ended the "
-            f"run itself (its watchdog); nothing is left to send from {saved.path}"
+            f"run itself (its watchdog); nothing is left to send from {saved.source}"
         ) from None
+    if saved.path is None:
+        return None
     delivered = saved.path.with_name(saved.path.name + DELIVERED_SUFFIX)
     saved.path.replace(delivered)
     return delivered

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import ImmutableMultiDict
 
+from locust_perfx.baseline import baseline_line
 from locust_perfx.exceptions import ConfigError, PerfxError
 from locust_perfx.platform import without_credentials
 from locust_perfx.schema import Value, render
@@ -178,6 +179,7 @@ def tab_rows(status: Mapping[str, Any]) -> list[dict[str, str]]:
     for criterion in status["thresholds"]:
         result = results.get(criterion["criterion"])
         rows.append((f"Threshold {criterion['criterion']}", _judged(result)))
+    rows += _baseline_rows(status)
     export = status["export"]
     if export is None:
         rows.append(("InfluxDB export", "off (no --influxdb-url)"))
@@ -193,9 +195,31 @@ def tab_rows(status: Mapping[str, Any]) -> list[dict[str, str]]:
     return [{"field": field, "value": str(value)} for field, value in rows]
 
 
+def _baseline_rows(status: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The baseline run, then, once the run ended, its comparison: one row per name and
+    metric (``summary.baseline``)."""
+    baseline, table = status.get("baseline"), status.get("baseline_table")
+    if baseline is None:
+        return []
+    if baseline["run_id"]:
+        rows = [("Baseline", f"run {baseline['run_id']} (from {baseline['source']})")]
+    else:
+        rows = [("Baseline", f"none: {baseline['note']}")]
+    if table is None:
+        return rows
+    rows.append(("Baseline comparison", baseline_line(table)))
+    rows += [
+        (f"vs baseline: {row['name']} {row['metric']}", f"{row['verdict']}: {row['reason']}")
+        for row in table["rows"]
+    ]
+    return rows
+
+
 def _judged(result: Mapping[str, Any] | None) -> str:
     if result is None:
         return "not judged yet"
+    if result.get("detail"):
+        return f"{'passed' if result['passed'] else 'BREACHED'}: {result['detail']}"
     observed = "no requests" if result["observed"] is None else f"{result['observed']:g}"
     return f"{'passed' if result['passed'] else 'BREACHED'} (observed {observed})"
 

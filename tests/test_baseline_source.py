@@ -15,13 +15,18 @@ import pytest
 from locust_perfx.baseline import NO_BASELINE_YET, choose, resolve
 from locust_perfx.exceptions import ConfigError
 from locust_perfx.platform import PlatformClient, RunInfo
+from locust_perfx.reference.pages import summary_view
 from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_response
 from tests.fixtures.platform import PlatformServer
+from tests.fixtures.waiting import wait_until
 from tests.test_cli import perfx
 from tests.test_compare import entry, summary
 from tests.test_reference_cli import perfx_platform
+from tests.test_signals import web_ui
+from tests.test_webui import tab_rows
 
+DASH = "\N{EN DASH}"
 LOCUSTFILE = ROOT / "tests" / "locustfiles" / "thresholds.py"
 START = {"arguments": {}, "host": "http://t:1", "started_at": "2026-11-23T10:00:00Z"}
 SUMMARY = {"total": {"requests": 10, "p95_ms": 100, "rps": 5.0, "failure_ratio": 0.0}}
@@ -181,6 +186,7 @@ def test_auto_filters_the_list_of_a_platform_that_ignores_the_filters(unfiltered
 def locust_run(
     locust_runner: LocustRunner, platform: PlatformServer, target: Target, *options: str
 ) -> tuple[str, int, str, dict[str, Any]]:
+    """A 2 s headless run, with 0.5 s intervals: enough of them to compare."""
     run_id = platform.create_run(None, target.url)
     code, output = locust_runner.run(
         *headless(run_id, platform.url, "-u 2 -t 2s --influxdb-interval 0.5"),
@@ -225,6 +231,29 @@ def test_auto_on_a_first_run_is_not_judged_and_the_next_run_is_compared_with_it(
     assert {"Aggregated", "GET /fast", "GET /slow"} <= names
     assert f"perfx: compared with baseline run {first}: " in output
     validate_response("GET", "/api/perf/runs/{run_id}", 200, run)
+    page = platform_server.api("GET", f"/runs/{run['id']}").text
+    assert f"<p>Compared with baseline run {first}</p>" in page
+    row = next(r for r in table["rows"] if r["name"] == "GET /slow" and r["metric"] == "p95_ms")
+    shown = f'<tr><td>GET /slow</td><td>p95_ms</td>\n<td class="num">{round(row["baseline"])}</td>'
+    assert shown in page
+
+
+def test_the_run_page_shows_a_first_runs_note_and_survives_a_malformed_table() -> None:
+    first = summary_view(
+        {
+            "baseline": {
+                "baseline_run_id": None,
+                "judged": False,
+                "notes": ["no baseline yet: first run"],
+                "rows": [],
+            }
+        }
+    )
+    assert first.baseline == ["Not compared: no baseline", "no baseline yet: first run"]
+    assert first.baseline_rows == []
+    odd = summary_view({"baseline": {"rows": [5, {"metric": "rps", "delta": -2.5, "p": 0.01234}]}})
+    assert odd.baseline_rows == [[DASH, "rps", DASH, DASH, "-2.5", "0.012", DASH]]
+    assert summary_view({"baseline": "?"}).baseline == []
 
 
 # -- perfx compare ----------------------------------------------------------------------------
@@ -269,3 +298,36 @@ def test_perfx_compare_names_a_run_it_cannot_compare(platform_server: PlatformSe
     assert missing.returncode == 1
     assert "perfx: run run_nope does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr + unfinished.stderr
+
+
+def test_the_perfx_tab_shows_the_baseline_and_after_the_run_its_table(
+    locust_runner: LocustRunner, platform_server: PlatformServer, target: Target
+) -> None:
+    base, code, output, _ = locust_run(locust_runner, platform_server, target)
+    assert code == 0, output
+    run_id = platform_server.create_run(None, target.url)
+    _, ui = web_ui(
+        *(locust_runner, platform_server, run_id, "--baseline", base, "--threshold"),
+        *("p95_ms < baseline + 10% for each name", "--influxdb-interval", "0.5"),
+        locustfile=LOCUSTFILE,
+    )
+    assert tab_rows(ui)["Baseline"] == f"run {base} (from --baseline (from the command line))"
+    assert ui.post("/swarm", {"user_count": "2", "spawn_rate": "2"}).json()["success"]
+    wait_until(lambda: target.total > 20, message="some load")
+    ui.stop()
+    run = wait_until(
+        lambda: (r := platform_server.get_run(run_id))["status"] != "running" and r,
+        message="Stop ends the run",
+    )
+    rows = wait_until(
+        lambda: "Baseline comparison" in (r := tab_rows(ui)) and r, message="the table in the tab"
+    )
+    assert rows["Baseline comparison"].startswith(f"compared with baseline run {base}: ")
+    table = run["summary"]["baseline"]
+    for row in table["rows"]:
+        shown = rows[f"vs baseline: {row['name']} {row['metric']}"]
+        assert shown == f"{row['verdict']}: {row['reason']}"
+    [result] = run["summary"]["thresholds"]
+    judged = rows["Threshold p95_ms < baseline + 10% for each name"]
+    assert judged.startswith("passed: " if result["passed"] else "BREACHED: ")
+    assert result["detail"] in judged

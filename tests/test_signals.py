@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -103,14 +104,19 @@ def processes(
     return loading(Started(runner.start(*args, locustfile=BEHAVIOURS)), target)
 
 
-def _web_ui(
-    runner: LocustRunner, platform: PlatformServer, run_id: str, *extra: str
+def web_ui(
+    runner: LocustRunner,
+    platform: PlatformServer,
+    run_id: str,
+    *extra: str,
+    locustfile: Path = BEHAVIOURS,
 ) -> tuple[LocustProcess, Ui]:
+    """A Locust web UI on run ``run_id``, serving; ``extra`` are more options."""
     port = free_port()
     proc = runner.start(
         *("--run-id", run_id, "--platform-url", platform.url),
         *("--web-host", "127.0.0.1", "--web-port", str(port), *extra),
-        locustfile=BEHAVIOURS,
+        locustfile=locustfile,
     )
     proc.wait_for("Starting web interface")
     ui = Ui(f"http://127.0.0.1:{port}")
@@ -124,14 +130,14 @@ FORM = {"user_count": "2", "spawn_rate": "2", "host": ""}
 def web_ui_before_a_test(
     runner: LocustRunner, platform: PlatformServer, target: Target, run_id: str
 ) -> Started:
-    proc, _ = _web_ui(runner, platform, run_id)
+    proc, _ = web_ui(runner, platform, run_id)
     return Started(proc, status="pending", reason=None, calls=())
 
 
 def web_ui_during_a_test(
     runner: LocustRunner, platform: PlatformServer, target: Target, run_id: str
 ) -> Started:
-    proc, ui = _web_ui(runner, platform, run_id)
+    proc, ui = web_ui(runner, platform, run_id)
     assert ui.post("/swarm", FORM).json()["success"] is True
     return loading(Started(proc), target)
 
@@ -139,7 +145,7 @@ def web_ui_during_a_test(
 def web_ui_after_a_test(
     runner: LocustRunner, platform: PlatformServer, target: Target, run_id: str
 ) -> Started:
-    proc, ui = _web_ui(runner, platform, run_id)
+    proc, ui = web_ui(runner, platform, run_id)
     assert ui.post("/swarm", FORM).json()["success"] is True
     wait_until(lambda: target.total > 0, message="load reaches the target")
     ui.stop()
@@ -150,7 +156,7 @@ def web_ui_after_a_test(
 def autostart(
     runner: LocustRunner, platform: PlatformServer, target: Target, run_id: str
 ) -> Started:
-    proc, _ = _web_ui(runner, platform, run_id, "--autostart", "-u", "2", "-t", "60s")
+    proc, _ = web_ui(runner, platform, run_id, "--autostart", "-u", "2", "-t", "60s")
     return loading(Started(proc), target)
 
 

@@ -250,6 +250,10 @@ class SummaryView:
     columns: list[str]
     requests: list[list[str]]
     errors: list[list[str]]
+    baseline: list[str]
+    """The comparison with a baseline run (``summary.baseline``): its headline lines."""
+    baseline_rows: list[list[str]]
+    """Its table: name, metric, baseline, current, change, p, verdict."""
 
 
 def cell(value: Any) -> str:
@@ -307,7 +311,43 @@ def summary_view(summary: Any) -> SummaryView:
             [cell(item.get(key)) for key in ("method", "name", "error", "occurrences")]
             for item in rows("errors")
         ],
+        **_baseline_view(summary.get("baseline")),
     )
+
+
+def _baseline_view(table: Any) -> dict[str, Any]:
+    """``summary.baseline`` (openapi.yaml ``BaselineTable``) as headline lines and rows."""
+    if not isinstance(table, dict):
+        return {"baseline": [], "baseline_rows": []}
+    run_id = table.get("baseline_run_id")
+    head = [f"Compared with baseline run {run_id}" if run_id else "Not compared: no baseline"]
+    if table.get("judged"):
+        worst = table.get("worst")
+        head.append(f"worst regression: {worst}" if worst else "no regression")
+    head += [str(note) for note in table.get("notes") or () if note]
+    rows = [row for row in table.get("rows") or () if isinstance(row, dict)]
+    return {
+        "baseline": head,
+        "baseline_rows": [
+            [
+                cell(row.get("name")),
+                cell(row.get("metric")),
+                measure(str(row.get("metric")), row.get("baseline")),
+                measure(str(row.get("metric")), row.get("current")),
+                _change(row),
+                cell(None if row.get("p") is None else round(float(row["p"]), 3)),
+                cell(row.get("verdict")),
+            ]
+            for row in rows
+        ],
+    }
+
+
+def _change(row: Mapping[str, Any]) -> str:
+    ratio, delta = row.get("delta_ratio"), row.get("delta")
+    if row.get("metric") != "failure_ratio" and isinstance(ratio, int | float):
+        return f"{ratio * 100:+.0f}%"
+    return f"{delta:+.4g}" if isinstance(delta, int | float) else cell(None)
 
 
 def _load(locust: Any) -> str:
