@@ -208,7 +208,8 @@ def compare_command(args: list[str]) -> int:
 
 
 def resend_command(args: list[str]) -> int:
-    """Send a saved final status (``perfx-RUN.final.json``) to the platform; once delivered,
+    """Send a saved final status (``perfx-RUN.final.json``, or a log holding its
+    ``perfx-final-status:`` line; ``-`` reads standard input) to the platform; once delivered,
     the file is renamed ``perfx-RUN.final.json.delivered``."""
     import locust  # noqa: F401  (monkey-patches before requests is imported)
 

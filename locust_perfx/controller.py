@@ -8,11 +8,15 @@ the master). Its whole life is one :class:`Phase`, changed only by :meth:`_move`
                        +------ quit, signal, lost workers ---------+--> finishing --> done
 
 ``done`` goes back to ``idle`` only when the web UI's Run id field names a new run. Each
-listener asks which phase it is in; the final status is sent by whoever moves the run to
-``finishing``, and anyone else who wants to finish waits for ``done``.
+listener asks which phase it is in.
 
-It also owns the signals: Python's Ctrl-C and SIGTERM must keep ending the process, as
-under plain Locust, and the run must end ``failed`` with the signal named.
+One entry to the end: quit, the last word after every ``quitting`` listener
+(:class:`~locust_perfx.exits.QuittingWatch`), the greenlet that waits for a web UI Stop's
+late reports, an unhandled SIGTERM and atexit all call :meth:`RunController.finish` with the
+exit code they know; the first moves the run to ``finishing``, decides and sends, and every
+later caller waits for ``done``: the order of Locust's events cannot send two verdicts.
+Signals and exit codes live in :mod:`locust_perfx.exits`; every greenlet of the run lives in
+one group linked to the failure recorder (a greenlet that dies of a bug fails the run).
 """
 
 from __future__ import annotations
@@ -20,18 +24,15 @@ from __future__ import annotations
 import atexit
 import enum
 import functools
-import json
 import logging
-import signal
 import time
 from collections.abc import Callable, Mapping
-from types import FrameType
 from typing import Any, Final
 
 import gevent
 import gevent.event
+import gevent.pool
 from locust import __version__ as locust_version
-from locust import log as locust_log
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
@@ -39,6 +40,7 @@ from locust_perfx import __version__ as perfx_version
 from locust_perfx.baseline import NO_BASELINE, baseline_line, limits_of
 from locust_perfx.criteria import Judge
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
+from locust_perfx.exits import SIGTERM_EXIT, QuittingWatch, Signals, locust_exit_code
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.lifecycle import (
     DELIVERY_EXIT_CODES,
@@ -53,7 +55,6 @@ from locust_perfx.options import SECRET_DESTS
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
 from locust_perfx.registry import ARGUMENT_NAMES_KEY, WORKER_HELLO, export_to_environ
-from locust_perfx.schema import render
 from locust_perfx.series import add_series
 from locust_perfx.snapshot import summarize
 from locust_perfx.watch import (
@@ -70,9 +71,6 @@ logger = logging.getLogger(__name__)
 LATE_REPORT_WAIT: Final = 5.0
 """Seconds to wait after a web UI Stop for each worker's last report (workers report every 3 s);
 after Locust's runner quit, the wait beyond ``--stop-timeout`` for the reports it missed."""
-
-SIGTERM_EXIT: Final = 128 + signal.SIGTERM
-"""What a shell reports for a process that SIGTERM's default action ended."""
 
 
 class Phase(enum.Enum):
@@ -117,6 +115,19 @@ def _guard(method: Callable[..., None]) -> Callable[..., None]:
     return guarded
 
 
+class Supervised(gevent.pool.Group):  # type: ignore[misc]  # gevent is untyped
+    """A group whose every greenlet, however spawned into it, reports its death by an
+    exception to ``on_failure`` (as Locust links its runner's greenlets)."""
+
+    def __init__(self, on_failure: Callable[[gevent.Greenlet], None]) -> None:
+        super().__init__()
+        self._on_failure = on_failure
+
+    def add(self, greenlet: gevent.Greenlet) -> None:
+        greenlet.link_exception(self._on_failure)
+        super().add(greenlet)
+
+
 class RunController:
     """Drives one run plan through Locust's events to exactly one final status."""
 
@@ -128,6 +139,10 @@ class RunController:
         self.runner: Runner = environment.runner
         self.plan = plan
         self.client = PlatformClient(plan.settings.platform_url, plan.settings.platform_token)
+        # Every greenlet of the run, supervised: one that dies of a bug fails the run with its
+        # error (instead of vanishing), and all are killed when the run is done.
+        self.greenlets = Supervised(self._greenlet_failed)
+        self.plugin_error = ""
         self.sync = self._sync(plan)
         self.exporter = self._exporter(plan)
         self.watch = self._watch(plan, self.sync, self.exporter)
@@ -140,11 +155,9 @@ class RunController:
         """The last run's comparison with its baseline (``summary.baseline``), for the tab."""
         self.delivery: Delivery | None = None
         # Facts for the verdict that Locust does not count as failure.
-        self.interrupted_by = ""
-        self.plugin_error = ""
+        self.signals = Signals(environment, self._on_sigterm_unhandled)
         self.workers_lost = False
-        self._exit_code_is_ours = False
-        self._tests_started = 0
+        self.exit_codes: QuittingWatch | None = None
         self._ticker: gevent.Greenlet | None = None
         self._reported_since_stop: set[str] = set()
         self._late_reports = gevent.event.Event()
@@ -177,17 +190,40 @@ class RunController:
             plan.run_id,
             retry_for=settings.platform_timeout,
             progress_every=settings.platform_progress,
+            state_dir=settings.state_dir,
         )
 
-    @staticmethod
-    def _exporter(plan: RunPlan) -> MetricsExporter | None:
+    def _exporter(self, plan: RunPlan) -> MetricsExporter | None:
         """The run's metrics export, when InfluxDB is configured; it connects nowhere yet."""
         config, info = plan.settings.influx, plan.info
         if config is None:
             return None
         return MetricsExporter(
-            config, run_id=info.id, endpoint=info.endpoint, environment=info.environment
+            config,
+            run_id=info.id,
+            endpoint=info.endpoint,
+            environment=info.environment,
+            greenlets=self.greenlets,
         )
+
+    def _spawn(self, function: Callable[..., Any], *args: Any) -> gevent.Greenlet:
+        greenlet: gevent.Greenlet = self.greenlets.spawn(function, *args)
+        return greenlet
+
+    def _greenlet_failed(self, greenlet: gevent.Greenlet) -> None:
+        """The failure recorder: a greenlet of the plugin that raised fails the run."""
+        err = greenlet.exception
+        logger.error("perfx: a greenlet of the plugin failed: %s: %s", type(err).__name__, err)
+        if not self.plugin_error:
+            self.plugin_error = f"{type(err).__name__}: {err} (in a greenlet)"
+
+    def _release(self) -> None:
+        """The run is done: kill its greenlets (not the caller's own), forget the ticker."""
+        current = gevent.getcurrent()
+        for greenlet in list(self.greenlets):
+            if greenlet is not current:
+                greenlet.kill(block=False)
+        self._ticker = None
 
     def _watch(
         self, plan: RunPlan, sync: PlatformSync, exporter: MetricsExporter | None
@@ -201,7 +237,13 @@ class RunController:
             stop_test=stop,
             exporter=exporter,
             interval=plan.settings.interval,
+            greenlets=self.greenlets,
         )
+
+    @property
+    def interrupted_by(self) -> str:
+        """The signal that interrupted the run (``SIGTERM``, ``SIGINT (Ctrl-C)``), or empty."""
+        return self.signals.interrupted_by
 
     def _move(self, to: Phase) -> None:
         if to not in _MOVES[self.phase]:
@@ -227,26 +269,6 @@ class RunController:
         for secret in SECRET_DESTS:
             setattr(options, secret, None)
 
-    def status(self) -> dict[str, Any]:
-        """The live state of the run for the web UI's PerfX tab; holds no secret."""
-        verdict = self.verdict
-        platform_state = {
-            Phase.IDLE: "pending",
-            Phase.DONE: "finished",
-        }.get(self.phase, "running")
-        return {
-            **self.plan.describe(),
-            "state": platform_state,
-            "phase": self.phase.value,
-            "outcome": None if verdict is None else ("failed" if verdict.failed else "completed"),
-            "reason": None if verdict is None else verdict.reason,
-            "last_platform_error": self.sync.last_error,
-            "run_url": f"{self.client.base_url}/runs/{self.plan.run_id}",
-            "export": None if self.exporter is None else self.exporter.health(),
-            "threshold_results": [r.describe() for r in self.watch.results()],
-            "baseline_table": self.baseline_table,
-        }
-
     # -- starting -----------------------------------------------------------------------------
 
     def attach(self) -> None:
@@ -256,12 +278,10 @@ class RunController:
         events.test_stopping.add_listener(self.on_test_stopping)
         events.test_stop.add_listener(self.on_test_stop)
         events.quit.add_listener(self.on_quit)
+        # After every quitting listener, whatever the order they were registered in (exits.py).
+        self.exit_codes = QuittingWatch(self.environment, self.on_quitting)
         events.worker_report.add_listener(self.on_worker_report)
-        # gevent runs every handler of a signal: ours beside Locust's own, once Locust has one.
-        gevent.signal_handler(signal.SIGTERM, self._on_sigterm)
-        previous = signal.getsignal(signal.SIGINT)
-        if callable(previous):
-            signal.signal(signal.SIGINT, self._sigint_handler(previous))
+        self.signals.install()
         atexit.register(self._at_exit)
         if self.options.headless or self.options.autostart:
             self._start(self.plan, self.options.num_users or 1, self.options.spawn_rate or 1)
@@ -321,6 +341,9 @@ class RunController:
             self._move(Phase.IDLE)
             self._reset_for_new_run()
         self.plan, self.sync = plan, sync
+        # Before Locust fires test_start: the locustfile's own listener, registered before
+        # ours, must see this run's PERFX_* (on_test_start applies again what /swarm rewrote).
+        self.apply()
         if new_run:
             self.exporter = self._exporter(plan)
         self.watch = self._watch(plan, sync, self.exporter)
@@ -331,7 +354,7 @@ class RunController:
     def _reset_for_new_run(self) -> None:
         self.verdict = self.delivery = None
         self.baseline_table = None
-        self.interrupted_by = self.plugin_error = ""
+        self.signals.interrupted_by = self.plugin_error = ""
         self.workers_lost = False
         self._done.clear()
 
@@ -339,7 +362,7 @@ class RunController:
 
     @_guard
     def on_test_start(self, **_: Any) -> None:
-        self._tests_started += 1
+        self.signals.tests_started += 1
         if self.phase is not Phase.TESTING:
             return  # a test the platform run does not own (a finished run's process)
         self.apply()  # the web UI form wrote raw strings into parsed_options
@@ -349,7 +372,7 @@ class RunController:
             self.exporter.start(self.environment)
         self.watch.start()
         if self._ticker is None:
-            self._ticker = spawn_ticker(TICK, self.tick)
+            self._ticker = spawn_ticker(TICK, self.tick, self.greenlets)
 
     @_guard
     def tick(self) -> None:
@@ -367,7 +390,7 @@ class RunController:
             self.workers_lost = True
             logger.error("perfx: every worker is gone (heartbeat timeout); ending the run")
             if self.options.headless:
-                gevent.spawn(runner.quit)
+                self._spawn(runner.quit)
 
     @_guard
     def on_test_stop(self, **_: Any) -> None:
@@ -377,7 +400,7 @@ class RunController:
         """
         if self.phase is Phase.TESTING and not self.options.headless:
             self._move(Phase.STOPPING)
-            gevent.spawn(self._finish_after_late_reports)
+            self._spawn(self._finish_after_late_reports)
 
     @_guard
     def on_worker_report(self, client_id: str = "", **_: Any) -> None:
@@ -393,7 +416,9 @@ class RunController:
 
     @_guard
     def on_quitting(self, **_: Any) -> None:
-        """The last ``quitting`` listener (registered at import; Locust fires them in reverse).
+        """Runs after every ``quitting`` listener (:class:`QuittingWatch`): the exit code the
+        others left is final but for the plugin's own, which it sets only where Locust would
+        exit 0.
 
         Makes the exit code tell the truth about causes Locust does not count. When Locust's
         runner has already quit (``-t`` reached, a shape ended, all workers lost), every
@@ -401,18 +426,16 @@ class RunController:
         take can still change the exit code. Interrupted runs send it at ``quit``, after
         Locust has stopped the users.
         """
-        environment = self.environment
+        assert self.exit_codes is not None, "attach() installed it"
         untold = self.workers_lost or self.interrupted_by or self.plugin_error
-        if untold and environment.process_exit_code is None and self._owns_load():
-            environment.process_exit_code = 1
-            self._exit_code_is_ours = True
+        if untold and self.environment.process_exit_code is None and self._owns_load():
+            self.exit_codes.set_own(1)
         if self._owns_load() and len(self.runner.greenlet) == 0:
             self.finish(self._exit_code_now())
-        if environment.process_exit_code is None and self._exit_code_now() == 0:
+        if self.environment.process_exit_code is None and self._exit_code_now() == 0:
             code = self._plugin_exit_code()
             if code:
-                environment.process_exit_code = code
-                self._exit_code_is_ours = True
+                self.exit_codes.set_own(code)
 
     def _plugin_exit_code(self) -> int:
         """The code for a test Locust would pass (exit 0) but the plugin does not: 0 if none."""
@@ -426,7 +449,10 @@ class RunController:
 
     @_guard
     def on_quit(self, exit_code: int = 0, **_: Any) -> None:
+        """The process ends: the verdict (if nobody sent it yet), then nothing left running."""
         self.finish(exit_code)
+        self._release()
+        self.client.close()
 
     # -- the verdict --------------------------------------------------------------------------
 
@@ -442,6 +468,7 @@ class RunController:
             self._finish(exit_code, plugin_error)
         finally:
             self._move(Phase.DONE)
+            self._release()
 
     def _finish(self, exit_code: int, plugin_error: str) -> None:
         """The final status goes out first; neither the summary nor the export can stop it."""
@@ -491,8 +518,9 @@ class RunController:
             requests=stats.total.num_requests,
             failures=stats.total.num_failures,
             exceptions=tuple(str(e["msg"]) for e in runner.exceptions.values()),
-            exit_code_set_by_user=self.environment.process_exit_code is not None
-            and not self._exit_code_is_ours,
+            exit_code_set_by=self.exit_codes.setter
+            if self.exit_codes is not None and self.exit_codes.set_by_other
+            else "",
             signal=self.interrupted_by,
             workers_lost=self.workers_lost,
             plugin_error=plugin_error or self.plugin_error,
@@ -529,36 +557,15 @@ class RunController:
         return summary
 
     def _exit_code_now(self) -> int:
-        """The code Locust would exit with now (``main.py`` ``shutdown``)."""
-        if self.environment.process_exit_code is not None:
-            return int(self.environment.process_exit_code)
-        if self.runner.errors or self.runner.exceptions:
-            return int(self.options.exit_code_on_error)
-        return 2 if locust_log.unhandled_greenlet_exception else 0
+        return locust_exit_code(self.environment)
 
-    # -- signals and exits --------------------------------------------------------------------
+    # -- exits ------------------------------------------------------------------------------
 
-    def _locust_handles_sigterm(self) -> bool:
-        """Whether Locust's own SIGTERM handler (``shutdown()``, then exit) is installed.
-
-        ``main.py`` installs it only after a headless ``start_automatic_run()`` returned:
-        for a master, once its workers are in and the test started; for a
-        ``LoadTestShape``, only once the shape ended. Until then SIGTERM's default action
-        (death) applied, which our handler replaced.
-        """
-        if not self.options.headless:
-            return True
-        return self._tests_started > 0 and self.environment.shape_class is None
-
-    def _on_sigterm(self) -> None:
-        self.interrupted_by = self.interrupted_by or "SIGTERM"
-        if self._locust_handles_sigterm():
-            return
-        # Do what the default action would (end the process), once the run has ended
-        # truthfully: the users stopped within --stop-timeout and the verdict sent.
+    def _on_sigterm_unhandled(self) -> None:
+        """SIGTERM where Locust has no handler yet (:class:`Signals`): end the run, then exit."""
         logger.info("perfx: SIGTERM: stopping the test and ending run %s", self.plan.run_id)
-        self.environment.process_exit_code = SIGTERM_EXIT
-        self._exit_code_is_ours = True
+        assert self.exit_codes is not None, "attach() installed it"
+        self.exit_codes.set_own(SIGTERM_EXIT)
         shape = self.runner.shape_greenlet
         if shape is not None:
             # main() waits for the shape: once it ends, Locust quits the runner and shuts
@@ -570,30 +577,6 @@ class RunController:
         self.finish(SIGTERM_EXIT)
         raise SystemExit(SIGTERM_EXIT)
 
-    def _sigint_handler(self, previous: Any) -> Any:
-        """Record Ctrl-C, then interrupt the main greenlet as Python would.
-
-        Python runs a signal handler in whichever greenlet is current, and some of Locust's
-        greenlets (``stats_history``) swallow KeyboardInterrupt: Ctrl-C could then be lost,
-        leaving a master waiting for workers forever. So Python's default handler is
-        replaced by one that raises KeyboardInterrupt in the main greenlet; any other
-        handler (the locustfile's own) is chained.
-        """
-        main = gevent.getcurrent()
-
-        def handler(signum: int, frame: FrameType | None) -> Any:
-            self.interrupted_by = self.interrupted_by or "SIGINT (Ctrl-C)"
-            if previous is not signal.default_int_handler:
-                return previous(signum, frame)
-            gevent.get_hub().loop.run_callback(main.throw, KeyboardInterrupt)
-            return None
-
-        return handler
-
     def _at_exit(self) -> None:
         """Last resort: a process that dies without Locust's quit event still ends the run."""
         self.finish(1, "" if self.interrupted_by else "the Locust process exited without a verdict")
-
-
-def print_dry_run(plan: RunPlan) -> None:
-    print(json.dumps(plan.describe(), indent=2, default=render))

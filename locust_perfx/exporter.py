@@ -34,6 +34,7 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.lock
+import gevent.pool
 import gevent.subprocess
 
 from locust_perfx.handoff import ChangeReader, Close, Event, Judged, Setup
@@ -69,9 +70,17 @@ class MetricsExporter:
     """
 
     def __init__(
-        self, config: InfluxConfig, *, run_id: str, endpoint: str = "", environment: str = ""
+        self,
+        config: InfluxConfig,
+        *,
+        run_id: str,
+        endpoint: str = "",
+        environment: str = "",
+        greenlets: gevent.pool.Group | None = None,
     ) -> None:
         self._config = config
+        self._greenlets = greenlets if greenlets is not None else gevent.pool.Group()
+        """Where its ticker and listener run: the run controller's group, supervised."""
         self._tags = run_tags(config, run_id, endpoint, environment)
         self._reader = ChangeReader()
         self._process: gevent.subprocess.Popen | None = None
@@ -107,7 +116,7 @@ class MetricsExporter:
         self._read(reset=True)
         if self._ticker is None or self._ticker.dead:
             self._stopping.clear()
-            self._ticker = gevent.spawn(self._tick)
+            self._ticker = self._greenlets.spawn(self._tick)
         self._state = _State.RUNNING
 
     def event(self, kind: str, text: str) -> None:
@@ -178,7 +187,7 @@ class MetricsExporter:
             stdout=subprocess.PIPE,
             start_new_session=True,  # Ctrl-C goes to Locust, which closes the export
         )
-        self._listener = gevent.spawn(self._listen, self._process, self._done)
+        self._listener = self._greenlets.spawn(self._listen, self._process, self._done)
         self._send(Setup(self._config, self._tags))
 
     def _tick(self) -> None:

@@ -9,8 +9,8 @@ status calls; :mod:`locust_perfx.controller` decides when.
 from __future__ import annotations
 
 import enum
-import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from locust_perfx import state
 from locust_perfx.exceptions import PerfxError, PlatformError, PlatformUnavailable, RunStateConflict
 from locust_perfx.platform import PlatformClient, without_credentials
 from locust_perfx.schema import Value
@@ -36,6 +37,8 @@ class Delivery(enum.Enum):
     """Not delivered within ``--platform-timeout``: saved to a file for ``perfx resend``."""
     REFUSED = "refused"
     """Refused by the platform (409: say its watchdog failed the run): nothing to resend."""
+    LOGGED = "logged"
+    """Neither delivered nor saved (no folder could be written): logged as one line."""
 
 
 EXIT_STATUS_SAVED: Final = 4
@@ -47,6 +50,7 @@ EXIT_THRESHOLDS: Final = 6
 """Exit code of a test Locust would pass whose thresholds were breached (or that one aborted)."""
 DELIVERY_EXIT_CODES: Final = {
     Delivery.SAVED: EXIT_STATUS_SAVED,
+    Delivery.LOGGED: EXIT_STATUS_SAVED,
     Delivery.REFUSED: EXIT_STATUS_REFUSED,
 }
 
@@ -71,7 +75,9 @@ class Outcome:
     requests: int = 0
     failures: int = 0
     exceptions: tuple[str, ...] = ()
-    exit_code_set_by_user: bool = False
+    exit_code_set_by: str = ""
+    """Who set ``environment.process_exit_code``, when another listener or the locustfile did:
+    ``the quitting listener check_exit in locustfile``."""
     signal: str = ""
     workers_lost: bool = False
     plugin_error: str = ""
@@ -82,38 +88,52 @@ class Outcome:
 
 
 def decide(outcome: Outcome) -> Verdict:
-    """Complete or fail, and a reason a person understands, most fundamental cause first."""
+    """Complete or fail, and a reason a person understands, most fundamental cause first.
+
+    Fails exactly when the exit code is non-zero, counting the plugin's own (an interrupt,
+    lost workers, a plugin failure, breached thresholds); the reason names who set the code,
+    and breached thresholds are named beside another cause.
+    """
     if outcome.plugin_error:
         return Verdict(True, f"the perfx plugin failed: {outcome.plugin_error}")
     if outcome.signal:
         return Verdict(True, f"interrupted by {outcome.signal} before the test finished")
     if outcome.workers_lost:
-        return Verdict(True, "all workers were lost (heartbeat timeout); no load was generated")
+        made = (
+            f"{outcome.requests} requests were made before"
+            if outcome.requests
+            else "no load was generated"
+        )
+        return Verdict(True, f"all workers were lost (heartbeat timeout); {made}")
     breached = "; ".join(outcome.breaches)
     if outcome.aborted:
         return Verdict(True, f"aborted by a threshold: {breached}")
-    if outcome.exit_code == 0 and not breached:
-        return Verdict(False)
+    why = _why_locust_fails(outcome)
+    if why and breached:
+        return Verdict(True, f"{why}; thresholds also breached: {breached}")
+    if why or breached:
+        return Verdict(True, why or f"thresholds breached: {breached}")
+    return Verdict(False)
+
+
+def _why_locust_fails(outcome: Outcome) -> str:
+    """Who made Locust's exit code non-zero, in Locust's own order (``main.py`` shutdown)."""
+    code = outcome.exit_code
+    if code == 0:
+        return ""
+    if outcome.exit_code_set_by:
+        return f"exit code {code} set by {outcome.exit_code_set_by}"
     if outcome.exceptions:
         first = outcome.exceptions[0]
         more = f" (and {len(outcome.exceptions) - 1} more)" if len(outcome.exceptions) > 1 else ""
-        return Verdict(True, f"unhandled exception in user code: {first}{more}")
-    if outcome.exit_code_set_by_user:
-        return Verdict(
-            True, f"exit code {outcome.exit_code} set by the locustfile (process_exit_code)"
-        )
-    if breached:
-        return Verdict(True, f"thresholds breached: {breached}")
+        return f"unhandled exception in user code: {first}{more}"
     if outcome.failures:
         ratio = outcome.failures / max(outcome.requests, 1)
-        return Verdict(
-            True,
+        return (
             f"request failures: {outcome.failures} of {outcome.requests} requests failed "
-            f"({ratio:.1%})",
+            f"({ratio:.1%}); exit code {code} (--exit-code-on-error)"
         )
-    return Verdict(
-        True, f"Locust exited with code {outcome.exit_code} (an event listener raised; see its log)"
-    )
+    return f"Locust exited with code {code} (an event listener raised; see its log)"
 
 
 def utc_now() -> str:
@@ -136,8 +156,11 @@ class PlatformSync:
         *,
         retry_for: float,
         progress_every: float = PROGRESS_INTERVAL,
+        state_dir: str = "",
     ) -> None:
         self.client = client
+        self.state_dir = state_dir
+        """``--state-dir``: where a final status not delivered is saved (``state.py``)."""
         self.run_id = run_id
         self.retry_for = retry_for
         self.last_error = ""
@@ -198,35 +221,49 @@ class PlatformSync:
         except PlatformError as err:
             self.last_error = str(err)
             maybe_applied = isinstance(err, PlatformUnavailable) and err.maybe_applied
-            path = self._save(verdict.call, body, maybe_applied)
-            logger.error(
-                "perfx: could not send the final status of run %s: %s. It is saved in %s; "
-                "send it later with: perfx resend %s --platform-url %s",
-                self.run_id,
-                err,
-                path,
-                path,
-                self.client.base_url,
-            )
-            return Delivery.SAVED
+            return self._keep(verdict.call, body, maybe_applied, err)
         if verdict.failed:
             logger.info("perfx: run %s failed: %s", self.run_id, verdict.reason)
         else:
             logger.info("perfx: run %s completed", self.run_id)
         return Delivery.DELIVERED
 
-    def _save(self, call: str, body: Mapping[str, Any], maybe_applied: bool) -> Path:
-        path = Path.cwd() / f"perfx-{self.run_id}.final.json"
+    def _keep(
+        self, call: str, body: Mapping[str, Any], maybe_applied: bool, err: PlatformError
+    ) -> Delivery:
+        """Save the final status for ``perfx resend``; where nothing can be written, log it."""
+        url = self.client.base_url
         record = {
             "run_id": self.run_id,
             "call": call,
             "body": body,
             "maybe_applied": maybe_applied,
             # Where to resend it (perfx resend's default); never the token.
-            "platform_url": without_credentials(self.client.base_url),
+            "platform_url": without_credentials(url),
         }
-        path.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-        return path
+        path, problem = state.save(f"perfx-{self.run_id}.final.json", record, self.state_dir)
+        if path is None:
+            logger.error(
+                "perfx: could not send the final status of run %s: %s. Nor could it be saved "
+                "(%s); set --state-dir to a writable folder. To send it later, pass the next "
+                "line to: perfx resend - --platform-url %s",
+                self.run_id,
+                err,
+                problem,
+                url,
+            )
+            logger.error("%s", state.log_line(record))
+            return Delivery.LOGGED
+        logger.error(
+            "perfx: could not send the final status of run %s: %s. It is saved in %s; "
+            "send it later with: perfx resend %s --platform-url %s",
+            self.run_id,
+            err,
+            path,
+            path,
+            url,
+        )
+        return Delivery.SAVED
 
 
 DELIVERED_SUFFIX: Final = ".delivered"
@@ -250,17 +287,22 @@ class SavedStatus:
 
     @classmethod
     def load(cls, path: Path) -> SavedStatus:
-        """Read and check a saved file; PerfxError names what is wrong and what to pass."""
+        """Read and check a saved file, or a log holding its ``perfx-final-status:`` line
+        (``-``: from standard input); PerfxError names what is wrong and what to pass."""
+        if str(path) == "-":
+            return cls.from_record(state.read_saved(sys.stdin.read(), "standard input"), "-")
         if path.name.endswith(DELIVERED_SUFFIX):
             raise PerfxError(f"{path} was delivered already; nothing to send")
         delivered = path.with_name(path.name + DELIVERED_SUFFIX)
         if not path.exists() and delivered.exists():
             raise PerfxError(f"{path} was delivered already (now {delivered}); nothing to send")
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
             raise PerfxError(f"{path} is not a saved perfx final status: {err}") from None
-        return cls.from_record(record, str(path), path)
+        record = state.read_saved(text, str(path))
+        # A log holding the line is not the saved file: nothing to mark delivered.
+        return cls.from_record(record, str(path), None if state.LOG_MARK in text else path)
 
     @classmethod
     def from_record(cls, record: Any, source: str, path: Path | None = None) -> SavedStatus:

@@ -74,6 +74,14 @@ OPTIONS: Final[tuple[Option, ...]] = (
         float,
     ),
     Option(
+        "--state-dir",
+        "Folder for a final status the platform did not take (perfx-RUN.final.json, for "
+        "perfx resend); if it cannot be written, the user's state directory "
+        "($XDG_STATE_HOME/locust-perfx) or the temporary directory is used, and when none "
+        "can, the status is logged as one line. Defaults to the working directory.",
+        "DIR",
+    ),
+    Option(
         "--influxdb-url",
         "InfluxDB 2 URL; live metrics are written only when it is set. Defaults to none.",
         "URL",

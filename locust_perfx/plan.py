@@ -20,6 +20,7 @@ platform; nothing here touches Locust's ``Environment``.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -32,7 +33,7 @@ from locust_perfx.influx import DEFAULT_INTERVAL, InfluxConfig, parse_tags
 from locust_perfx.lifecycle import PROGRESS_INTERVAL
 from locust_perfx.platform import DEFAULT_PLATFORM_URL, DEFAULT_RETRY_FOR, RunInfo
 from locust_perfx.registry import source_of, typed_values
-from locust_perfx.schema import Value, resolve_value
+from locust_perfx.schema import Value, render, resolve_value
 
 FORM: Final = "the web UI form"
 PLATFORM: Final = "the platform"
@@ -53,6 +54,8 @@ class Settings:
     interval: float = DEFAULT_INTERVAL
     """Seconds per interval: of the InfluxDB points, and of the thresholds' live checks."""
     dry_run: bool = False
+    state_dir: str = ""
+    """``--state-dir``; empty: the working directory (``state.py`` falls back from there)."""
     baseline: str = ""
     """``--baseline``: a run id, ``auto``, or empty (the platform's, if any)."""
     baseline_source: str = "the default"
@@ -87,6 +90,7 @@ class Settings:
             thresholds=tuple(thresholds),
             interval=typed["influxdb_interval"],
             dry_run=typed["dry_run"],
+            state_dir=typed["state_dir"] or "",
             baseline=typed["baseline"] or "",
             baseline_source=source_of(sources, "baseline"),
         )
@@ -309,3 +313,9 @@ def _criteria(info: RunInfo, settings: Settings) -> tuple[list[str], tuple[Crite
         return problems, ()
     endpoint, run = groups
     return [], merge(merge(endpoint, run), settings.thresholds)
+
+
+def print_dry_run(plan: RunPlan) -> None:
+    """``--dry-run``: the plan as JSON, no secret in it; nothing of the run's machinery (the
+    controller, the export stack) is imported for it."""
+    print(json.dumps(plan.describe(), indent=2, default=render))

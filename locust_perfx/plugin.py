@@ -19,9 +19,9 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from locust_perfx import __version__, baseline, webui
+from locust_perfx import __version__, baseline, otel, webui
 from locust_perfx.exceptions import ConfigError, PerfxError
-from locust_perfx.plan import Settings, build_plan
+from locust_perfx.plan import Settings, build_plan, print_dry_run
 from locust_perfx.platform import DEFAULT_TIMEOUT, PlatformClient, RunInfo
 from locust_perfx.registry import (
     WORKER_HELLO,
@@ -42,7 +42,16 @@ EXIT_REFUSED = 1
 
 def _fetch(run_id: str, url: str, token: str, retry_for: float, timeout: float | None) -> RunInfo:
     with PlatformClient(url, token, timeout=timeout or DEFAULT_TIMEOUT) as client:
-        return client.get_run(run_id, retry_for=retry_for)
+        info = client.get_run(run_id, retry_for=retry_for)
+    # Fetched at the parse, before Locust's --otel builds its resource from the environment.
+    otel.add_resource_attributes(
+        {
+            "perfx.run_id": info.id,
+            "perfx.endpoint": info.endpoint,
+            "perfx.environment": info.environment,
+        }
+    )
+    return info
 
 
 def _offline_problems(options: argparse.Namespace, sources: Mapping[str, str]) -> list[str]:
@@ -77,11 +86,6 @@ def on_init(environment: Environment, **_: Any) -> None:
         if isinstance(runner, MasterRunner):  # no run to check workers for: take the hello
             runner.register_message(WORKER_HELLO, lambda **_: None)
         return  # no --run-id: nothing to own
-    # Imported here, in the master or local process of a run only: with the export stack
-    # (influxdb_client: ~20,000 objects) imported, workers made ~4% fewer requests/s on a
-    # busy 2-core machine (bench/load.py, distributed); without it, no difference.
-    from locust_perfx.controller import RunController, print_dry_run
-
     try:
         options = environment.parsed_options
         assert registry.parser is not None and options is not None, "Locust parsed already"
@@ -93,6 +97,11 @@ def on_init(environment: Environment, **_: Any) -> None:
         if plan.settings.dry_run:
             print_dry_run(plan)
             sys.exit(0)
+        # Imported here, in the master or local process of a run only (not for a dry run):
+        # with the export stack (influxdb_client: ~20,000 objects) imported, workers made ~4%
+        # fewer requests/s on a busy 2-core machine (bench/load.py, distributed).
+        from locust_perfx.controller import RunController
+
         controller = owner = RunController.open(environment, plan)
         owner.attach()
     except PerfxError as err:
@@ -107,14 +116,6 @@ def on_test_start(environment: Environment, **_: Any) -> None:
     listeners find the run's ``PERFX_*`` variables already set."""
     if isinstance(environment.runner, WorkerRunner):
         expose_arguments_on_worker(environment)
-
-
-@events.quitting.add_listener
-def on_quitting(**kwargs: Any) -> None:
-    """Registered at import: Locust fires ``quitting`` in reverse order, so this runs after
-    the locustfile's own listeners, which may still set the exit code."""
-    if controller is not None:
-        controller.on_quitting(**kwargs)
 
 
 def _clashes(environment: Environment, info: RunInfo) -> dict[str, str]:

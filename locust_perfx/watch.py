@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import gevent
 import gevent.lock
+import gevent.pool
 from locust.exception import RPCError
 from locust.runners import STATE_MISSING, MasterRunner, Runner
 
@@ -49,6 +50,7 @@ class RunWatch:
         stop_test: Callable[[], None],
         exporter: MetricsExporter | None = None,
         interval: float = DEFAULT_INTERVAL,
+        greenlets: gevent.pool.Group | None = None,
     ) -> None:
         self.runner = runner
         self.sync = sync
@@ -60,6 +62,8 @@ class RunWatch:
         self.users_peak = 0
         self.workers_peak = 0
         self._stop_test = stop_test
+        self._greenlets = greenlets if greenlets is not None else gevent.pool.Group()
+        """Where the greenlet that stops the test runs: the controller's, supervised."""
         self._next_check = 0.0
         self._reported: set[str] = set()
         self._since_progress: Any = None
@@ -131,7 +135,7 @@ class RunWatch:
         if aborting and not self.aborted:
             self.aborted = True
             logger.error("perfx: stopping the test: %s", "; ".join(r.reason for r in aborting))
-            gevent.spawn(self._stop_test)
+            self._greenlets.spawn(self._stop_test)
 
     def report(self, results: list[Result]) -> list[Result]:
         """Log each new breach once; export the results, and each new breach as an event."""
@@ -224,8 +228,11 @@ def collect_last_reports(runner: Runner, timeout: float) -> list[str]:
     return sorted(pending)
 
 
-def spawn_ticker(interval: float, tick: Callable[[], None]) -> gevent.Greenlet:
-    """Run ``tick`` every ``interval`` seconds in a greenlet, logging (not dying on) errors."""
+def spawn_ticker(
+    interval: float, tick: Callable[[], None], greenlets: gevent.pool.Group
+) -> gevent.Greenlet:
+    """Run ``tick`` every ``interval`` seconds in a greenlet of ``greenlets``, logging (not
+    dying on) errors."""
 
     def loop() -> None:
         while True:
@@ -235,4 +242,4 @@ def spawn_ticker(interval: float, tick: Callable[[], None]) -> gevent.Greenlet:
             except Exception:
                 logger.exception("perfx: periodic check failed")
 
-    return gevent.spawn(loop)
+    return greenlets.spawn(loop)

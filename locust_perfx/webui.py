@@ -147,9 +147,45 @@ def run_form_problems(plan: RunPlan, form: Mapping[str, str]) -> list[str]:
     return []
 
 
+def run_status(controller: RunController) -> dict[str, Any]:
+    """The live state of the run, one field per fact; holds no secret.
+
+    The plan's fields (``run_id``, ``endpoint``, ``environment``, ``host``, ``arguments``,
+    ``thresholds``, ``influxdb``, ``platform_url``, ``perfx_version``) and: ``state``, the
+    platform run as this process drove it (``pending``, ``running``, ``finished``);
+    ``phase``, the controller's; ``outcome`` and ``reason``, the verdict once decided;
+    ``last_platform_error``; ``run_url``; ``export``, the InfluxDB export's health;
+    ``threshold_results``; ``baseline_table``, the comparison once the run ended. The run's
+    status as fetched at start-up (``--dry-run`` prints it) is not here: it went stale with
+    the first start.
+    """
+    verdict = controller.verdict
+    plan = {k: v for k, v in controller.plan.describe().items() if k != "status"}
+    phase = controller.phase.value
+    if phase == "idle":
+        state = "pending"
+    elif phase == "done" or controller.delivery is not None:  # the final status went out
+        state = "finished"
+    else:
+        state = "running"
+    exporter = controller.exporter
+    return {
+        **plan,
+        "state": state,
+        "phase": phase,
+        "outcome": None if verdict is None else ("failed" if verdict.failed else "completed"),
+        "reason": None if verdict is None else verdict.reason,
+        "last_platform_error": controller.sync.last_error,
+        "run_url": f"{controller.client.base_url}/runs/{controller.plan.run_id}",
+        "export": None if exporter is None else exporter.health(),
+        "threshold_results": [r.describe() for r in controller.watch.results()],
+        "baseline_table": controller.baseline_table,
+    }
+
+
 def public_status(controller: RunController) -> dict[str, Any]:
-    """:meth:`RunController.status` as the UI may show it: URLs without credentials."""
-    status = controller.status()
+    """:func:`run_status` as the UI may show it: URLs without credentials."""
+    status = run_status(controller)
     for key in ("platform_url", "run_url"):
         status[key] = without_credentials(status[key])
     if status["influxdb"] is not None:

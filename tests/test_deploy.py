@@ -330,3 +330,18 @@ def test_the_compose_recipe_runs_a_test_across_hosts(
         f'{{__name__="locust_requests_requests",run_id="{run_id}"}}'
     )
     assert sum(sum(s["values"]) for s in intervals) == target.total  # type: ignore[misc,arg-type]
+
+
+def test_pods_run_read_only_and_a_saved_final_status_outlives_the_master_pod() -> None:
+    deployments = {m["metadata"]["name"]: m for m in manifests() if m["kind"] == "Deployment"}
+    for deployment in deployments.values():
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    pod = deployments["locust-master"]["spec"]["template"]["spec"]
+    [master] = pod["containers"]
+    state_dir = {e["name"]: e.get("value") for e in master["env"]}["PERFX_STATE_DIR"]
+    [mount] = [m for m in master["volumeMounts"] if m["mountPath"] == state_dir]
+    assert not mount.get("readOnly")
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    claims = [m["metadata"]["name"] for m in manifests() if m["kind"] == "PersistentVolumeClaim"]
+    assert volume["persistentVolumeClaim"]["claimName"] in claims  # not an emptyDir

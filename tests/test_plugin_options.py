@@ -393,8 +393,12 @@ def test_dry_run_prints_the_resolved_run_without_secrets_or_load(
         *GOOD_ARGS,
         "--threshold",
         "p95_ms < 500 for GET /echo, abort after 10s",
+        env={"PYTHONPROFILEIMPORTTIME": "1"},  # Python lists every module it imports
     )
     assert code == 0, output
+    imported = re.findall(r"^import time:.*\| +(\S+)$", output, re.MULTILINE)
+    assert "locust_perfx.plan" in imported
+    assert not {"locust_perfx.controller", "influxdb_client"} & set(imported)
     resolved = json.loads(output[output.index("{") : output.rindex("}") + 1])
     assert resolved["arguments"] == {**EXPECTED_OPTIONS, "batch_size": 64}
     assert resolved["thresholds"] == [

@@ -4,6 +4,7 @@ answers hold (real Locust processes, the real platform, plain ``requests``)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from locust_perfx.webui import (
     restore_names,
     without_credentials,
 )
-from tests.fixtures.locust import EXAMPLES, LocustRunner, Target, free_port
+from tests.fixtures.locust import EXAMPLES, ROOT, LocustRunner, Target, free_port
 from tests.fixtures.platform import PlatformFactory
 from tests.fixtures.tsdb import VictoriaMetrics
 from tests.fixtures.waiting import wait_until
@@ -173,6 +174,7 @@ def test_a_distributed_master_under_a_base_path_serves_the_tab_and_never_a_token
     wait_until(lambda: target.total > 0, message="the workers load the target")
     status = ui.get(STATUS_ROUTE).json()
     assert status["state"] == "running"
+    assert "status" not in status  # the fetch-time "pending" is not a live fact
     assert status["run_url"] == f"{platform.url}/runs/{run_id}"
     assert status["arguments"] == {
         "model": "m2",
@@ -191,7 +193,11 @@ def test_a_distributed_master_under_a_base_path_serves_the_tab_and_never_a_token
     wait_until(
         lambda: platform.get_run(run_id)["status"] == "completed", timeout=15, message="completed"
     )
-    assert ui.get(STATUS_ROUTE).json()["outcome"] == "completed"
+    finished = wait_until(
+        lambda: (s := ui.get(STATUS_ROUTE).json())["state"] == "finished" and s,
+        message="the tab says finished",
+    )
+    assert finished["outcome"] == "completed"
     ui.get("/")
     master.stop()
     for worker in workers:
@@ -352,3 +358,30 @@ def test_a_scripted_start_without_the_runs_fields_uses_the_values_given_at_start
     [result] = run["summary"]["thresholds"]
     assert result["passed"] is True
     assert tab_rows(ui)["Threshold p95_ms < 60000"] == f"passed (observed {result['observed']:g})"
+
+
+def test_each_web_ui_start_shows_its_own_run_to_the_locustfiles_test_start(
+    platform_server: Any, locust_runner: LocustRunner, target: Target
+) -> None:
+    """A locustfile's test_start listener runs before the plugin's: the values come earlier."""
+    first = platform_server.create_run(SCHEMA, target.url)
+    second = platform_server.create_run(SCHEMA, target.url)
+    port = free_port()
+    proc = locust_runner.start(
+        *("--run-id", first, "--platform-url", platform_server.url, "--model", "m1"),
+        *("--gpu_model", "H100", "--web-host", "127.0.0.1", "--web-port", str(port)),
+        locustfile=ROOT / "tests" / "locustfiles" / "test_start_env.py",
+    )
+    proc.wait_for("Starting web interface")
+    ui = Ui(f"http://127.0.0.1:{port}")
+    ui.ready()
+    for run_id, model in ((first, "m2"), (second, "m3")):
+        form = {**GOOD_FORM, "run_id": run_id, "model": model}
+        assert ui.post("/swarm", form).json()["success"] is True
+        proc.wait_for(rf"test_start sees .*PERFX_MODEL={model} PERFX_RUN_ID={run_id} ")
+        ui.stop()
+        wait_until(
+            lambda run_id=run_id: platform_server.get_run(run_id)["status"] == "completed",
+            message="Stop completes the run",
+        )
+    assert len(re.findall("test_start sees", proc.output)) == 2
