@@ -69,6 +69,7 @@ def _calls_a_process_helper(item: pytest.Function) -> bool:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the integration tier, and keep a module's tests on one pytest-xdist worker when
     they share a module-scoped process (``--dist loadgroup``): started once, not per worker."""
+    grouped = bool(items) and items[0].config.pluginmanager.hasplugin("xdist")
     for item in items:
         if not isinstance(item, pytest.Function):
             continue
@@ -76,7 +77,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             PROCESS_FIXTURES.intersection(item.fixturenames) or _calls_a_process_helper(item)
         ):
             item.add_marker(INTEGRATION)
-        if SHARED_PROCESS_FIXTURES.intersection(item.fixturenames):
+        if grouped and SHARED_PROCESS_FIXTURES.intersection(item.fixturenames):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
