@@ -81,6 +81,10 @@ def test_the_run_list_filters_by_endpoint_environment_and_status(
     runs = platform_server.api("GET", "/api/perf/runs?endpoint=demo&environment=local").json()
     assert [r["id"] for r in runs][1:] == [latest, first]
     assert platform_server.api("GET", "/api/perf/runs?limit=0").status_code == 400
+    assert platform_server.api("GET", "/api/perf/runs?limit=\u0661").status_code == 400
+    # Past SQLite's integers: all runs (it raised IntegrityError "datatype mismatch": a 500).
+    huge = platform_server.api("GET", f"/api/perf/runs?limit={2**64}")
+    assert huge.status_code == 200 and len(huge.json()) == 4
 
 
 def test_the_baseline_is_the_options_then_the_runs_then_the_endpoints(

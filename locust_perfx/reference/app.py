@@ -245,7 +245,7 @@ def create_app(
     def list_runs() -> tuple[Response, int]:
         store.expire_silent_runs(progress_timeout)
         limit = request.args.get("limit")
-        if limit is not None and not (limit.isdecimal() and int(limit) > 0):
+        if limit is not None and not (limit.isascii() and limit.isdigit() and int(limit) > 0):
             raise _BadRequest(f"limit is a whole number > 0, got {limit!r}")
         return ok(
             store.list_runs(

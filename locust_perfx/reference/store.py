@@ -29,6 +29,8 @@ JSON = dict[str, Any]
 
 #: Seconds a connection waits for another thread's write transaction before giving up.
 BUSY_TIMEOUT = 5.0
+#: The largest integer SQLite takes: a run list's ``limit`` past it (the API allows any) is all.
+SQLITE_MAX_INT = 2**63 - 1
 
 
 # Which statuses each call is accepted from, and the status it leads to (None: unchanged).
@@ -357,13 +359,17 @@ class Store:
         limit: int | None = None,
     ) -> list[JSON]:
         """The runs, newest first; each filter given keeps the runs that match it."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         for column, value in (("e.name", endpoint), ("v.name", environment), ("r.status", status)):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
         query = _RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        query += " ORDER BY r.seq DESC" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        query += " ORDER BY r.seq DESC"
+        if limit is not None:  # past SQLite's integers ("datatype mismatch"), a limit is no limit
+            query += " LIMIT ?"
+            args.append(min(limit, SQLITE_MAX_INT))
         with self._connect() as conn:
             rows = conn.execute(query, args).fetchall()
         return [_run_from_row(row) for row in rows]
