@@ -62,19 +62,33 @@ def event_kinds(vm: VictoriaMetrics, run_id: str) -> list[str]:
     return sorted(s["metric"]["kind"] for s in series)  # type: ignore[index]
 
 
+def passed_shop_run(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    export_args: tuple[str, ...],
+) -> tuple[str, str]:
+    """A 3 s headless run of three users for endpoint ``shop`` in environment ``ci``, exported
+    with ``export_args``, that must pass: its run id and Locust's output."""
+    run_id = platform_server.create_run(None, target.url, endpoint="shop", environment="ci")
+    code, output = locust_runner.run(
+        *headless(run_id, platform_server.url, "-u 3 -r 3 -t 3s"),
+        *export_args,
+        locustfile=BEHAVIOURS,
+    )
+    assert code == 0, output
+    return run_id, output
+
+
 def test_a_local_run_streams_interval_counts_that_add_up(
     locust_runner: LocustRunner,
     platform_server: PlatformServer,
     target: Target,
     victoria_metrics: VictoriaMetrics,
 ) -> None:
-    run_id = platform_server.create_run(None, target.url, endpoint="shop", environment="ci")
-    code, output = locust_runner.run(
-        *headless(run_id, platform_server.url, "-u 3 -r 3 -t 3s"),
-        *influx_args(victoria_metrics),
-        locustfile=BEHAVIOURS,
+    run_id, _ = passed_shop_run(
+        locust_runner, platform_server, target, influx_args(victoria_metrics)
     )
-    assert code == 0, output
     arrived(victoria_metrics, run_id, target)
     summary = platform_server.get_run(run_id)["summary"]
     # The summary leaves before the export's last writes (the verdict goes first): points

@@ -19,10 +19,10 @@ from tests.fixtures.influxdb1 import (
     USER,
     InfluxDB1,
 )
-from tests.fixtures.locust import LocustRunner, Target, headless
+from tests.fixtures.locust import LocustRunner, Target
 from tests.fixtures.platform import PlatformServer
 from tests.fixtures.waiting import wait_until
-from tests.test_export_e2e import BEHAVIOURS
+from tests.test_export_e2e import passed_shop_run
 from tests.test_influx import BODY_LIMIT, BodyLimitProxy
 
 CREDENTIALS = f"{USER}:{PASSWORD}"
@@ -65,14 +65,9 @@ def test_a_local_run_writes_through_the_1x_api_and_its_counts_add_up(
     target: Target,
     influxdb1: InfluxDB1,
 ) -> None:
-    run_id = platform_server.create_run(None, target.url, endpoint="shop", environment="ci")
-    code, output = locust_runner.run(
-        *headless(run_id, platform_server.url, "-u 3 -r 3 -t 3s"),
-        *influx1_args(influxdb1),
-        locustfile=BEHAVIOURS,
+    run_id, output = passed_shop_run(
+        locust_runner, platform_server, target, influx1_args(influxdb1)
     )
-
-    assert code == 0, output
     assert (
         f"writing live metrics to InfluxDB {influxdb1.version} at {influxdb1.url}: "
         f"1.x write API, database '{DATABASE}', retention policy 'autogen'" in output
