@@ -82,7 +82,11 @@ def test_identical_runs_pass_and_a_slower_name_fails_the_relative_threshold_alon
         timeout=60,
     )
     assert code == 0, output
-    against = ("--baseline", base_id, "--threshold", "p95_ms < baseline + 10% for each name")
+    # A wide limit and a large shift: on a CI machine busy with other tests, two identical
+    # runs' p95 differed by 19% (260 vs 310 ms, a real and significant difference the test
+    # saw). The error rates at the default +10% are bench/baseline.py's to measure.
+    limit = "p95_ms < baseline + 50% for each name"
+    against = ("--baseline", base_id, "--threshold", limit)
 
     code, output, same = a_run(locust_runner, platform_server, latencies, options, *against)
     assert code == 0, output
@@ -92,16 +96,16 @@ def test_identical_runs_pass_and_a_slower_name_fails_the_relative_threshold_alon
     rows = same["summary"]["baseline"]["rows"]
     assert not [r for r in rows if r["metric"] == "p95_ms" and r["verdict"] == "regression"]
     [result] = same["summary"]["thresholds"]
-    assert result["passed"] and result["criterion"] == "p95_ms < baseline + 10% for each name"
+    assert result["passed"] and result["criterion"] == limit
 
-    latencies.slow_seconds = SLOW * 1.3
+    latencies.slow_seconds = SLOW * 3
     code, output, slower = a_run(locust_runner, platform_server, latencies, options, *against)
     slow_rows = [r for r in slower["summary"]["baseline"]["rows"] if r["name"] == "GET /slow"]
     assert code == EXIT_THRESHOLDS, slow_rows
     assert slower["status"] == "failed"
     reason = slower["reason"]
     assert re.search(
-        r"p95_ms < baseline \+ 10% for each name: p95_ms for GET /slow: (\d+) vs baseline "
+        r"p95_ms < baseline \+ 50% for each name: p95_ms for GET /slow: (\d+) vs baseline "
         r"(\d+) ms \(\+\d+%, p(=0\.0[0-4]\d|<0\.001)\)",
         reason,
     ), reason
@@ -110,5 +114,7 @@ def test_identical_runs_pass_and_a_slower_name_fails_the_relative_threshold_alon
     table = slower["summary"]["baseline"]
     flagged = {(r["name"], r["metric"]) for r in table["rows"] if r["verdict"] == "regression"}
     assert ("GET /slow", "p95_ms") in flagged
-    assert not any(name == "GET /fast" for name, _ in flagged), table["rows"]
+    # /fast's latency did not move; its rate did (each user now waits longer on /slow between
+    # two /fast requests), a real change the table may report.
+    assert ("GET /fast", "p95_ms") not in flagged, table["rows"]
     assert "GET /fast" not in reason
