@@ -29,10 +29,10 @@ SLEEP = 0.005
 
 wakes: list[tuple[float, float]] = []  # (time.time(), ms late)
 collections: list[tuple[float, float]] = []  # gen-2 only: (time.time(), ms)
-plugin_slices: list[tuple[float, float, float]] = []  # (time.time(), CPU ms, wall ms)
+plugin_slices: list[tuple[float, float, float, str]] = []  # (time.time(), CPU ms, wall ms, who)
 _gc_started = [0.0]
 _switched_in = [0.0, 0.0]  # perf_counter, thread_time when a plugin greenlet was switched in
-_current: list[Any] = [None]
+_current: list[Any] = [None, ""]  # the plugin greenlet running, its function
 
 
 def _probe() -> None:
@@ -51,10 +51,12 @@ def _on_gc(phase: str, info: dict[str, int]) -> None:
         collections.append((time.time(), (time.perf_counter() - _gc_started[0]) * 1000))
 
 
-def _is_plugin(glet: Any) -> bool:
+def _plugin_function(glet: Any) -> str:
+    """The qualified name of the plugin function ``glet`` runs, or "" if it is not the plugin's."""
     run = getattr(glet, "_run", None)
-    module = getattr(getattr(run, "__func__", run), "__module__", "") or ""
-    return module.startswith("locust_perfx")
+    function = getattr(run, "__func__", run)
+    module = getattr(function, "__module__", "") or ""
+    return getattr(function, "__qualname__", "?") if module.startswith("locust_perfx") else ""
 
 
 def _trace(event: str, args: tuple[Any, Any]) -> None:
@@ -68,11 +70,13 @@ def _trace(event: str, args: tuple[Any, Any]) -> None:
                 time.time(),
                 (time.thread_time() - _switched_in[1]) * 1000,
                 (time.perf_counter() - _switched_in[0]) * 1000,
+                _current[1],
             )
         )
         _current[0] = None
-    if _is_plugin(target):
-        _current[0] = target
+    who = _plugin_function(target)
+    if who:
+        _current[:] = target, who
         _switched_in[:] = time.perf_counter(), time.thread_time()
 
 

@@ -128,7 +128,12 @@ def run_round(
     probe = json.loads(probe_file.read_text())
     lateness = [late for at, late in probe["wakes"] if begin <= at <= end]
     collections = [ms for at, ms in probe["collections"] if begin <= at <= end]
-    slices = [(cpu, wall) for at, cpu, wall in probe["plugin_slices"] if begin <= at <= end]
+    slices = [
+        (cpu, wall, who) for at, cpu, wall, who in probe["plugin_slices"] if begin <= at <= end
+    ]
+    by_function: dict[str, float] = {}
+    for cpu, _, who in slices:
+        by_function[who] = by_function.get(who, 0.0) + cpu
     intervals = window / EXPORT_INTERVAL
     result: dict[str, Any] = {
         "config": config,
@@ -141,8 +146,11 @@ def run_round(
         "longest_late_ms": max(lateness, default=0.0),
         "gen2_collections": len(collections),
         "gen2_longest_ms": max(collections, default=0.0),
-        "plugin_cpu_ms_per_interval": sum(cpu for cpu, _ in slices) / intervals,
-        "plugin_longest_slice_ms": max((wall for _, wall in slices), default=0.0),
+        "plugin_cpu_ms_per_interval": sum(cpu for cpu, _, _ in slices) / intervals,
+        "plugin_cpu_ms_per_interval_by_function": {
+            who: round(cpu / intervals, 2) for who, cpu in sorted(by_function.items())
+        },
+        "plugin_longest_slice_ms": max((wall for _, wall, _ in slices), default=0.0),
         "master_cpu_ms_per_interval": (cpu_end - cpu_begin) * 1000 / intervals,
         "master_minor_faults_per_interval": (faults_end - faults_begin) / intervals,
         "master_rss_mib": master_rss / 2**20,
