@@ -16,6 +16,7 @@ from tests.fixtures.platform import PlatformServer
 from tests.fixtures.tsdb import VictoriaMetrics
 from tests.fixtures.waiting import wait_until
 from tests.test_export_e2e import influx_args
+from tests.test_reference_pages import chart, dashed_points
 
 LOCUSTFILE = ROOT / "tests" / "locustfiles" / "latency.py"
 FAST, SLOW = 0.1, 0.2
@@ -121,6 +122,14 @@ def test_identical_runs_pass_and_a_slower_name_fails_the_relative_threshold_alon
     # two /fast requests), a real change the table may report.
     assert ("GET /fast", "p95_ms") not in flagged, table["rows"]
     assert "GET /fast" not in reason
+
+    # The run page draws the baseline's rate and p95, from its stored series, under the run's.
+    page = platform_server.api("GET", f"/runs/{slower['id']}").text
+    assert f"Dashed: baseline run {base_id}" in page
+    base_series = platform_server.get_run(base_id)["summary"]["total"]["series"]
+    for metric in ("rps", "p95_ms"):
+        drawn = dashed_points(chart(page, metric))
+        assert 0 < len(drawn) <= len(base_series["requests"]), metric
 
 
 def test_the_comparison_reaches_influxdb_as_a_point_per_name_and_metric(
