@@ -55,8 +55,6 @@ from locust_perfx.options import SECRET_DESTS
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
 from locust_perfx.registry import ARGUMENT_NAMES_KEY, WORKER_HELLO, export_to_environ
-from locust_perfx.series import add_series
-from locust_perfx.snapshot import summarize
 from locust_perfx.watch import (
     TICK,
     RunWatch,
@@ -228,7 +226,13 @@ class RunController:
     def _watch(
         self, plan: RunPlan, sync: PlatformSync, exporter: MetricsExporter | None
     ) -> RunWatch:
-        judge = Judge(plan.criteria, interval=plan.settings.interval) if plan.criteria else None
+        found = plan.baseline
+        baseline = found.summary if found is not None and found.run_id else None
+        judge = (
+            Judge(plan.criteria, interval=plan.settings.interval, baseline=baseline)
+            if plan.criteria
+            else None
+        )
         stop = self.runner.quit if self.options.headless else self.runner.stop
         return RunWatch(
             self.runner,
@@ -529,15 +533,7 @@ class RunController:
         )
 
     def _summary(self) -> dict[str, Any]:
-        runner = self.runner
-        summary = summarize(
-            runner.stats,
-            users_peak=max(self.watch.users_peak, runner.user_count),
-            workers=max(self.watch.workers_peak, worker_count(runner)),
-            started_at=runner.stats.start_time,
-            finished_at=time.time(),
-        )
-        add_series(summary, runner.stats, self.watch.recorder)
+        summary = self.watch.summary(time.time())
         summary["perfx_version"] = perfx_version
         if self.exporter is not None:
             summary["export"] = self.exporter.health(ending=True)
