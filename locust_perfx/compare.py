@@ -331,10 +331,31 @@ def _entries(summary: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     entries: dict[str, Mapping[str, Any]] = {}
     if isinstance(summary.get("total"), Mapping):
         entries[TOTAL] = summary["total"]
-    for entry in summary.get("requests") or ():
-        if isinstance(entry, Mapping):
-            entries[f"{entry.get('method') or ''} {entry.get('name')}".strip()] = entry
+    for entry in _requests(summary):
+        entries[_row_name(entry)] = entry
     return entries
+
+
+def _requests(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [entry for entry in summary.get("requests") or () if isinstance(entry, Mapping)]
+
+
+def _row_name(entry: Mapping[str, Any]) -> str:
+    return f"{entry.get('method') or ''} {entry.get('name')}".strip()
+
+
+def request_names(*summaries: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each row name of the summaries' table (``GET /search``) as Locust's ``(method,
+    name)``; the total is ``("", "Aggregated")``.
+
+    >>> request_names({"requests": [{"method": "GET", "name": "/a b"}]})
+    {'Aggregated': ('', 'Aggregated'), 'GET /a b': ('GET', '/a b')}
+    """
+    names = {TOTAL: ("", TOTAL)}
+    for summary in summaries:
+        for entry in _requests(summary):
+            names[_row_name(entry)] = (str(entry.get("method") or ""), str(entry.get("name")))
+    return names
 
 
 def _judge(

@@ -37,7 +37,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
 from locust_perfx import __version__ as perfx_version
-from locust_perfx.baseline import NO_BASELINE, baseline_line, limits_of
+from locust_perfx.baseline import NO_BASELINE, baseline_line, exported_rows, limits_of
 from locust_perfx.criteria import Judge
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
 from locust_perfx.exits import SIGTERM_EXIT, QuittingWatch, Signals, locust_exit_code
@@ -543,6 +543,9 @@ class RunController:
                 summary, limits_of(criteria)
             )
             logger.info("perfx: %s", baseline_line(table))
+            if self.exporter is not None and table["rows"]:
+                rows = exported_rows(table, found.summary, summary)
+                self.exporter.compared(found.run_id, rows)
         judge = self.watch.judge
         if judge is not None:
             if any(c.relative for c in criteria):

@@ -29,7 +29,7 @@ from locust.stats import RequestStats, StatsEntry, StatsError
 from locust_perfx.snapshot import Sample
 
 if TYPE_CHECKING:
-    from locust_perfx.influx import InfluxConfig
+    from locust_perfx.influx import BaselineRow, InfluxConfig
 
 CHUNK_ENTRIES = 100
 """Entries per ``Entries`` message: each is serialized in one go, so this bounds how long the
@@ -89,6 +89,14 @@ class Judged(NamedTuple):
     """The thresholds as judged at ``at``: one ``(criterion, observed, limit, passed)`` each."""
 
     rows: tuple[tuple[str, float | None, float, bool], ...]
+    at: float
+
+
+class Compared(NamedTuple):
+    """The run compared with baseline run ``baseline_run_id`` at ``at``, once it ended."""
+
+    baseline_run_id: str
+    rows: tuple[BaselineRow, ...]
     at: float
 
 

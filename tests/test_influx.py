@@ -25,6 +25,8 @@ from locust.env import Environment
 from locust.event import Events
 from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
+from locust_perfx.baseline import Baseline, exported_rows
+from locust_perfx.compare import Limit
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.influx import (
@@ -40,6 +42,8 @@ from locust_perfx.snapshot import PERCENTILES, IntervalTracker, Sample
 from tests.fixtures.server import free_port
 from tests.fixtures.tsdb import VictoriaMetrics
 from tests.fixtures.waiting import wait_until
+from tests.test_compare import entry as compared
+from tests.test_compare import summary as compared_runs
 
 INTERVAL = 0.05  # seconds: short so a test sees many intervals quickly
 
@@ -718,6 +722,39 @@ def test_request_and_error_points_are_the_lines_line_makes_from_the_documented_f
     error_tags = {**tags, "name": "/a b", "method": "GET", "error_id": error.error_id}
     error_fields = {"occurrences": 1, "message": "boom"}
     assert points[-1] == line("locust_errors", error_tags, error_fields, 7)
+
+
+def test_baseline_points_are_the_table_per_name_and_metric_with_the_method_split_off() -> None:
+    """A slower name (a space in it), a new one, a gone one: each a point per metric, the
+    values a side lacks left out, the total's without a method."""
+    base = compared_runs(
+        compared("/a b", [100, 98, 99, 101, 100, 102]), compared("/gone", [50] * 6)
+    )
+    now = compared_runs(
+        compared("/a b", [131, 128, 133, 130, 129, 135]), compared("/new", [20] * 6)
+    )
+    base["total"] = now["total"] = compared("", [100] * 6, method="")
+    table = Baseline("run_1", "test", base).table(now, [Limit("p95_ms", 0.10)])
+
+    points = PerfxLayout({"run_id": "run_2"}).baseline_points(
+        "run_1", exported_rows(table, base, now), 7
+    )
+
+    head = "locust_baseline,baseline_run_id=run_1"
+    [slower] = [r for r in table["rows"] if r["name"] == "GET /a b"]
+    assert slower["verdict"] == "regression" and slower["p"] < 0.05
+    assert points == [
+        f"{head},metric=p95_ms,name=Aggregated,run_id=run_2 baseline=100.0,current=100.0,"
+        f'delta=0.0,delta_pct=0.0,p=1.0,verdict="unchanged",regression=0i 7',
+        f"{head},method=GET,metric=p95_ms,name=/a\\ b,run_id=run_2 baseline=100.0,"
+        f'current=131.0,delta=31.0,delta_pct=31.0,p={slower["p"]!r},verdict="regression",'
+        "regression=1i 7",
+        f'{head},method=GET,metric=p95_ms,name=/new,run_id=run_2 current=20.0,verdict="new",'
+        "regression=0i 7",
+        f"{head},method=GET,metric=p95_ms,name=/gone,run_id=run_2 baseline=50.0,"
+        'verdict="gone",regression=0i 7',
+    ]
+    assert JMeterLayout({}, "run_2").baseline_points("run_1", exported_rows(table), 7) == []
 
 
 @pytest.fixture
