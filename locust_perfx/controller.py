@@ -501,14 +501,19 @@ class RunController:
                 verdict, summary, exit_code or self._plugin_exit_code()
             )
         finally:
-            self._close_export(verdict)
+            self._close_export(verdict, summary)
 
-    def _close_export(self, verdict: Verdict) -> None:
-        """Send the last interval and the verdict's annotation; a failure here is logged, and
-        the run keeps the verdict the platform already has."""
+    def _close_export(self, verdict: Verdict, summary: Mapping[str, Any]) -> None:
+        """Send the comparison with the baseline, the verdict's annotation and the last
+        interval; a failure here is logged, and the run keeps the verdict the platform
+        already has."""
         if self.exporter is None:
             return
         try:
+            found, table = self.plan.baseline, self.baseline_table
+            if found is not None and table is not None and table["rows"]:
+                rows = exported_rows(table, found.summary, summary)
+                self.exporter.compared(found.run_id, rows)
             self.exporter.event(verdict.call, verdict.reason or "completed")
             self.exporter.close()
         except Exception:
@@ -543,9 +548,6 @@ class RunController:
                 summary, limits_of(criteria)
             )
             logger.info("perfx: %s", baseline_line(table))
-            if self.exporter is not None and table["rows"]:
-                rows = exported_rows(table, found.summary, summary)
-                self.exporter.compared(found.run_id, rows)
         judge = self.watch.judge
         if judge is not None:
             if any(c.relative for c in criteria):
