@@ -198,3 +198,38 @@ def baseline_points(vm: VictoriaMetrics, run_id: str) -> dict[str, dict[tuple[st
         field = tags["__name__"].removeprefix("locust_baseline_")
         found.setdefault(field, {})[name, tags["metric"]] = value
     return found
+
+
+def test_an_aborting_relative_threshold_stops_a_clearly_regressed_run_early(
+    locust_runner: LocustRunner, platform_server: PlatformServer, latencies: Target
+) -> None:
+    base_id = platform_server.create_run(None, latencies.url)
+    code, output = locust_runner.run(
+        *headless(base_id, platform_server.url, "-u 8 -t 8s --influxdb-interval 1"),
+        locustfile=LOCUSTFILE,
+        timeout=60,
+    )
+    assert code == 0, output
+    latencies.slow_seconds = SLOW * 3
+    limit = "p95_ms < baseline + 50% for each name"
+
+    code, output, run = a_run(
+        *(locust_runner, platform_server, latencies, "-u 8 -t 50s"),
+        *("--baseline", base_id, "--threshold", f"{limit}, abort"),
+    )
+
+    assert code == EXIT_THRESHOLDS, output
+    # Judged live once 5 whole intervals are in, against the baseline's first seconds.
+    assert re.search(
+        rf"perfx: threshold breached: {re.escape(limit)}: p95_ms for GET /slow: \d+ vs "
+        r"baseline \d+ ms \(\+\d+%, p[=<]0\.0\d+\), after \d+ intervals \(provisional\)",
+        output,
+    ), output
+    assert f"perfx: stopping the test: {limit}: p95_ms for GET /slow" in output
+    assert run["status"] == "failed"
+    assert run["reason"].startswith(f"aborted by a threshold: {limit}: p95_ms for GET /slow: ")
+    assert run["summary"]["duration_s"] < 25, run["summary"]["duration_s"]  # not the 50 s
+    # The final verdict is the end's judgement of the whole (short) run; it says since when.
+    [result] = run["summary"]["thresholds"]
+    assert not result["passed"] and "provisional" not in result
+    assert result["first_breach_at"] is not None
