@@ -40,8 +40,8 @@ import gevent.pool
 import gevent.subprocess
 
 from locust_perfx.forked import ForkedReader
-from locust_perfx.handoff import ChangeReader, Close, Event, Judged, Setup
-from locust_perfx.influx import InfluxConfig, run_tags
+from locust_perfx.handoff import ChangeReader, Close, Compared, Event, Judged, Setup
+from locust_perfx.influx import BaselineRow, InfluxConfig, run_tags
 from locust_perfx.sink import InfluxSink
 from locust_perfx.snapshot import Sample
 
@@ -134,6 +134,12 @@ class MetricsExporter:
         """Queue the thresholds as judged now, ``(criterion, observed, limit, passed)`` each."""
         self._spawn()
         self._send(Judged(rows, time.time()))
+
+    def compared(self, baseline_run_id: str, rows: tuple[BaselineRow, ...]) -> None:
+        """Queue the run's comparison with baseline run ``baseline_run_id``, one row per name
+        and metric (``locust_baseline``)."""
+        self._spawn()
+        self._send(Compared(baseline_run_id, rows, time.time()))
 
     def close(self, deadline: float = 10.0) -> None:
         """Take the final interval, send what is queued within ``deadline`` seconds, stop.

@@ -23,8 +23,8 @@ from locust_perfx.criteria import Judge, Result
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.influx import DEFAULT_INTERVAL
 from locust_perfx.lifecycle import PlatformSync
-from locust_perfx.series import SeriesRecorder
-from locust_perfx.snapshot import interval_delta
+from locust_perfx.series import SeriesRecorder, add_series
+from locust_perfx.snapshot import interval_delta, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class RunWatch:
         self._greenlets = greenlets if greenlets is not None else gevent.pool.Group()
         """Where the greenlet that stops the test runs: the controller's, supervised."""
         self._next_check = 0.0
-        self._reported: set[str] = set()
+        self._reported: set[tuple[str, bool]] = set()
         self._since_progress: Any = None
         """``interval_delta``'s baseline: progress carries the p95 since the last report."""
         # A progress report in flight must complete before the final status is sent.
@@ -118,6 +118,19 @@ class RunWatch:
             "p95_ms": interval.percentile(0.95),
         }
 
+    def summary(self, finished_at: float) -> dict[str, Any]:
+        """The run's summary as of ``finished_at``: totals, per name, and the series so far."""
+        runner = self.runner
+        summary = summarize(
+            runner.stats,
+            users_peak=max(self.users_peak, runner.user_count),
+            workers=max(self.workers_peak, worker_count(runner)),
+            started_at=runner.stats.start_time,
+            finished_at=finished_at,
+        )
+        add_series(summary, runner.stats, self.recorder)
+        return summary
+
     def results(self) -> list[Result]:
         return [] if self.judge is None else self.judge.results()
 
@@ -130,7 +143,10 @@ class RunWatch:
     def _check(self, judge: Judge) -> None:
         """Judge the interval that just ended; an ``abort`` breach stops the test now."""
         now = time.time()
-        self.report(judge.check(self.runner.stats, now))
+        results = judge.check(self.runner.stats, now)
+        if judge.judges_baseline_live:  # relative criteria, provisionally, on the run so far
+            results = judge.check_baseline(self.summary(now), now)
+        self.report(results)
         aborting = judge.aborting(now)
         if aborting and not self.aborted:
             self.aborted = True
@@ -140,8 +156,10 @@ class RunWatch:
     def report(self, results: list[Result]) -> list[Result]:
         """Log each new breach once; export the results, and each new breach as an event."""
         for result in results:
-            if not result.passed and result.criterion.name not in self._reported:
-                self._reported.add(result.criterion.name)
+            # A provisional breach is logged, and the end's judgement of it again.
+            seen = (result.criterion.name, result.provisional)
+            if not result.passed and seen not in self._reported:
+                self._reported.add(seen)
                 logger.warning("perfx: threshold breached: %s", result.reason)
                 if self.exporter is not None:
                     self.exporter.event("breach", result.reason)
