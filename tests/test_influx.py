@@ -6,6 +6,7 @@ import locust  # noqa: F401  # isort: skip
 import json
 import logging
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from locust_perfx.baseline import Baseline, exported_rows
 from locust_perfx.compare import Limit
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.exporter import MetricsExporter
+from locust_perfx.handoff import ChangeReader, Close, Setup
 from locust_perfx.influx import (
     DEFAULT_BUFFER_POINTS,
     InfluxConfig,
@@ -891,3 +893,44 @@ def test_an_orphaned_export_process_delivers_its_queue_and_exits(
         "run-orphan",
         lambda rows: summed(rows, "locust_requests_requests", name="/") == 1,
     )
+
+
+EXPORT_ALONE = """
+import json, sys
+from locust_perfx.export_process import main
+main()
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def test_the_export_process_writes_without_locust_gevent_or_an_influxdb_client(
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    """What keeps it small (bench/master.py: its RSS): the master's messages, mirrored,
+    diffed and written, with none of them imported."""
+    stats, reader = RequestStats(), ChangeReader()
+    messages: list[object] = [Setup(config(victoria_metrics.url), {"run_id": "run-alone"})]
+    messages += reader.read(stats, Sample(at=time.time(), users=1, workers=0), reset=True)
+    stats.log_request("GET", "/a", 5, 10)
+    stats.log_error("GET", "/a", ConnectionError("refused"))
+    messages += reader.read(stats, Sample(at=time.time() + 1, users=1, workers=0))
+    messages.append(Close(deadline=5.0))
+
+    export = subprocess.run(
+        [sys.executable, "-c", EXPORT_ALONE],
+        input=b"".join(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL) for m in messages),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+
+    last_report = json.loads(export.stdout.splitlines()[-1])
+    assert last_report["done"] and last_report["health"]["points_written"] > 0
+    modules = json.loads(export.stderr.splitlines()[-1])
+    assert not {m.partition(".")[0] for m in modules} & {"locust", "gevent", "influxdb_client"}
+    rows = series(
+        victoria_metrics,
+        "run-alone",
+        lambda rows: summed(rows, "locust_errors_occurrences") == 1,
+    )
+    assert summed(rows, "locust_requests_requests", name="/a") == 1
