@@ -167,9 +167,25 @@ class Panel:
     width: int
     height: int = 8
     display_name: str = ""
+    columns: tuple[str, ...] = ()
+    """A table's columns, in order; the others (time, hashes) are hidden."""
 
     def query(self, language: Language) -> str:
         return self.influxql if language == "influxql" else self.flux
+
+
+def _totals_stat(title: str, aggregate: str, field: str, description: str) -> Panel:
+    """A stat of one ``locust_totals`` field over the time range: its ``sum`` or ``max``."""
+    return Panel(
+        title,
+        "stat",
+        "short",
+        description,
+        influxql(f'{aggregate}("{field}") AS "{field}"', "locust_totals"),
+        flux("locust_totals", [field], f"{aggregate}()"),
+        width=6,
+        height=4,
+    )
 
 
 def _percentile_panel(percent: int) -> Panel:
@@ -187,27 +203,19 @@ def _percentile_panel(percent: int) -> Panel:
     )
 
 
+BASELINE_COLUMNS = ("name", "method", "metric", "baseline", "current", "delta_pct", "p", "verdict")
+"""The comparison with the baseline as ``summary.baseline`` and ``perfx compare`` show it."""
+HEADERS = {"delta_pct": "change %"}
+"""Table headers that are not the column's name."""
+
 PANELS = (
-    Panel(
+    _totals_stat(
         "Requests",
-        "stat",
-        "short",
+        "sum",
+        "requests",
         "Requests Locust counted in the time range (successes and failures).",
-        influxql('sum("requests") AS "requests"', "locust_totals"),
-        flux("locust_totals", ["requests"], "sum()"),
-        width=6,
-        height=4,
     ),
-    Panel(
-        "Failures",
-        "stat",
-        "short",
-        "Failed requests in the time range.",
-        influxql('sum("failures") AS "failures"', "locust_totals"),
-        flux("locust_totals", ["failures"], "sum()"),
-        width=6,
-        height=4,
-    ),
+    _totals_stat("Failures", "sum", "failures", "Failed requests in the time range."),
     Panel(
         "Failure ratio",
         "stat",
@@ -218,16 +226,7 @@ PANELS = (
         width=6,
         height=4,
     ),
-    Panel(
-        "Peak users",
-        "stat",
-        "short",
-        "The most users running at once.",
-        influxql('max("users") AS "users"', "locust_totals"),
-        flux("locust_totals", ["users"], "max()"),
-        width=6,
-        height=4,
-    ),
+    _totals_stat("Peak users", "max", "users", "The most users running at once."),
     Panel(
         "Users and workers",
         "timeseries",
@@ -318,6 +317,42 @@ PANELS = (
             )
         ),
         width=24,
+        columns=("name", "method", "message", "occurrences"),
+    ),
+    Panel(
+        "Regressions against the baseline",
+        "stat",
+        "short",
+        "Request names and metrics the comparison with the baseline run judged regressions "
+        "(past the limit and significant), counted when the run ended. No data: the run had "
+        "no baseline run.",
+        influxql('sum("regression") AS "regressions"', "locust_baseline"),
+        flux("locust_baseline", ["regression"], "group()", "sum()"),
+        width=6,
+    ),
+    Panel(
+        "Against the baseline",
+        "table",
+        "short",
+        "The run compared with its baseline run when it ended, per request name and metric "
+        "(the run summary's baseline table): both runs' whole-run values, the change in "
+        "percent of the baseline, the significance p (none: untested) and the verdict "
+        "(regression, improvement, unchanged, untested, new, gone).",
+        influxql(
+            ", ".join(f'last("{field}") AS "{field}"' for field in BASELINE_COLUMNS[3:]),
+            "locust_baseline",
+            ' GROUP BY "name", "method", "metric"',
+        ),
+        flux(
+            "locust_baseline",
+            BASELINE_COLUMNS[3:],
+            "last()",
+            'pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+            "group()",
+            f"keep(columns: {json.dumps(BASELINE_COLUMNS)})",
+        ),
+        width=18,
+        columns=BASELINE_COLUMNS,
     ),
 )
 
@@ -401,16 +436,17 @@ def _kind(panel: Panel) -> stat.Panel | timeseries.Panel | table.Panel:
             .tooltip(common_builders.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI))
         )
     # InfluxQL tables carry the time and the error's hash: a reader wants neither.
-    hidden = {"Time": True, "error_id": True}
-    order = {"name": 0, "method": 1, "message": 2, "occurrences": 3}
+    options: dict[str, object] = {
+        "excludeByName": {"Time": True, "error_id": True},
+        "indexByName": {column: index for index, column in enumerate(panel.columns)},
+    }
+    renamed = {column: HEADERS[column] for column in panel.columns if column in HEADERS}
+    if renamed:
+        options["renameByName"] = renamed
     return (
         table.Panel()
         .show_header(True)
-        .with_transformation(
-            dashboard.DataTransformerConfig(
-                id_val="organize", options={"excludeByName": hidden, "indexByName": order}
-            )
-        )
+        .with_transformation(dashboard.DataTransformerConfig(id_val="organize", options=options))
     )
 
 

@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from locust_perfx.compare import DEFAULT_LIMITS, Limit, compare
+from locust_perfx.compare import DEFAULT_LIMITS, Limit, compare, request_names
 from locust_perfx.criteria import Criterion
 from locust_perfx.exceptions import ConfigError, RunNotFound
+from locust_perfx.influx import BaselineRow
 from locust_perfx.platform import PlatformClient, RunInfo
 
 AUTO: Final = "auto"
@@ -179,3 +180,17 @@ def baseline_line(table: Mapping[str, Any]) -> str:
     if not worst:
         return head + "no regression"
     return head + f"{table.get('regressions')} regression(s); worst: {worst}"
+
+
+def exported_rows(
+    table: Mapping[str, Any], *summaries: Mapping[str, Any]
+) -> tuple[BaselineRow, ...]:
+    """A ``summary.baseline`` table's rows for InfluxDB (``locust_baseline``), each name split
+    back into the method and name Locust gave it in ``summaries`` (the two runs')."""
+    names = request_names(*summaries)
+    kept = BaselineRow._fields[2:]  # metric, baseline, ...: the table row's own keys
+    rows = []
+    for row in table.get("rows") or ():
+        method, name = names.get(row["name"], ("", row["name"]))
+        rows.append(BaselineRow(method, name, **{key: row[key] for key in kept}))
+    return tuple(rows)

@@ -275,15 +275,87 @@ def compare(
     return Comparison(tuple(rows), confidence, tuple(dict.fromkeys(notes)), baseline_run_id)
 
 
+def so_far(summary: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+    """The baseline ``summary`` as it stood ``seconds`` after its start, as far as its
+    series tell: a live comparison sets a run's first minutes against the baseline's first
+    minutes, not its whole run (a ramp-up's rate is no regression of the full rate).
+
+    Each name's ``series`` keeps the intervals that had ended by then, and its ``rps`` and
+    ``failure_ratio`` become those intervals' (a sample of them when ``stride`` > 1). Its
+    ``p95_ms`` stays the whole run's: the histogram has no time in it. A name without a
+    series keeps its totals.
+
+    >>> base = {"total": {"rps": 20.0, "p95_ms": 90, "series": {"interval_s": 5,
+    ...         "stride": 1, "requests": [50, 100, 100], "failures": [0, 1, 1],
+    ...         "p95_ms": [80, 90, 95]}}}
+    >>> first = so_far(base, 10.0)["total"]
+    >>> first["rps"], first["failure_ratio"], first["p95_ms"], first["series"]["requests"]
+    (15.0, 0.006666666666666667, 90, [50, 100])
+    """
+    cut: dict[str, Any] = dict(summary)
+    if isinstance(summary.get("total"), Mapping):
+        cut["total"] = _first(summary["total"], seconds)
+    cut["requests"] = [
+        _first(entry, seconds) if isinstance(entry, Mapping) else entry
+        for entry in summary.get("requests") or ()
+    ]
+    return cut
+
+
+def _first(entry: Mapping[str, Any], seconds: float) -> Mapping[str, Any]:
+    series = entry.get("series")
+    if not isinstance(series, Mapping):
+        return entry
+    interval = _number(series.get("interval_s")) or 0.0
+    stride = max(int(_number(series.get("stride")) or 1), 1)
+    if interval <= 0:
+        return entry
+    # Kept interval k is interval k * stride of the run; it ended at (k * stride + 1) * interval.
+    kept = max(0, math.floor((seconds / interval - 1) / stride + 1e-9) + 1)
+    cut = {
+        key: list(values[:kept]) if isinstance(values, list) else values
+        for key, values in series.items()
+    }
+    requests = [int(r) for r in cut.get("requests") or ()]
+    failures = [int(f) for f in cut.get("failures") or ()]
+    values = {**entry, "series": cut}
+    if requests:
+        values["rps"] = sum(requests) / (len(requests) * interval)
+    if sum(requests):
+        values["failure_ratio"] = sum(failures) / sum(requests)
+    return values
+
+
 def _entries(summary: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """The summary's rows by name: the total first, then ``METHOD name``."""
     entries: dict[str, Mapping[str, Any]] = {}
     if isinstance(summary.get("total"), Mapping):
         entries[TOTAL] = summary["total"]
-    for entry in summary.get("requests") or ():
-        if isinstance(entry, Mapping):
-            entries[f"{entry.get('method') or ''} {entry.get('name')}".strip()] = entry
+    for entry in _requests(summary):
+        entries[_row_name(entry)] = entry
     return entries
+
+
+def _requests(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [entry for entry in summary.get("requests") or () if isinstance(entry, Mapping)]
+
+
+def _row_name(entry: Mapping[str, Any]) -> str:
+    return f"{entry.get('method') or ''} {entry.get('name')}".strip()
+
+
+def request_names(*summaries: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each row name of the summaries' table (``GET /search``) as Locust's ``(method,
+    name)``; the total is ``("", "Aggregated")``.
+
+    >>> request_names({"requests": [{"method": "GET", "name": "/a b"}]})
+    {'Aggregated': ('', 'Aggregated'), 'GET /a b': ('GET', '/a b')}
+    """
+    names = {TOTAL: ("", TOTAL)}
+    for summary in summaries:
+        for entry in _requests(summary):
+            names[_row_name(entry)] = (str(entry.get("method") or ""), str(entry.get("name")))
+    return names
 
 
 def _judge(

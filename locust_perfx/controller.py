@@ -37,7 +37,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
 from locust_perfx import __version__ as perfx_version
-from locust_perfx.baseline import NO_BASELINE, baseline_line, limits_of
+from locust_perfx.baseline import NO_BASELINE, baseline_line, exported_rows, limits_of
 from locust_perfx.criteria import Judge
 from locust_perfx.exceptions import ConfigError, PerfxError, RunStateConflict
 from locust_perfx.exits import SIGTERM_EXIT, QuittingWatch, Signals, locust_exit_code
@@ -56,8 +56,6 @@ from locust_perfx.options import SECRET_DESTS
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
 from locust_perfx.registry import ARGUMENT_NAMES_KEY, WORKER_HELLO, export_to_environ
-from locust_perfx.series import add_series
-from locust_perfx.snapshot import summarize
 from locust_perfx.watch import (
     TICK,
     RunWatch,
@@ -234,7 +232,13 @@ class RunController:
     def _watch(
         self, plan: RunPlan, sync: PlatformSync, exporter: MetricsExporter | None
     ) -> RunWatch:
-        judge = Judge(plan.criteria, interval=plan.settings.interval) if plan.criteria else None
+        found = plan.baseline
+        baseline = found.summary if found is not None and found.run_id else None
+        judge = (
+            Judge(plan.criteria, interval=plan.settings.interval, baseline=baseline)
+            if plan.criteria
+            else None
+        )
         stop = self.runner.quit if self.options.headless else self.runner.stop
         return RunWatch(
             self.runner,
@@ -450,7 +454,7 @@ class RunController:
         """The code for a test Locust would pass (exit 0) but the plugin does not: 0 if none."""
         verdict = self.verdict
         if verdict is not None and verdict.failed:
-            return EXIT_THRESHOLDS if any(not r.passed for r in self.watch.results()) else 1
+            return EXIT_THRESHOLDS if self.watch.breaches() else 1
         return DELIVERY_EXIT_CODES.get(self.delivery, 0) if self.delivery else 0
 
     def _owns_load(self) -> bool:
@@ -507,14 +511,19 @@ class RunController:
                 verdict, summary, exit_code or self._plugin_exit_code()
             )
         finally:
-            self._close_export(verdict)
+            self._close_export(verdict, summary)
 
-    def _close_export(self, verdict: Verdict) -> None:
-        """Send the last interval and the verdict's annotation; a failure here is logged, and
-        the run keeps the verdict the platform already has."""
+    def _close_export(self, verdict: Verdict, summary: Mapping[str, Any]) -> None:
+        """Send the comparison with the baseline, the verdict's annotation and the last
+        interval; a failure here is logged, and the run keeps the verdict the platform
+        already has."""
         if self.exporter is None:
             return
         try:
+            found, table = self.plan.baseline, self.baseline_table
+            if found is not None and table is not None and table["rows"]:
+                rows = exported_rows(table, found.summary, summary)
+                self.exporter.compared(found.run_id, rows)
             self.exporter.event(verdict.call, verdict.reason or "completed")
             self.exporter.close()
         except Exception:
@@ -534,20 +543,12 @@ class RunController:
             signal=self.interrupted_by,
             workers_lost=self.workers_lost,
             plugin_error=plugin_error or self.plugin_error,
-            breaches=tuple(r.reason for r in self.watch.results() if not r.passed),
+            breaches=self.watch.breaches(),
             aborted=self.watch.aborted,
         )
 
     def _summary(self) -> dict[str, Any]:
-        runner = self.runner
-        summary = summarize(
-            runner.stats,
-            users_peak=max(self.watch.users_peak, runner.user_count),
-            workers=max(self.watch.workers_peak, worker_count(runner)),
-            started_at=runner.stats.start_time,
-            finished_at=time.time(),
-        )
-        add_series(summary, runner.stats, self.watch.recorder)
+        summary = self.watch.summary(time.time())
         summary["perfx_version"] = perfx_version
         loop = self.loop.figures()
         if loop is not None:

@@ -28,7 +28,16 @@ from typing import Any, Final
 from locust.stats import RequestStats, StatsEntry
 
 from locust_perfx.compare import METRICS as COMPARED
-from locust_perfx.compare import TOTAL, Comparison, Direction, Limit, Row, compare
+from locust_perfx.compare import (
+    MIN_INTERVALS,
+    TOTAL,
+    Comparison,
+    Direction,
+    Limit,
+    Row,
+    compare,
+    so_far,
+)
 from locust_perfx.exceptions import ConfigError
 from locust_perfx.snapshot import EntryDelta, fresh_delta, interval_delta
 
@@ -82,7 +91,8 @@ class Criterion:
     source: str = "the platform"
     relative: bool = False
     """The limit is the baseline's value plus ``limit`` (a percentage of it when ``percent``),
-    judged at the end against the baseline run (:mod:`locust_perfx.compare`)."""
+    judged against the baseline run (:mod:`locust_perfx.compare`): provisionally while the
+    test runs, finally at the end."""
     percent: bool = False
 
     @property
@@ -188,7 +198,7 @@ def _parse_one(item: object, source: str) -> Criterion:
         delay=base.delay or float(delay),
         per_interval=base.per_interval or bool(options["per_interval"]),
     )
-    once = _judged_once(criterion, f"threshold {criterion.text!r} (from {source})")
+    once = _no_per_interval_relative(criterion, f"threshold {criterion.text!r} (from {source})")
     if once:
         raise ConfigError(once)
     return criterion
@@ -244,17 +254,17 @@ def _parse_text(text: str, source: str) -> Criterion:
                 f"{where}: unknown option {option!r}; expected 'abort', 'abort after 10s' or "
                 "'per interval'"
             )
-    problems.extend(_judged_once(criterion, where))
+    problems.extend(_no_per_interval_relative(criterion, where))
     if problems:
         raise ConfigError(problems)
     return criterion
 
 
-def _judged_once(criterion: Criterion, where: str) -> list[str]:
-    if criterion.relative and (criterion.abort or criterion.per_interval):
+def _no_per_interval_relative(criterion: Criterion, where: str) -> list[str]:
+    if criterion.relative and criterion.per_interval:
         return [
-            f"{where}: a limit relative to the baseline is judged once, at the end: "
-            "no abort, no per interval"
+            f"{where}: a limit relative to the baseline is judged on the run so far, not per "
+            "interval (its test compares the two runs' intervals); remove 'per interval'"
         ]
     return []
 
@@ -290,6 +300,8 @@ class Result:
     """Judged on the final stats: a whole-run figure then covers the whole run."""
     detail: str = ""
     """A relative criterion's finding: the worst name's numbers, or why it was not judged."""
+    provisional: bool = False
+    """Judged live on the run so far (a relative criterion): the end's judgement replaces it."""
 
     @property
     def reason(self) -> str:
@@ -301,7 +313,8 @@ class Result:
         breached interval's figure.
         """
         if self.detail:
-            return f"{self.criterion.text}: {self.detail}"
+            mark = " (provisional)" if self.provisional else ""
+            return f"{self.criterion.text}: {self.detail}{mark}"
         shown = _shown(self.criterion.metric, self.observed)
         if self.criterion.per_interval or self.observed is None:
             return f"{self.criterion.text}: observed {shown}"
@@ -316,6 +329,7 @@ class Result:
             "passed": self.passed,
             "first_breach_at": self.first_breach_at,
             **({"detail": self.detail} if self.detail else {}),
+            **({"provisional": True} if self.provisional else {}),
         }
 
 
@@ -411,6 +425,9 @@ class Judge:
     criteria: tuple[Criterion, ...]
     interval: float
     """Seconds between two live checks: what "per interval" means."""
+    baseline: Mapping[str, Any] | None = None
+    """The baseline run's summary: with it, relative criteria are also judged live
+    (:meth:`check_baseline`)."""
     started_at: float = 0.0
     _baselines: dict[str, Any] = field(default_factory=dict)
     _breaches: dict[str, tuple[float, float | None]] = field(default_factory=dict)
@@ -439,7 +456,7 @@ class Judge:
         self._interval_started = now
         for criterion in self.criteria:
             if criterion.relative:
-                continue  # judged once, at the end: judge_baseline()
+                continue  # against the baseline: check_baseline(), judge_baseline()
             if criterion.per_interval:
                 if not judge_interval and criterion.name in self._results:
                     continue
@@ -456,6 +473,51 @@ class Judge:
 
     def results(self) -> list[Result]:
         return [self._results[c.name] for c in self.criteria if c.name in self._results]
+
+    @property
+    def judges_baseline_live(self) -> bool:
+        return self.baseline is not None and any(c.relative for c in self.criteria)
+
+    def check_baseline(self, summary: Mapping[str, Any], now: float) -> list[Result]:
+        """Judge the relative criteria provisionally on ``summary``, the run's so far (its
+        series up to the interval that just ended), against the baseline's same first
+        seconds (:func:`~locust_perfx.compare.so_far`). Before ``MIN_INTERVALS`` whole
+        intervals there is no test: not judged yet. A regression found here is a breach
+        that ``abort`` acts on; the end's :meth:`judge_baseline` replaces these results.
+        """
+        assert self.baseline is not None, "judges_baseline_live says when"
+        total = summary.get("total")
+        series = total.get("series") if isinstance(total, Mapping) else None
+        series = series if isinstance(series, Mapping) else {}
+        intervals = len(series.get("requests") or ())
+        seconds = (
+            intervals * float(series.get("stride") or 1) * float(series.get("interval_s") or 0)
+        )
+        baseline = so_far(self.baseline, seconds)
+        for criterion in self.criteria:
+            if not criterion.relative:
+                continue
+            if intervals < MIN_INTERVALS:
+                detail = f"not judged yet: {intervals} of {MIN_INTERVALS} intervals"
+                result = Result(criterion, None, True, detail=detail, provisional=True)
+            else:
+                table = compare(baseline, summary, limits=[criterion.baseline_limit])
+                found = _relative_result(criterion, table)
+                if not found.passed:
+                    self._breaches.setdefault(criterion.name, (now, found.observed))
+                result = replace(
+                    found,
+                    first_breach_at=self._first_breach(criterion),
+                    final=False,
+                    provisional=True,
+                    detail=f"{found.detail}, after {intervals} intervals",
+                )
+            self._results[criterion.name] = result
+        return self.results()
+
+    def _first_breach(self, criterion: Criterion) -> float | None:
+        first = self._breaches.get(criterion.name)
+        return None if first is None else first[0]
 
     def judge_baseline(
         self, baseline: Mapping[str, Any] | None, summary: Mapping[str, Any], why_not: str = ""
@@ -475,6 +537,9 @@ class Judge:
             else:
                 table = compare(baseline, summary, limits=[criterion.baseline_limit])
                 result = _relative_result(criterion, table)
+                if not result.passed:  # since when: the first regression seen live, if any
+                    first = self._first_breach(criterion)
+                    result = replace(result, first_breach_at=first)
             self._results[criterion.name] = result
         return self.results()
 

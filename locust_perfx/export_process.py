@@ -34,7 +34,17 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import IO
 
-from locust_perfx.handoff import Clear, Close, Entries, Event, Judged, Setup, StatsMirror, Take
+from locust_perfx.handoff import (
+    Clear,
+    Close,
+    Compared,
+    Entries,
+    Event,
+    Judged,
+    Setup,
+    StatsMirror,
+    Take,
+)
 from locust_perfx.influx import Stamper, make_layout
 from locust_perfx.sink import InfluxSink
 from locust_perfx.snapshot import IntervalTracker
@@ -74,6 +84,11 @@ class ExportLoop:
             )
         elif isinstance(message, Judged):
             self._sink.queue(self._layout.threshold_points(message.rows, self._stamp(message.at)))
+        elif isinstance(message, Compared):
+            ms = self._stamp(message.at)
+            self._sink.queue(
+                self._layout.baseline_points(message.baseline_run_id, message.rows, ms)
+            )
         elif isinstance(message, Close):
             self._sink.drain(message.deadline)
             self._report(self._sink.health(), True)

@@ -4,9 +4,12 @@ The master's gevent loop runs the load test's bookkeeping; the export's real wor
 histograms, percentiles, line protocol, writes) must not take turns with it. So each
 interval the master only reads which entries moved and copies them whole (counters and
 histogram, a C-level dict copy): ``ChangeReader``. The export process applies those copies to
-a ``StatsMirror``, a ``RequestStats`` that holds what the master's held at that moment, and
+a ``StatsMirror``, which holds what the master's ``RequestStats`` held at that moment, and
 diffs it like the real one (``snapshot.IntervalTracker``). Copies are cumulative, so a
 message that arrives late carries everything before it: nothing is summed twice or lost.
+
+The export process imports this module, and every message type, without Locust: the mirror
+keeps only what the tracker reads, in slots (a ``StatsEntry`` weighs ~1.2 KB more per name).
 
 >>> from locust.stats import RequestStats
 >>> from locust_perfx.snapshot import Sample
@@ -24,12 +27,12 @@ from collections.abc import Callable, Iterable, Iterator
 from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
-from locust.stats import RequestStats, StatsEntry, StatsError
-
-from locust_perfx.snapshot import Sample
+from locust_perfx.snapshot import Sample, parse_error
 
 if TYPE_CHECKING:
-    from locust_perfx.influx import InfluxConfig
+    from locust.stats import RequestStats, StatsEntry
+
+    from locust_perfx.influx import BaselineRow, InfluxConfig
 
 CHUNK_ENTRIES = 100
 """Entries per ``Entries`` message: each is serialized in one go, so this bounds how long the
@@ -89,6 +92,14 @@ class Judged(NamedTuple):
     """The thresholds as judged at ``at``: one ``(criterion, observed, limit, passed)`` each."""
 
     rows: tuple[tuple[str, float | None, float, bool], ...]
+    at: float
+
+
+class Compared(NamedTuple):
+    """The run compared with baseline run ``baseline_run_id`` at ``at``, once it ended."""
+
+    baseline_run_id: str
+    rows: tuple[BaselineRow, ...]
     at: float
 
 
@@ -180,34 +191,81 @@ class ChangeReader:
                 self._errors[key] = error.occurrences
                 message = self._messages.get(key)
                 if message is None:
-                    message = self._messages[key] = StatsError.parse_error(error.error)
+                    message = self._messages[key] = parse_error(error.error)
                 changed.append((key, error.method or "", error.name, message, error.occurrences))
         return changed
 
 
+class MirroredEntry:
+    """One ``StatsEntry`` as the master's last read left it: what ``IntervalTracker`` reads."""
+
+    __slots__ = ("name", "method", *_COUNTERS, "response_times")
+
+    def __init__(self, name: str, method: str) -> None:
+        self.name, self.method = name, method
+        self.start_time = 0.0
+        self.num_requests = self.num_none_requests = self.num_failures = 0
+        self.total_response_time = 0.0
+        self.total_content_length = 0
+        self.response_times: dict[int, int] = {}
+
+    def restore(self, state: EntryState) -> None:
+        (
+            _,
+            _,
+            self.start_time,
+            self.num_requests,
+            self.num_none_requests,
+            self.num_failures,
+            self.total_response_time,
+            self.total_content_length,
+            self.response_times,
+        ) = state
+
+
+class MirroredError(NamedTuple):
+    """One ``StatsError``; ``error`` is its message as ``parse_error`` gives it."""
+
+    method: str
+    name: str
+    error: str
+    occurrences: int
+
+
+class MirroredStats:
+    """A ``RequestStats`` as ``IntervalTracker`` reads it: entries, total, errors."""
+
+    __slots__ = ("entries", "errors", "total")
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], MirroredEntry] = {}
+        self.total = MirroredEntry("Aggregated", "")
+        self.errors: dict[str, MirroredError] = {}
+
+
 class StatsMirror:
-    """The export process's side: a ``RequestStats`` kept equal to the master's as last read.
+    """The export process's side: ``stats`` kept equal to the master's as last read.
 
     Holds only what ``IntervalTracker`` reads: per entry the counters, start time and
     response-time histogram; the total; each error's parsed message and occurrences.
     """
 
     def __init__(self) -> None:
-        self.stats = RequestStats()
+        self.stats = MirroredStats()
 
     def apply(self, message: Message) -> None:
         if isinstance(message, Clear):
-            self.stats = RequestStats()
+            self.stats = MirroredStats()
         elif isinstance(message, Entries):
+            entries = self.stats.entries
             for state in message.states:
-                _restore(self.stats.entries[state[0], state[1]], state)
+                key = state[0], state[1]
+                entry = entries.get(key)
+                if entry is None:
+                    entry = entries[key] = MirroredEntry(*key)
+                entry.restore(state)
         else:
-            _restore(self.stats.total, message.total)
-            for key, method, name, text, occurrences in message.errors:
-                self.stats.errors[key] = StatsError(method, name, text, occurrences)
-
-
-def _restore(entry: StatsEntry, state: EntryState) -> None:
-    for counter, value in zip(_COUNTERS, state[2:-1], strict=True):
-        setattr(entry, counter, value)
-    entry.response_times = state[-1]
+            self.stats.total.restore(message.total)
+            errors = self.stats.errors
+            for error_key, method, name, text, occurrences in message.errors:
+                errors[error_key] = MirroredError(method, name, text, occurrences)

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from locust_perfx.exceptions import ConfigError
 from locust_perfx.snapshot import (
@@ -53,6 +53,7 @@ subset of the ``PERCENTILES`` each interval computes."""
 
 _RESERVED_TAGS = frozenset(
     {"run_id", "endpoint", "environment", "name", "method", "error_id", "kind", "criterion"}
+    | {"metric", "baseline_run_id"}
     | {"application", "transaction", "statut", "responseCode", "responseMessage", "title"}
     | {"tags"}
 )
@@ -158,6 +159,21 @@ ThresholdRow = tuple[str, float | None, float, bool]
 """A judged criterion: its text, what was observed (``None``: no request), limit, passed."""
 
 
+class BaselineRow(NamedTuple):
+    """One name and metric of the comparison with the baseline run (a ``summary.baseline``
+    row, its name split into Locust's method and name); ``None`` where a side has no value."""
+
+    method: str
+    name: str
+    metric: str
+    baseline: float | None
+    current: float | None
+    delta: float | None
+    delta_ratio: float | None
+    p: float | None
+    verdict: str
+
+
 def line(
     measurement: str, tags: Mapping[str, str], fields: Mapping[str, FieldValue], ms: int
 ) -> str:
@@ -212,6 +228,12 @@ class Layout(Protocol):
         """Points of the thresholds as judged at ``ms``."""
         ...
 
+    def baseline_points(
+        self, baseline_run_id: str, rows: Sequence[BaselineRow], ms: int
+    ) -> list[str]:
+        """Points of the run's comparison with the baseline run, made at ``ms``."""
+        ...
+
 
 def _timing_fields(delta: EntryDelta, suffix: str = "_ms") -> dict[str, FieldValue]:
     """avg/min/max/percentiles in ms, only when the interval has timed requests."""
@@ -259,7 +281,10 @@ class PerfxLayout:
     - ``locust_totals``: users, workers, requests, failures, rps, failure_ratio, timings, and
       how late the owner's event loop woke in the interval (``loop_*``, :mod:`~locust_perfx.loop`);
     - ``locust_errors`` (+ ``name``, ``method``, ``error_id``): occurrences, message;
-    - ``locust_events`` (+ ``kind``): text, for Grafana annotations.
+    - ``locust_events`` (+ ``kind``): text, for Grafana annotations;
+    - ``locust_thresholds`` (+ ``criterion``): limit, passed, observed;
+    - ``locust_baseline`` (+ ``name``, ``method``, ``metric``, ``baseline_run_id``): baseline,
+      current, delta, delta_pct, p, verdict, regression.
     """
 
     def __init__(self, tags: Mapping[str, str]) -> None:
@@ -339,6 +364,30 @@ class PerfxLayout:
             )
         return points
 
+    def baseline_points(
+        self, baseline_run_id: str, rows: Sequence[BaselineRow], ms: int
+    ) -> list[str]:
+        """``locust_baseline``, one point per name and metric, once the run ended: a value is
+        absent where the table has none (a ``new`` name's baseline, a ``gone`` one's current,
+        an untested ``p``, ``delta_pct`` from a baseline of 0); ``regression`` is 1 or 0."""
+        tags = {**self._tags, "baseline_run_id": baseline_run_id}
+        points = []
+        for row in rows:
+            numbers = {
+                "baseline": row.baseline,
+                "current": row.current,
+                "delta": row.delta,
+                "delta_pct": None if row.delta_ratio is None else row.delta_ratio * 100,
+                "p": row.p,
+            }
+            fields: dict[str, FieldValue] = {
+                key: float(value) for key, value in numbers.items() if value is not None
+            }
+            fields.update(verdict=row.verdict, regression=int(row.verdict == "regression"))
+            series = {**tags, "name": row.name, "method": row.method, "metric": row.metric}
+            points.append(line("locust_baseline", series, fields, ms))
+        return points
+
 
 class JMeterLayout:
     """JMeter's own InfluxDB backend listener schema, so JMeter Grafana dashboards work.
@@ -413,6 +462,12 @@ class JMeterLayout:
 
     def threshold_points(self, rows: Sequence[ThresholdRow], ms: int) -> list[str]:
         """JMeter's schema has no place for criteria: breaches reach it as events only."""
+        return []
+
+    def baseline_points(
+        self, baseline_run_id: str, rows: Sequence[BaselineRow], ms: int
+    ) -> list[str]:
+        """Nor for a comparison with a baseline: it stays in the run summary."""
         return []
 
 

@@ -6,8 +6,11 @@ its own ``/write``; everything else (2.x, 3.x, VictoriaMetrics, which answers wi
 header) through ``/api/v2/write``. Both speak the same line protocol and share the buffer,
 the retries, the 413 splitting and the health counters.
 
-The only module that imports ``influxdb_client``: only the export process and the master's
-start-up check load it, never a worker (see ``plugin.on_init``).
+Plain urllib3, as influxdb_client itself writes (its SYNCHRONOUS write is one POST of line
+protocol): the master's start-up check then costs no import (Locust loads urllib3 already),
+where influxdb_client cost its process ~16 MB for good, and the export process stays small.
+No gevent either: in the export process each call blocks, bounded by its timeout; under
+Locust's monkey-patching the same calls are cooperative.
 """
 
 from __future__ import annotations
@@ -15,20 +18,16 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import re
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlencode
 
-import gevent
 import urllib3
 import urllib3.exceptions
-from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
 
 from locust_perfx.exceptions import ExportError
 from locust_perfx.influx import InfluxConfig, line
@@ -72,38 +71,70 @@ class _Writer(Protocol):
 
     described: str
 
-    def write(self, body: str) -> None:
-        """Send ``body`` (points, one a line); ``_Refused`` on an error status."""
+    def write(self, body: str, timeout: float) -> None:
+        """Send ``body`` (points, one a line) within ``timeout`` seconds; ``_Refused`` on an
+        error status."""
         ...
 
     def refusal(self, error: _Refused) -> str:
         """The one-line reason, naming the fix, for a refused start-up check."""
         ...
 
-    def close(self) -> None: ...
+
+class _Connection:
+    """One server's HTTP connection pool: no retries of its own (the sink retries), every
+    request bounded by a total timeout."""
+
+    def __init__(self, config: InfluxConfig) -> None:
+        self.base = config.url.rstrip("/")
+        self._pool = urllib3.PoolManager(retries=False)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        timeout: float,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        return self._pool.request(
+            method,
+            self.base + path,
+            body=body,
+            headers=headers,
+            timeout=urllib3.Timeout(total=timeout),
+        )
+
+    def post(self, path: str, body: str, timeout: float, headers: Mapping[str, str]) -> None:
+        """POST ``body``; ``_Refused`` on an error status."""
+        response = self.request("POST", path, timeout, body.encode(), headers)
+        if response.status >= 300:
+            raise _Refused(response.status, response.reason or "", _message(response.data))
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+_LINE_PROTOCOL = {"Content-Type": "text/plain; charset=utf-8"}
 
 
 class _V2Writer:
-    """``/api/v2/write`` through influxdb_client: InfluxDB 2.x and 3.x, VictoriaMetrics."""
+    """``/api/v2/write``: InfluxDB 2.x and 3.x, VictoriaMetrics; the token as ``Token``."""
 
-    def __init__(self, client: Any, config: InfluxConfig) -> None:
-        self._client = client
-        self._write_api = client.write_api(write_options=SYNCHRONOUS)
+    def __init__(self, connection: _Connection, config: InfluxConfig) -> None:
+        self._connection = connection
         self._config = config
+        query = urlencode({"org": config.org, "bucket": config.bucket, "precision": "ms"})
+        self._path = f"/api/v2/write?{query}"
+        self._headers = dict(_LINE_PROTOCOL)
+        if config.token:
+            self._headers["Authorization"] = f"Token {config.token}"
         self.described = (
             f"InfluxDB at {config.url}: 2.x write API, org {config.org!r}, bucket {config.bucket!r}"
         )
 
-    def write(self, body: str) -> None:
-        try:
-            self._write_api.write(
-                bucket=self._config.bucket,
-                org=self._config.org,
-                record=body,
-                write_precision=WritePrecision.MS,
-            )
-        except ApiException as error:
-            raise _Refused(error.status, str(error.reason), _message(error.body)) from None
+    def write(self, body: str, timeout: float) -> None:
+        self._connection.post(self._path, body, timeout, self._headers)
 
     def refusal(self, error: _Refused) -> str:
         url, org, bucket = self._config.url, self._config.org, self._config.bucket
@@ -124,39 +155,30 @@ class _V2Writer:
             f"({error}); check --influxdb-url"
         )
 
-    def close(self) -> None:
-        self._client.close()
-
 
 class _V1Writer:
-    """``/write`` of InfluxDB 1.x. influxdb_client speaks only the 2.x API, so this is plain
-    HTTP over urllib3, which influxdb_client itself runs on. ``--influxdb-bucket`` is
-    ``database/retention_policy`` or ``database`` (its default policy); a ``user:password``
-    token is sent as basic auth, any other token not at all (a 1.x server without
-    authentication ignores it)."""
+    """``/write`` of InfluxDB 1.x. ``--influxdb-bucket`` is ``database/retention_policy`` or
+    ``database`` (its default policy); a ``user:password`` token is sent as basic auth, any
+    other token not at all (a 1.x server without authentication ignores it)."""
 
-    def __init__(self, config: InfluxConfig, version: str) -> None:
+    def __init__(self, connection: _Connection, config: InfluxConfig, version: str) -> None:
+        self._connection = connection
         self._config = config
         self._version = version
         self._database, _, self._policy = config.bucket.partition("/")
         query = {"db": self._database, "precision": "ms"}
         if self._policy:
             query["rp"] = self._policy
-        self._url = f"{config.url.rstrip('/')}/write?{urlencode(query)}"
+        self._path = f"/write?{urlencode(query)}"
         user, colon, _ = config.token.partition(":")
         self._user = user if colon else ""
-        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        self._headers = dict(_LINE_PROTOCOL)
         if self._user:
             self._headers.update(urllib3.make_headers(basic_auth=config.token))
-        self._pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(total=config.timeout), retries=False
-        )
         self.described = f"InfluxDB {version} at {config.url}: 1.x write API, {self._target()}"
 
-    def write(self, body: str) -> None:
-        response = self._pool.request("POST", self._url, body=body.encode(), headers=self._headers)
-        if response.status >= 300:
-            raise _Refused(response.status, response.reason or "", _message(response.data))
+    def write(self, body: str, timeout: float) -> None:
+        self._connection.post(self._path, body, timeout, self._headers)
 
     def refusal(self, error: _Refused) -> str:
         server = f"InfluxDB {self._version} at {self._config.url}"
@@ -185,9 +207,6 @@ class _V1Writer:
     def _target(self) -> str:
         policy = f"retention policy {self._policy!r}" if self._policy else "its default policy"
         return f"database {self._database!r}, {policy}"
-
-    def close(self) -> None:
-        self._pool.clear()
 
 
 def _message(body: bytes | str | None) -> str:
@@ -238,17 +257,16 @@ class _PointBuffer:
             self._points.popleft()
 
 
-# Not gevent.Timeout: drain() bounds its flush with one, and catching it would defeat that.
 _TRANSIENT = (urllib3.exceptions.HTTPError, OSError, _Unavailable)
 
 
 class InfluxSink:
     """The bounded queue of points and its writes to InfluxDB, with retry and backoff.
 
-    Synchronous, one SYNCHRONOUS write per ``flush()``: the export process calls it between
-    two messages from the master. The batching ``WriteApi`` is never used: its close waits up
-    to minutes when the database is down. An outage degrades the export (backoff, the oldest
-    points dropped when full, counted in ``health()``); it never raises.
+    Synchronous: the export process calls ``flush()`` between two messages from the master,
+    and each write returns within the configured timeout (no batching in the background,
+    whose close can wait minutes when the database is down). An outage degrades the export
+    (backoff, the oldest points dropped when full, counted in ``health()``); it never raises.
 
     >>> sink = InfluxSink(InfluxConfig("http://localhost:8086", bucket="b"), {"run_id": "r"})
     >>> sink.queue(["m,run_id=r f=1i 1"])
@@ -260,7 +278,9 @@ class InfluxSink:
         self._config = config
         self._tags = dict(tags)
         self._buffer = _PointBuffer(config.buffer_points)
-        self._writer: _Writer | None = None  # connected on the first write, by _connect()
+        # Connected on the first write, by _connected(); closed by close().
+        self._connection: _Connection | None = None
+        self._writer: _Writer | None = None
         self._retry_at = 0.0
         self._backoff = 0.0
         self._warned_full = False
@@ -274,9 +294,10 @@ class InfluxSink:
     def check(self) -> None:
         """Write one point to prove URL, token, org and bucket; ``ExportError`` if refused."""
         point = line(CHECK_MEASUREMENT, self._tags, {"ok": 1}, int(time.time() * 1000))
+        timeout = self._config.timeout
         try:
-            writer = self._connected()
-            writer.write(point)
+            writer = self._connected(timeout)
+            writer.write(point, timeout)
         except _Refused as error:
             raise ExportError(writer.refusal(error)) from None
         except _TRANSIENT as error:
@@ -301,13 +322,20 @@ class InfluxSink:
         """False while backing off after a failed write."""
         return time.monotonic() >= self._retry_at
 
-    def flush(self) -> bool:
-        """Send the queue in batches; False (and a backoff) on the first transient failure."""
+    def flush(self, until: float = math.inf) -> bool:
+        """Send the queue in batches; False (and a backoff) on the first transient failure.
+
+        ``until`` (``time.monotonic()``) bounds every request: False, with the rest queued,
+        once it has passed.
+        """
         while len(self._buffer):
+            timeout = min(self._config.timeout, until - time.monotonic())
+            if timeout <= 0:
+                return False
             seq, batch = self._buffer.head(BATCH_POINTS)
             retrying = self._backoff > 0
             try:
-                written = self._deliver(seq - len(batch) + 1, batch)
+                written = self._deliver(seq - len(batch) + 1, batch, timeout)
             except _Refused as error:
                 self._failed(str(error))
                 return False
@@ -322,7 +350,7 @@ class InfluxSink:
             self._backoff = 0.0
         return True
 
-    def _deliver(self, first: int, points: list[str]) -> int:
+    def _deliver(self, first: int, points: list[str], timeout: float) -> int:
         """Write ``points`` (numbered from ``first`` in the buffer); how many were written.
 
         Each part leaves the buffer as soon as InfluxDB settles it (written or rejected), so
@@ -331,12 +359,12 @@ class InfluxSink:
         exceed: the halves are written in turn, down to single points.
         """
         try:
-            self._connected().write("\n".join(points))
+            self._connected(timeout).write("\n".join(points), timeout)
         except _Refused as error:
             if error.status == 413 and len(points) > 1:
                 half = len(points) // 2
-                written = self._deliver(first, points[:half])
-                return written + self._deliver(first + half, points[half:])
+                written = self._deliver(first, points[:half], timeout)
+                return written + self._deliver(first + half, points[half:], timeout)
             if error.status not in _REJECTED_STATUSES:
                 raise
             self._reject(points, error)
@@ -362,9 +390,9 @@ class InfluxSink:
     def drain(self, deadline: float) -> None:
         """Send what is queued within ``deadline`` seconds, even if InfluxDB hangs; then
         close the connection. Points left unsent are logged and stay in ``health()``."""
-        with gevent.Timeout(deadline, False):
-            while len(self._buffer) and not self.flush():
-                gevent.sleep(min(self._config.interval, 0.5))
+        until = time.monotonic() + deadline
+        while not self.flush(until) and (left := until - time.monotonic()) > 0:
+            time.sleep(min(self._config.interval, 0.5, left))
         if len(self._buffer):
             logger.warning(
                 "InfluxDB export: %d points not sent before the %.0f s deadline (%s)",
@@ -376,9 +404,9 @@ class InfluxSink:
 
     def close(self) -> None:
         """Close the connection; a later write opens a new one (and asks the version again)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = self._writer = None
 
     def health(self) -> dict[str, object]:
         """Export counters as plain values, for logs, the web UI and the run summary."""
@@ -401,33 +429,28 @@ class InfluxSink:
         self._backoff = min(max(self._backoff * 2, self._config.interval), MAX_BACKOFF)
         self._retry_at = time.monotonic() + self._backoff
 
-    def _connected(self) -> _Writer:
+    def _connected(self, timeout: float) -> _Writer:
         if self._writer is None:
-            self._writer = self._connect()
+            self._writer = self._connect(timeout)
         return self._writer
 
-    def _connect(self) -> _Writer:
+    def _connect(self, timeout: float) -> _Writer:
         """The writer for the API the server's ``/ping`` says it has (see the module)."""
-        client: Any = InfluxDBClient(  # only partly typed
-            url=self._config.url,
-            token=self._config.token,
-            org=self._config.org,
-            timeout=int(self._config.timeout * 1000),
-        )
+        connection = _Connection(self._config)
         try:
-            version = client.version()  # "unknown" without an X-Influxdb-Version header
-        except ApiException as error:
-            if error.status is not None and (error.status >= 500 or error.status == 429):
-                client.close()
-                raise _Unavailable(f"HTTP {error.status} {error.reason} on /ping") from None
-            version = ""  # refused (a proxy's auth, say): not 1.x, whose /ping is open to all
+            ping = connection.request("GET", "/ping", timeout)
         except BaseException:
-            client.close()
+            connection.close()
             raise
+        if ping.status >= 500 or ping.status == 429:
+            connection.close()
+            raise _Unavailable(f"HTTP {ping.status} {ping.reason} on /ping")
+        self._connection = connection
+        # A refused /ping (a proxy's auth, say) is not 1.x, whose /ping is open to all.
+        version = ping.headers.get("X-Influxdb-Version", "") if ping.status < 300 else ""
         if V1_VERSION.match(version):
-            client.close()
-            return _V1Writer(self._config, version)
-        return _V2Writer(client, self._config)
+            return _V1Writer(connection, self._config, version)
+        return _V2Writer(connection, self._config)
 
 
 def _reason(error: BaseException) -> str:

@@ -23,8 +23,8 @@ from locust_perfx.criteria import Judge, Result
 from locust_perfx.exporter import MetricsExporter
 from locust_perfx.influx import DEFAULT_INTERVAL
 from locust_perfx.lifecycle import PlatformSync
-from locust_perfx.series import SeriesRecorder
-from locust_perfx.snapshot import interval_delta
+from locust_perfx.series import SeriesRecorder, add_series
+from locust_perfx.snapshot import interval_delta, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,15 @@ class RunWatch:
         self.recorder = SeriesRecorder(interval)
         """The per-interval series the summary carries for a later baseline comparison."""
         self.aborted = False
+        self.stopped_by: tuple[str, ...] = ()
+        """The breaches that aborted the test, as they read when it was stopped."""
         self.users_peak = 0
         self.workers_peak = 0
         self._stop_test = stop_test
         self._greenlets = greenlets if greenlets is not None else gevent.pool.Group()
         """Where the greenlet that stops the test runs: the controller's, supervised."""
         self._next_check = 0.0
-        self._reported: set[str] = set()
+        self._reported: set[tuple[str, bool]] = set()
         self._since_progress: Any = None
         """``interval_delta``'s baseline: progress carries the p95 since the last report."""
         # A progress report in flight must complete before the final status is sent.
@@ -118,8 +120,27 @@ class RunWatch:
             "p95_ms": interval.percentile(0.95),
         }
 
+    def summary(self, finished_at: float) -> dict[str, Any]:
+        """The run's summary as of ``finished_at``: totals, per name, and the series so far."""
+        runner = self.runner
+        summary = summarize(
+            runner.stats,
+            users_peak=max(self.users_peak, runner.user_count),
+            workers=max(self.workers_peak, worker_count(runner)),
+            started_at=runner.stats.start_time,
+            finished_at=finished_at,
+        )
+        add_series(summary, runner.stats, self.recorder)
+        return summary
+
     def results(self) -> list[Result]:
         return [] if self.judge is None else self.judge.results()
+
+    def breaches(self) -> tuple[str, ...]:
+        """The reasons of the breached criteria; when the final judgement no longer confirms
+        the breach that aborted the test (a relative criterion's end judgement differs from
+        its provisional one), the reasons that stopped it: the run was still cut short."""
+        return tuple(r.reason for r in self.results() if not r.passed) or self.stopped_by
 
     def final_results(self) -> list[Result]:
         """The thresholds judged on the final stats (the workers' last reports included)."""
@@ -130,18 +151,24 @@ class RunWatch:
     def _check(self, judge: Judge) -> None:
         """Judge the interval that just ended; an ``abort`` breach stops the test now."""
         now = time.time()
-        self.report(judge.check(self.runner.stats, now))
+        results = judge.check(self.runner.stats, now)
+        if judge.judges_baseline_live:  # relative criteria, provisionally, on the run so far
+            results = judge.check_baseline(self.summary(now), now)
+        self.report(results)
         aborting = judge.aborting(now)
         if aborting and not self.aborted:
             self.aborted = True
+            self.stopped_by = tuple(r.reason for r in aborting)
             logger.error("perfx: stopping the test: %s", "; ".join(r.reason for r in aborting))
             self._greenlets.spawn(self._stop_test)
 
     def report(self, results: list[Result]) -> list[Result]:
         """Log each new breach once; export the results, and each new breach as an event."""
         for result in results:
-            if not result.passed and result.criterion.name not in self._reported:
-                self._reported.add(result.criterion.name)
+            # A provisional breach is logged, and the end's judgement of it again.
+            seen = (result.criterion.name, result.provisional)
+            if not result.passed and seen not in self._reported:
+                self._reported.add(seen)
                 logger.warning("perfx: threshold breached: %s", result.reason)
                 if self.exporter is not None:
                     self.exporter.event("breach", result.reason)

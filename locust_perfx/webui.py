@@ -260,7 +260,12 @@ def _judged(result: Mapping[str, Any] | None) -> str:
     if result is None:
         return "not judged yet"
     if result.get("detail"):
-        return f"{'passed' if result['passed'] else 'BREACHED'}: {result['detail']}"
+        verdict = "passed" if result["passed"] else "BREACHED"
+        if result["detail"].startswith("not judged"):
+            return str(result["detail"])
+        if result.get("provisional"):  # a relative criterion, live: the end decides
+            verdict = f"{verdict} so far (provisional)"
+        return f"{verdict}: {result['detail']}"
     observed = "no requests" if result["observed"] is None else f"{result['observed']:g}"
     return f"{'passed' if result['passed'] else 'BREACHED'} (observed {observed})"
 

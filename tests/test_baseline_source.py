@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,6 +319,12 @@ def test_the_perfx_tab_shows_the_baseline_and_after_the_run_its_table(
     assert tab_rows(ui)["Baseline"] == f"run {base} (from --baseline (from the command line))"
     assert ui.post("/swarm", {"user_count": "2", "spawn_rate": "2"}).json()["success"]
     wait_until(lambda: target.total > 20, message="some load")
+    threshold = "Threshold p95_ms < baseline + 10% for each name"
+    live = wait_until(  # judged live on the run so far, every 0.5 s interval, and said so
+        lambda: "so far (provisional): " in (v := tab_rows(ui)[threshold]) and v,
+        message="the provisional judgement in the tab",
+    )
+    assert re.search(r"for (Aggregated|GET /\S+): .*, after \d+ intervals$", live), live
     ui.stop()
     run = wait_until(
         lambda: (r := platform_server.get_run(run_id))["status"] != "running" and r,

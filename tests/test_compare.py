@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from locust.stats import RequestStats
 
 from locust_perfx.compare import (
     DEFAULT_CONFIDENCE,
@@ -21,6 +22,7 @@ from locust_perfx.compare import (
     mann_whitney,
     render,
     samples,
+    so_far,
 )
 from locust_perfx.criteria import Judge, parse_criteria
 from locust_perfx.exceptions import ConfigError
@@ -286,8 +288,7 @@ def test_relative_thresholds_parse_and_say_what_they_mean() -> None:
         ("rps > baseline + 5%", "with > the allowed change is baseline - N"),
         ("p95_ms == baseline + 1", "takes <, <=, > or >="),
         ("p95_ms < baseline + ten%", "the limit must be a number, got 'ten'"),
-        ("p95_ms < baseline + 10%, abort", "judged once, at the end"),
-        ("p95_ms < baseline + 10%, per interval", "judged once, at the end"),
+        ("p95_ms < baseline + 10%, per interval", "judged on the run so far, not per interval"),
         ("p95_ms < 500 for each name", "'for each name' is for limits relative to the baseline"),
     ],
 )
@@ -296,9 +297,13 @@ def test_a_bad_relative_threshold_is_refused_with_the_fix(text: str, problem: st
         parse_criteria([text], "the command line")
 
 
-def test_an_abort_from_the_platform_is_refused_for_a_relative_threshold() -> None:
-    item = {"expression": "p95_ms < baseline + 10%", "abort": True}
-    with pytest.raises(ConfigError, match="judged once, at the end"):
+def test_a_relative_threshold_may_abort_but_not_judge_per_interval() -> None:
+    [text] = parse_criteria(["p95_ms < baseline + 10% for each name, abort after 30s"], "x")
+    [platform] = parse_criteria([{"expression": "p95_ms < baseline + 10%", "abort": True}], "x")
+    assert (text.abort, text.delay, text.relative) == (True, 30.0, True)
+    assert platform.abort and platform.relative
+    item = {"expression": "rps > baseline - 5%", "per_interval": True}
+    with pytest.raises(ConfigError, match="judged on the run so far, not per interval"):
         parse_criteria([item], "the platform")
 
 
@@ -351,3 +356,98 @@ def test_an_older_baseline_is_untested_never_failed() -> None:
     )
     assert result.passed
     assert "(+100%, untested); no per-interval series" in result.reason
+
+
+# -- live judging: the run so far against the baseline's same first seconds ------------------
+
+
+def run_summary(p95: list[int | None], requests: list[int] | None = None) -> dict[str, Any]:
+    """A run of one name, ``GET /search``, its total the same: ``len(p95)`` 1 s intervals."""
+    row = entry("/search", p95, requests)
+    return {"total": {**row, "method": None, "name": "Aggregated"}, "requests": [row]}
+
+
+def live_judge(text: str, baseline: dict[str, Any]) -> Judge:
+    judge = Judge(tuple(parse_criteria([text], "the command line")), 1.0, baseline=baseline)
+    judge.start(RequestStats(), 0.0)
+    return judge
+
+
+def test_so_far_cuts_the_baseline_to_the_intervals_that_had_ended() -> None:
+    base = entry("/a", [10, 20, 30, 40], [5, 5, 10, 10], interval_s=2.0)
+    base["series"]["stride"] = 2  # kept intervals 0, 2, 4, 6: ended at 2, 6, 10, 14 s
+
+    cut = so_far({"requests": [base], "total": {"rps": 3}}, 10.0)
+
+    [row] = cut["requests"]
+    assert row["series"]["p95_ms"] == [10, 20, 30] and row["rps"] == 20 / 6
+    assert row["p95_ms"] == base["p95_ms"]  # whole-run: a histogram has no time
+    assert cut["total"] == {"rps": 3}  # no series: its totals as they are
+    assert so_far({"requests": [base]}, 1.0)["requests"][0]["series"]["requests"] == []
+
+
+def test_before_enough_intervals_a_relative_threshold_is_not_judged_yet() -> None:
+    judge = live_judge("p95_ms < baseline + 10% for each name", run_summary([100] * 20))
+
+    [result] = judge.check_baseline(run_summary([900] * (MIN_INTERVALS - 1)), 4.0)
+
+    assert result.passed and result.provisional and result.observed is None
+    assert result.reason == (
+        "p95_ms < baseline + 10% for each name: not judged yet: 4 of 5 intervals (provisional)"
+    )
+    assert judge.aborting(4.0) == []
+
+
+def test_a_live_regression_is_a_provisional_breach_that_aborts_past_its_delay() -> None:
+    judge = live_judge(
+        "p95_ms < baseline + 10% for each name, abort after 8s", run_summary(noisy(100))
+    )
+
+    [early] = judge.check_baseline(run_summary(noisy(200, n=6, seed=1)), 6.0)
+    [later] = judge.check_baseline(run_summary(noisy(200, n=8, seed=1)), 8.0)
+
+    assert not early.passed and early.provisional and early.first_breach_at == 6.0
+    assert re.fullmatch(
+        r"p95_ms < baseline \+ 10% for each name: p95_ms for GET /search: \d+ vs baseline "
+        r"\d+ ms \(\+\d+%, p=0\.0\d\d\), after 6 intervals \(provisional\)",
+        early.reason,
+    ), early.reason
+    assert later.first_breach_at == 6.0 and "after 8 intervals" in later.reason
+    assert judge.aborting(7.9) == [] and judge.aborting(8.0) == [later]
+    assert later.describe()["provisional"] is True
+
+
+def test_the_ends_judgement_replaces_the_provisional_one_and_keeps_the_first_breach() -> None:
+    base = run_summary(noisy(100))
+    judge = live_judge("p95_ms < baseline + 10% for each name", base)
+    judge.check_baseline(run_summary(noisy(200, n=6, seed=1)), 6.0)
+
+    [final] = judge.judge_baseline(base, run_summary(noisy(200, seed=1)))
+
+    assert not final.passed and final.final and not final.provisional
+    assert final.first_breach_at == 6.0 and "(provisional)" not in final.reason
+    assert "provisional" not in final.describe()
+
+
+def test_a_ramp_up_is_compared_with_the_baselines_own_ramp_up_not_its_full_rate() -> None:
+    ramp = [10, 20, 30, 40, 50, 60]
+    base = run_summary([100] * 20, ramp + [60] * 14)  # full rate 60 req/s after 6 s
+    judge = live_judge("rps > baseline - 5% for each name", base)
+
+    [result] = judge.check_baseline(run_summary([100] * 6, ramp), 6.0)
+    whole = compare(base, run_summary([100] * 6, ramp), limits=[Limit("rps", 0.05, worse="down")])
+
+    assert result.passed, result.reason  # 35 req/s so far, as the baseline's first 6 s
+    assert "35.00 vs baseline 35.00 req/s" in result.reason
+    assert whole.row("GET /search", "rps").verdict == "regression"  # against the full rate
+
+
+def test_a_baseline_without_series_never_stops_a_run_live() -> None:
+    old = run_summary([100] * 20)
+    for row in (old["total"], *old["requests"]):
+        del row["series"]
+    judge = live_judge("p95_ms < baseline + 10% for each name, abort", old)
+
+    [result] = judge.check_baseline(run_summary([500] * 10), 10.0)
+
+    assert result.passed and "untested" in result.reason and judge.aborting(10.0) == []

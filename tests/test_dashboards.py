@@ -2,7 +2,8 @@
 Flux one panel for panel the InfluxQL one, and every InfluxQL query run, as Grafana would
 send it, against a real InfluxDB 1.x that two real Locust runs wrote into; each panel's
 numbers agree with Locust's own final report (``--json-file``: counts and histograms) and
-the run summary's errors.
+the run summary's errors; the comparison panels agree with the table of a third run compared
+with a fourth, its baseline.
 
 Flux cannot run here (no InfluxDB 2): its dashboard is held to the InfluxQL one's shape.
 """
@@ -21,7 +22,7 @@ from locust.stats import calculate_response_time_percentile
 
 from dashboards import build
 from tests.fixtures.influxdb1 import DATABASE, PASSWORD, USER, InfluxDB1, Row
-from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
+from tests.fixtures.locust import ROOT, LocustProcess, LocustRunner, Target, headless
 from tests.fixtures.platform import PlatformServer
 from tests.test_export_e2e import BEHAVIOURS
 
@@ -96,6 +97,7 @@ class Recording:
     run_id: str
     entries: dict[str, dict[str, Any]]  # by request name
     errors: list[dict[str, Any]]
+    baseline: dict[str, Any] | None  # the summary's comparison with a baseline run
 
     def count(self, name: str | None = None, field: str = "num_requests") -> int:
         """Requests (or ``num_failures``) of one request name, or of all."""
@@ -115,10 +117,13 @@ class Recording:
 @dataclass(frozen=True)
 class Recordings:
     """``intervals``: 1 s points, many per run; ``whole``: one point per series (an
-    interval longer than the run), so its percentiles are the run's own."""
+    interval longer than the run), so its percentiles are the run's own; ``compared``: a
+    run with a baseline run (not exported), with a name new and a name gone."""
 
     intervals: Recording
     whole: Recording
+    compared: Recording
+    baseline_run_id: str
     started_ms: int
     ended_ms: int
 
@@ -127,7 +132,8 @@ class Recordings:
 def recordings(
     influxdb1: InfluxDB1, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Recordings]:
-    """Two runs at once, failing a quarter of their requests, into the module's influxd."""
+    """Two runs at once, failing a quarter of their requests, into the module's influxd; and
+    a passing baseline run alongside, then a run like the two compared with it."""
     folder = tmp_path_factory.mktemp("dashboards")
     platform, target, runner = (
         PlatformServer(folder / "platform.sqlite3"),
@@ -137,31 +143,57 @@ def recordings(
     try:
         platform.start()
         started_ms = int(time.time() * 1000)
-        runs = {}
-        for kind, interval, users in (("intervals", "1", USERS), ("whole", "60", 2)):
+        export = (
+            *("--influxdb-url", influxdb1.url, "--influxdb-token", f"{USER}:{PASSWORD}"),
+            *("--influxdb-org", "-", "--influxdb-bucket", DATABASE),
+        )
+
+        def start(kind: str, options: str, *extra: str, behaviour: str = "fail") -> str:
             run_id = platform.create_run(None, target.url, endpoint="shop", environment="ci")
-            runs[kind] = (
-                run_id,
-                runner.start(
-                    *headless(run_id, platform.url, f"-u {users} -r {users} -t 4s"),
-                    *("--influxdb-url", influxdb1.url, "--influxdb-token", f"{USER}:{PASSWORD}"),
-                    *("--influxdb-org", "-", "--influxdb-bucket", DATABASE),
-                    *("--influxdb-interval", interval, "--json-file", str(folder / kind)),
-                    locustfile=BEHAVIOURS,
-                    env={"BEHAVIOUR": "fail"},
-                ),
+            process = runner.start(
+                *headless(run_id, platform.url, options),
+                *extra,
+                *("--json-file", str(folder / kind)),
+                locustfile=BEHAVIOURS,
+                env={"BEHAVIOUR": behaviour},
             )
-        for _, process in runs.values():
-            assert process.wait(60) == 1, process.output  # request failures: Locust's verdict
+            runs[kind] = (run_id, process)
+            return run_id
+
+        runs: dict[str, tuple[str, LocustProcess]] = {}
+        # At least 5 whole intervals each (the test's minimum), into the comparison.
+        baseline_run_id = start("baseline", "-u 2 -r 2 -t 7s --influxdb-interval 1", behaviour="ok")
+        for kind, interval, users in (("intervals", "1", USERS), ("whole", "60", 2)):
+            start(kind, f"-u {users} -r {users} -t 4s", *export, "--influxdb-interval", interval)
+        for kind, (_, process) in runs.items():
+            failing = kind != "baseline"  # exit 1: Locust's verdict on request failures
+            assert process.wait(60) == int(failing), process.output
+        start(
+            "compared",
+            "-u 2 -r 2 -t 7s --influxdb-interval 1",
+            *export,
+            *("--baseline", baseline_run_id),
+        )
+        assert runs["compared"][1].wait(60) == 1, runs["compared"][1].output
+        del runs["baseline"]
+        summaries = {
+            kind: platform.get_run(run_id)["summary"] for kind, (run_id, _) in runs.items()
+        }
         recorded = {
             kind: Recording(
                 run_id,
                 {e["name"]: e for e in json.loads((folder / f"{kind}.json").read_text())},
-                platform.get_run(run_id)["summary"]["errors"],
+                summaries[kind]["errors"],
+                summaries[kind].get("baseline"),
             )
             for kind, (run_id, _) in runs.items()
         }
-        yield Recordings(**recorded, started_ms=started_ms, ended_ms=int(time.time() * 1000))
+        yield Recordings(
+            **recorded,
+            baseline_run_id=baseline_run_id,
+            started_ms=started_ms,
+            ended_ms=int(time.time() * 1000),
+        )
     finally:
         runner.stop_all()
         target.close()
@@ -330,6 +362,38 @@ def errors_are_locusts_with_their_counts(influxdb1: InfluxDB1, recordings: Recor
         }
 
 
+@checks("Regressions against the baseline", "Against the baseline")
+def the_comparison_is_the_run_summarys_table(influxdb1: InfluxDB1, recordings: Recordings) -> None:
+    run = recordings.compared
+    table = run.baseline
+    assert table is not None and table["baseline_run_id"] == recordings.baseline_run_id
+    # /fail is new (the baseline passed), /other gone; their rows lack one side.
+    assert {"new", "gone"} <= {row["verdict"] for row in table["rows"]}
+    regressions = panel_series(influxdb1, recordings, "Regressions against the baseline", run)
+    assert single(regressions, "regressions") == table["regressions"]
+    shown = {
+        (f"{row['tags']['method']} {row['tags']['name']}".strip(), row["tags"]["metric"]): [
+            single([row], column) for column in build.BASELINE_COLUMNS[3:]
+        ]
+        for row in panel_series(influxdb1, recordings, "Against the baseline", run)
+    }
+    ratio = "delta_ratio"
+    assert shown == {
+        (row["name"], row["metric"]): [
+            row["baseline"],
+            row["current"],
+            None if row[ratio] is None else pytest.approx(row[ratio] * 100),
+            row["p"],
+            row["verdict"],
+        ]
+        for row in table["rows"]
+    }
+    [target] = PANELS["Against the baseline"]["targets"]
+    alone = recordings.intervals  # no baseline: no comparison, no points
+    assert alone.baseline is None
+    assert influxdb1.query(grafana(target["query"], recordings, alone.run_id)) == []
+
+
 @pytest.mark.parametrize("title", list(PANELS))
 def test_the_panel_shows_what_locust_counted(
     title: str, influxdb1: InfluxDB1, recordings: Recordings
@@ -346,7 +410,8 @@ def test_the_run_variable_lists_the_runs_in_the_time_range(
 
     [series] = influxdb1.query(sent)
     listed = {row[1] for row in series["values"]}  # Grafana takes the second column
-    assert listed == {recordings.intervals.run_id, recordings.whole.run_id}
+    exported = (recordings.intervals, recordings.whole, recordings.compared)
+    assert listed == {run.run_id for run in exported}  # the baseline run was not exported
     long_before = sent.replace(f"{recordings.ended_ms + 60_000}ms", "1000ms")
     assert influxdb1.query(long_before) == []
 

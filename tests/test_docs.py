@@ -111,6 +111,10 @@ def test_the_influxdb_page_has_every_measurement_tag_and_field_the_layout_writes
     assert {"p50_ms", "p99_ms", "avg_bytes"} <= set(fields.split(", "))
     assert rows["locust_errors"][1].split(", ") == ["occurrences", "message"]
     assert rows["locust_thresholds"] == ["criterion", "limit, passed, observed"]
+    assert rows["locust_baseline"] == [
+        "baseline_run_id, method, metric, name",
+        "baseline, current, delta, delta_pct, p, verdict, regression",
+    ]
     assert ".. perfx-influx-layout::" in (DOCS / "influxdb.rst").read_text()
 
 

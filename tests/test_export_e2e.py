@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections import Counter
@@ -216,3 +217,36 @@ def test_a_stop_signal_to_every_process_still_exports_the_final_interval(
     arrived(victoria_metrics, run_id, target)
     assert event_kinds(victoria_metrics, run_id) == ["fail", "start"]
     wait_until(lambda: exited(exporter.pid), message="the export process exits")
+
+
+IMPORTS_PROBE = ROOT / "tests" / "locustfiles" / "imports_probe.py"
+
+
+def imported_modules(output: str) -> set[str]:
+    [listed] = [line for line in output.splitlines() if line.startswith("modules: ")]
+    return set(json.loads(listed.removeprefix("modules: ")))
+
+
+def test_the_export_costs_the_locust_process_no_library(
+    locust_runner: LocustRunner,
+    platform_server: PlatformServer,
+    target: Target,
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    """The start-up check and the export's handle load no library the same run without the
+    export does not (influxdb_client cost the Locust process ~16 MB for good)."""
+    locustfile = f"{BEHAVIOURS},{IMPORTS_PROBE}"
+    runs = {}
+    for exported, args in ((False, ()), (True, influx_args(victoria_metrics))):
+        run_id = platform_server.create_run(None, target.url)
+        code, output = locust_runner.run(
+            *headless(run_id, platform_server.url, "-u 1 -r 1 -t 1s"), *args, locustfile=locustfile
+        )
+        assert code == 0, output
+        runs[exported] = imported_modules(output)
+
+    def packages(modules: set[str]) -> set[str]:
+        return {name.partition(".")[0] for name in modules}
+
+    assert packages(runs[True]) == packages(runs[False])  # gevent.fileobject: the pipes
+    assert "influxdb_client" not in runs[True]

@@ -3,9 +3,11 @@
 # Locust monkey-patches the process at import: it must come before anything else.
 import locust  # noqa: F401  # isort: skip
 
+import errno
 import json
 import logging
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -25,8 +27,11 @@ from locust.env import Environment
 from locust.event import Events
 from locust.stats import RequestStats, setup_distributed_stats_event_listeners
 
+from locust_perfx.baseline import Baseline, exported_rows
+from locust_perfx.compare import Limit
 from locust_perfx.exceptions import ConfigError, ExportError
 from locust_perfx.exporter import MetricsExporter
+from locust_perfx.handoff import ChangeReader, Close, Setup
 from locust_perfx.influx import (
     DEFAULT_BUFFER_POINTS,
     InfluxConfig,
@@ -40,6 +45,8 @@ from locust_perfx.snapshot import PERCENTILES, IntervalTracker, Sample
 from tests.fixtures.server import free_port
 from tests.fixtures.tsdb import VictoriaMetrics
 from tests.fixtures.waiting import wait_until
+from tests.test_compare import entry as compared
+from tests.test_compare import summary as compared_runs
 
 INTERVAL = 0.05  # seconds: short so a test sees many intervals quickly
 
@@ -686,6 +693,40 @@ def test_start_again_after_close_exports_the_new_test_only(
     )
 
 
+def test_when_no_reader_can_be_forked_the_master_reads_in_its_loop_and_counts_stay_exact(
+    victoria_metrics: VictoriaMetrics,
+    environment: Environment,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = MetricsExporter(config(victoria_metrics.url), run_id="run-nofork")
+    exporter.start(environment)
+    stats = environment.stats
+    run_intervals(exporter, 3, lambda i: stats.log_request("GET", f"/a{i}", 10, 0))
+
+    # A fake fault: fork() refused (ENOMEM under a strict overcommit policy, a container's
+    # pids limit), which a real master cannot be made to hit on demand.
+    def refused() -> int:
+        raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+    monkeypatch.setattr("locust_perfx.forked._fork", refused)
+    with caplog.at_level(logging.WARNING, logger="locust_perfx.exporter"):
+        run_intervals(exporter, 3, lambda i: stats.log_request("GET", f"/b{i}", 10, 0))
+    stats.log_request("GET", "/a0", 10, 0)
+    exporter.close()
+
+    series(
+        victoria_metrics,
+        "run-nofork",
+        lambda rows: summed(rows, "locust_totals_requests") == stats.total.num_requests == 7,
+    )
+    [warning] = [r.getMessage() for r in caplog.records if "fork" in r.getMessage()]
+    assert warning == (
+        "InfluxDB export: fork() failed: [Errno 12] Cannot allocate memory; the master "
+        "reads its stats in its own loop from now on"
+    )
+
+
 def test_request_and_error_points_are_the_lines_line_makes_from_the_documented_fields() -> None:
     stats = Environment(events=Events()).stats
     for response_time in (3, 17, 250, 1234):
@@ -718,6 +759,39 @@ def test_request_and_error_points_are_the_lines_line_makes_from_the_documented_f
     error_tags = {**tags, "name": "/a b", "method": "GET", "error_id": error.error_id}
     error_fields = {"occurrences": 1, "message": "boom"}
     assert points[-1] == line("locust_errors", error_tags, error_fields, 7)
+
+
+def test_baseline_points_are_the_table_per_name_and_metric_with_the_method_split_off() -> None:
+    """A slower name (a space in it), a new one, a gone one: each a point per metric, the
+    values a side lacks left out, the total's without a method."""
+    base = compared_runs(
+        compared("/a b", [100, 98, 99, 101, 100, 102]), compared("/gone", [50] * 6)
+    )
+    now = compared_runs(
+        compared("/a b", [131, 128, 133, 130, 129, 135]), compared("/new", [20] * 6)
+    )
+    base["total"] = now["total"] = compared("", [100] * 6, method="")
+    table = Baseline("run_1", "test", base).table(now, [Limit("p95_ms", 0.10)])
+
+    points = PerfxLayout({"run_id": "run_2"}).baseline_points(
+        "run_1", exported_rows(table, base, now), 7
+    )
+
+    head = "locust_baseline,baseline_run_id=run_1"
+    [slower] = [r for r in table["rows"] if r["name"] == "GET /a b"]
+    assert slower["verdict"] == "regression" and slower["p"] < 0.05
+    assert points == [
+        f"{head},metric=p95_ms,name=Aggregated,run_id=run_2 baseline=100.0,current=100.0,"
+        f'delta=0.0,delta_pct=0.0,p=1.0,verdict="unchanged",regression=0i 7',
+        f"{head},method=GET,metric=p95_ms,name=/a\\ b,run_id=run_2 baseline=100.0,"
+        f'current=131.0,delta=31.0,delta_pct=31.0,p={slower["p"]!r},verdict="regression",'
+        "regression=1i 7",
+        f'{head},method=GET,metric=p95_ms,name=/new,run_id=run_2 current=20.0,verdict="new",'
+        "regression=0i 7",
+        f"{head},method=GET,metric=p95_ms,name=/gone,run_id=run_2 baseline=50.0,"
+        'verdict="gone",regression=0i 7',
+    ]
+    assert JMeterLayout({}, "run_2").baseline_points("run_1", exported_rows(table), 7) == []
 
 
 @pytest.fixture
@@ -854,3 +928,44 @@ def test_an_orphaned_export_process_delivers_its_queue_and_exits(
         "run-orphan",
         lambda rows: summed(rows, "locust_requests_requests", name="/") == 1,
     )
+
+
+EXPORT_ALONE = """
+import json, sys
+from locust_perfx.export_process import main
+main()
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def test_the_export_process_writes_without_locust_gevent_or_an_influxdb_client(
+    victoria_metrics: VictoriaMetrics,
+) -> None:
+    """What keeps it small (bench/master.py: its RSS): the master's messages, mirrored,
+    diffed and written, with none of them imported."""
+    stats, reader = RequestStats(), ChangeReader()
+    messages: list[object] = [Setup(config(victoria_metrics.url), {"run_id": "run-alone"})]
+    messages += reader.read(stats, Sample(at=time.time(), users=1, workers=0), reset=True)
+    stats.log_request("GET", "/a", 5, 10)
+    stats.log_error("GET", "/a", ConnectionError("refused"))
+    messages += reader.read(stats, Sample(at=time.time() + 1, users=1, workers=0))
+    messages.append(Close(deadline=5.0))
+
+    export = subprocess.run(
+        [sys.executable, "-c", EXPORT_ALONE],
+        input=b"".join(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL) for m in messages),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+
+    last_report = json.loads(export.stdout.splitlines()[-1])
+    assert last_report["done"] and last_report["health"]["points_written"] > 0
+    modules = json.loads(export.stderr.splitlines()[-1])
+    assert not {m.partition(".")[0] for m in modules} & {"locust", "gevent", "influxdb_client"}
+    rows = series(
+        victoria_metrics,
+        "run-alone",
+        lambda rows: summed(rows, "locust_errors_occurrences") == 1,
+    )
+    assert summed(rows, "locust_requests_requests", name="/a") == 1

@@ -6,13 +6,13 @@ import json
 import re
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 from locust_perfx.lifecycle import EXIT_STATUS_REFUSED, EXIT_STATUS_SAVED
 from tests.fixtures.faults import FaultServer, Reply
-from tests.fixtures.locust import ROOT, LocustRunner, Target, headless
+from tests.fixtures.locust import ROOT, LocustProcess, LocustRunner, Target, headless
 from tests.fixtures.openapi import validate_request
 from tests.fixtures.platform import PlatformFactory, PlatformServer
 from tests.fixtures.tsdb import VictoriaMetrics
@@ -23,12 +23,21 @@ pytestmark = pytest.mark.locust_contract
 
 BEHAVIOURS = ROOT / "tests" / "locustfiles" / "behaviours.py"
 STARTED = r"perfx: run \S+ started on"
+
+
+class Interruption(NamedTuple):
+    signum: int
+    reason: str
+    """What the run's ``fail`` call says."""
+
+
 SIGNALS = pytest.mark.parametrize(
-    ("signum", "reason"),
+    "interruption",
     [
-        (signal.SIGINT, "interrupted by SIGINT (Ctrl-C) before the test finished"),
-        (signal.SIGTERM, "interrupted by SIGTERM before the test finished"),
+        Interruption(signal.SIGINT, "interrupted by SIGINT (Ctrl-C) before the test finished"),
+        Interruption(signal.SIGTERM, "interrupted by SIGTERM before the test finished"),
     ],
+    ids=["SIGINT", "SIGTERM"],
 )
 
 
@@ -36,6 +45,20 @@ def status_calls(platform: PlatformServer, run_id: str) -> list[tuple[str, int]]
     return [
         (c["call"], c["http_status"]) for c in platform.calls(run_id) if c["call"] != "progress"
     ]
+
+
+def started(
+    locust_runner: LocustRunner,
+    platform: PlatformServer,
+    target: Target,
+    options: str,
+) -> tuple[str, LocustProcess]:
+    """A new run of BEHAVIOURS against ``target``, headless with ``options``, returned once
+    the plugin has started it on the platform."""
+    run_id = platform.create_run(None, target.url)
+    proc = locust_runner.start(*headless(run_id, platform.url, options), locustfile=BEHAVIOURS)
+    proc.wait_for(STARTED)
+    return run_id, proc
 
 
 def completed_once(platform: PlatformServer, run_id: str, target: Target) -> dict[str, Any]:
@@ -223,20 +246,14 @@ def test_an_interrupted_run_fails_with_the_signal(
     locust_runner: LocustRunner,
     platform_server: PlatformServer,
     target: Target,
-    signum: int,
-    reason: str,
+    interruption: Interruption,
 ) -> None:
-    run_id = platform_server.create_run(None, target.url)
-    proc = locust_runner.start(
-        *headless(run_id, platform_server.url, "-u 2 -t 60s"),
-        locustfile=BEHAVIOURS,
-    )
-    proc.wait_for(STARTED)
+    run_id, proc = started(locust_runner, platform_server, target, "-u 2 -t 60s")
     wait_until(lambda: target.total > 0, message="load reaches the target")
-    proc.signal(signum)
+    proc.signal(interruption.signum)
     assert proc.wait(30) != 0
     run = platform_server.get_run(run_id)
-    assert (run["status"], run["reason"]) == ("failed", reason)
+    assert (run["status"], run["reason"]) == ("failed", interruption.reason)
     assert run["summary"]["total"]["requests"] == target.total
     assert status_calls(platform_server, run_id) == [("start", 200), ("fail", 200)]
 
@@ -246,24 +263,15 @@ def test_a_master_interrupted_while_waiting_for_workers_fails_the_run(
     locust_runner: LocustRunner,
     platform_server: PlatformServer,
     target: Target,
-    signum: int,
-    reason: str,
+    interruption: Interruption,
 ) -> None:
-    run_id = platform_server.create_run(None, target.url)
-    proc = locust_runner.start(
-        "--master",
-        "--master-bind-port",
-        "0",
-        "--expect-workers",
-        "2",
-        *headless(run_id, platform_server.url),
-        locustfile=BEHAVIOURS,
+    run_id, proc = started(
+        locust_runner, platform_server, target, "--master --master-bind-port 0 --expect-workers 2"
     )
-    proc.wait_for(STARTED)
-    proc.signal(signum)
+    proc.signal(interruption.signum)
     assert proc.wait(30) != 0
     run = platform_server.get_run(run_id)
-    assert (run["status"], run["reason"]) == ("failed", reason), proc.output
+    assert (run["status"], run["reason"]) == ("failed", interruption.reason), proc.output
 
 
 @pytest.mark.slow
@@ -299,12 +307,9 @@ def test_platform_down_at_the_end_gets_the_final_status_once_it_is_back(
     platform_server: PlatformServer,
     target: Target,
 ) -> None:
-    run_id = platform_server.create_run(None, target.url)
-    proc = locust_runner.start(
-        *headless(run_id, platform_server.url, "-u 2 -t 2s --platform-timeout 60"),
-        locustfile=BEHAVIOURS,
+    run_id, proc = started(
+        locust_runner, platform_server, target, "-u 2 -t 2s --platform-timeout 60"
     )
-    proc.wait_for(STARTED)
     platform_server.stop()
     proc.wait_for(r"cannot reach the platform .*; retrying in")
     platform_server.start()
@@ -318,12 +323,9 @@ def test_platform_gone_for_good_leaves_a_file_perfx_resend_delivers(
     target: Target,
     tmp_path: Path,
 ) -> None:
-    run_id = platform_server.create_run(None, target.url)
-    proc = locust_runner.start(
-        *headless(run_id, platform_server.url, "-u 2 -t 2s --platform-timeout 1"),
-        locustfile=BEHAVIOURS,
+    run_id, proc = started(
+        locust_runner, platform_server, target, "-u 2 -t 2s --platform-timeout 1"
     )
-    proc.wait_for(STARTED)
     platform_server.stop()
     assert proc.wait(60) == EXIT_STATUS_SAVED, proc.output
     saved = tmp_path / f"perfx-{run_id}.final.json"
@@ -429,12 +431,7 @@ def test_a_final_status_the_platform_refuses_is_reported_not_saved(
 ) -> None:
     # The platform's watchdog fails the run while it runs, since it sends no progress.
     platform = platform_factory(progress_timeout=1.0)
-    run_id = platform.create_run(None, target.url)
-    proc = locust_runner.start(
-        *headless(run_id, platform.url, "-u 1 -t 6s --platform-progress 0"),
-        locustfile=BEHAVIOURS,
-    )
-    proc.wait_for(STARTED)
+    run_id, proc = started(locust_runner, platform, target, "-u 1 -t 6s --platform-progress 0")
     wait_until(lambda: platform.get_run(run_id)["status"] == "failed", message="the watchdog")
     assert proc.wait(30) == EXIT_STATUS_REFUSED, proc.output
     refused = re.search(

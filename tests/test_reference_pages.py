@@ -33,7 +33,13 @@ from locust_perfx.reference.charts import (
     time_ticks,
     value_ticks,
 )
-from locust_perfx.reference.pages import interval_failure_ratio, series, summary_view
+from locust_perfx.reference.pages import (
+    baseline_points,
+    interval_failure_ratio,
+    overlay,
+    series,
+    summary_view,
+)
 from tests.fixtures.platform import PlatformFactory
 
 TOKEN = "page-tok-3e9d1b-never-shown"
@@ -405,6 +411,121 @@ def test_an_unknown_run_is_a_404_page(app: Flask) -> None:
 
     assert response.status_code == 404
     assert "run run_nope not found" in response.get_data(as_text=True)
+
+
+# -- the baseline drawn over the run's charts -----------------------------------------------
+
+
+def dashed_points(svg: str) -> list[tuple[float, float]]:
+    """Every vertex of a chart's dashed (baseline) lines."""
+    root = ET.fromstring(svg)
+    points = []
+    for shape in root.iter():
+        if shape.tag.rsplit("}", 1)[-1] == "polyline" and "stroke-dasharray" in shape.attrib:
+            pairs = shape.attrib["points"].split()
+            points += [(float(x), float(y)) for x, y in (p.split(",") for p in pairs)]
+    return points
+
+
+def solid_points(svg: str) -> list[tuple[float, float]]:
+    return [p for p in drawn_points(svg) if p not in set(dashed_points(svg))]
+
+
+def test_the_baselines_series_are_points_at_the_end_of_each_kept_interval() -> None:
+    series = {"interval_s": 2, "stride": 4, "requests": [20, 30, 0], "p95_ms": [90, 95, None]}
+    summary = {"total": {"series": series}}
+
+    assert baseline_points(summary, RPS) == [(2.0, 10.0), (10.0, 15.0), (18.0, 0.0)]
+    assert baseline_points(summary, P95) == [(2.0, 90.0), (10.0, 95.0), (18.0, None)]
+    for odd in (None, {}, {"total": {}}, {"total": {"series": {**series, "interval_s": 0}}}):
+        assert baseline_points(odd, RPS) == []
+    assert baseline_points({"total": {"series": {**series, "requests": "x"}}}, RPS) == []
+
+
+def test_a_baseline_is_drawn_dashed_under_the_run_with_a_legend_and_fits_the_axis() -> None:
+    run = [(10.0, 5.0), (20.0, 8.0), (30.0, 6.0)]
+    baseline = [(10.0, 4.0), (20.0, 24.0), (30.0, 7.0), (300.0, 99.0)]  # 300 s: past the run
+
+    svg = str(chart_svg(run, RPS, baseline=baseline, baseline_label="baseline run_1"))
+    plain = str(chart_svg(run, RPS))
+
+    dashed = dashed_points(svg)
+    assert len(dashed) == 3  # the point past the run's span is left out
+    # The run's own line keeps its times; its values are rescaled to the taller axis.
+    assert [x for x, _ in solid_points(svg)] == [x for x, _ in drawn_points(plain)]
+    assert svg.index("stroke-dasharray") < svg.index('<polyline class="line"')  # drawn under
+    assert "baseline run_1" in svg and "this run" in svg and "(dashed)" in svg
+    ticks = [float(t) for t in re.findall(r'class="tick"[^>]*text-anchor="end">([\d.]+)<', svg)]
+    assert max(ticks) >= 24  # the baseline's peak is on the axis, not clipped
+    assert min(y for _, y in dashed) >= 22  # inside the plot, below its top margin
+    assert "stroke-dasharray" not in plain and "this run" not in plain
+
+
+def test_the_overlay_note_says_what_is_drawn_or_why_nothing_is() -> None:
+    series = {"interval_s": 1, "stride": 1, "requests": [5, 6], "p95_ms": [10, 11]}
+
+    assert overlay("", None).note.startswith("No baseline run")
+    assert "is not on this platform" in overlay("run_gone", None).note
+    old = overlay("run_old", {"summary": {"total": {"requests": 11}}})
+    assert old.lines == {} and "has no per-interval series" in old.note
+    drawn = overlay("run_1", {"summary": {"total": {"series": series}}})
+    assert set(drawn.lines) == {"rps", "p95_ms"} and drawn.note.startswith("Dashed: baseline")
+
+
+def completed_baseline(client: FlaskClient, series: dict[str, Any] | None) -> str:
+    run_id = started(client)
+    total = {**TOTALS, **({"series": series} if series else {})}
+    summary = {**SUMMARY, "total": total}
+    state(client, run_id, "complete", {"finished_at": "2026-11-23T10:00:40Z", "summary": summary})
+    return run_id
+
+
+def run_against(client: FlaskClient, base_id: str) -> str:
+    """A run whose baseline is ``base_id``, with three progress calls."""
+    response = client.post(
+        "/api/perf/runs",
+        json={
+            "endpoint": {"name": "search", "argument_schema": {"parameters": []}},
+            "environment": {"name": "staging", "host": "http://search.staging:8080"},
+            "baseline_run_id": base_id,
+        },
+    )
+    run_id = str(response.get_json()["id"])
+    state(client, run_id, "start", {"arguments": {}, "host": "http://h", "started_at": STARTED})
+    for second in (10, 20, 30):
+        state(client, run_id, "progress", progress(second, p95_ms=100.0 + second))
+    return run_id
+
+
+def test_the_run_page_draws_the_baselines_rps_and_p95_dashed_over_its_own(app: Flask) -> None:
+    client = app.test_client()
+    series = {"interval_s": 10, "stride": 1, "requests": [80, 95, 90], "failures": [0, 0, 0]}
+    base_id = completed_baseline(client, {**series, "p95_ms": [140, 150, 145]})
+    run_id = run_against(client, base_id)
+
+    page = client.get(f"/runs/{run_id}").get_data(as_text=True)
+
+    assert len(dashed_points(chart(page, "rps"))) == 3
+    assert len(dashed_points(chart(page, "p95_ms"))) == 3
+    assert not dashed_points(chart(page, "users")) and not dashed_points(chart(page, "fail_ratio"))
+    assert len(solid_points(chart(page, "p95_ms"))) == 3  # the run's own line is still there
+    assert f"Dashed: baseline run {base_id}" in page and f"baseline {base_id}" in page
+
+
+def test_without_a_usable_baseline_the_charts_are_the_runs_alone_with_a_note(app: Flask) -> None:
+    client = app.test_client()
+    old = run_against(client, completed_baseline(client, None))
+    gone = run_against(client, "run_never_was")
+    alone = started(client)
+    state(client, alone, "progress", progress(10))
+
+    pages = {run: client.get(f"/runs/{run}").get_data(as_text=True) for run in (old, gone, alone)}
+
+    for page in pages.values():
+        assert "stroke-dasharray" not in page and "this run" not in page
+    assert "has no per-interval series in its summary" in pages[old]
+    assert "Baseline run run_never_was is not on this platform" in pages[gone]
+    assert "No baseline run: nothing is drawn over the charts." in pages[alone]
 
 
 # -- the token gate -------------------------------------------------------------------------

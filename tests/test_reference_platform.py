@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -91,44 +92,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "progress": PROGRESS,
 }
 RUN_ID = re.compile(r"^run_\d{8}_\d{6}_[0-9a-f]{6}$")
-RELEASED_SCHEMA = """
-CREATE TABLE endpoints (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    argument_schema TEXT NOT NULL
-);
-CREATE TABLE environments (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    host TEXT NOT NULL
-);
-CREATE TABLE runs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL,
-    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),
-    environment_id INTEGER NOT NULL REFERENCES environments(id),
-    arguments TEXT,
-    host TEXT,
-    locust TEXT,
-    created_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    reason TEXT,
-    exit_code INTEGER,
-    summary TEXT,
-    progress TEXT,
-    last_seen REAL
-);
-CREATE TABLE calls (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    call TEXT NOT NULL,
-    http_status INTEGER NOT NULL,
-    at TEXT NOT NULL
-);
-"""
-"""The tables of the first release, frozen here: files written then must keep working."""
+RELEASED_FILE = Path(__file__).with_name("data") / "platform-0.1.0.db"
+"""An empty database file as the first release (0.1.0) wrote it: such files must keep working."""
 ENDPOINT_CRITERIA = [
     "p95_ms < 500 for GET /search, abort after 10s",
     {"metric": "failure_ratio", "op": "<=", "limit": 0.01, "scope": None, "abort": True},
@@ -883,8 +848,8 @@ def test_an_older_database_file_gains_the_threshold_columns(
     platform_factory: PlatformFactory, tmp_path: Path
 ) -> None:
     old = tmp_path / "platform.sqlite3"  # the file platform_factory() opens first
+    shutil.copyfile(RELEASED_FILE, old)
     with closing(sqlite3.connect(old)) as conn, conn:
-        conn.executescript(RELEASED_SCHEMA)
         conn.execute("INSERT INTO endpoints VALUES (1, 'demo', '{\"parameters\":[]}')")
         conn.execute("INSERT INTO environments VALUES (1, 'local', 'http://127.0.0.1:1')")
         conn.execute(

@@ -16,6 +16,7 @@ from locust.event import Events
 from locust.stats import (
     RequestStats,
     StatsEntry,
+    StatsError,
     calculate_response_time_percentile,
     setup_distributed_stats_event_listeners,
 )
@@ -30,6 +31,7 @@ from locust_perfx.snapshot import (
     IntervalTracker,
     Sample,
     histogram_timings,
+    parse_error,
     summarize,
 )
 
@@ -506,3 +508,27 @@ def test_the_summary_takes_a_name_reported_with_and_without_a_request_type(
 
     assert [(r["method"], r["name"]) for r in summary["requests"]] == [(None, "/a"), ("GET", "/a")]
     assert [e["method"] for e in summary["errors"]] == [None, "GET"]
+
+
+class Unprintable:
+    """Its ``repr`` has an address, like most objects Locust reports errors with."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from("ab <>0x.:object at 0x7f")),
+    address=st.integers(0, 2**48),
+    around=st.tuples(st.text(max_size=5), st.text(max_size=5)),
+)
+def test_error_messages_are_parsed_as_locust_parses_them(
+    text: str, address: int, around: tuple[str, str]
+) -> None:
+    """The export process parses without Locust; one error must stay one series."""
+    before, after = around
+    for error in (
+        text,
+        f"{before}<Pool object at {address:#x}>{after}",
+        f"{before}object at {address:#x}{after}",  # no closing bracket
+        ConnectionError(Unprintable(), text),
+    ):
+        assert parse_error(error) == StatsError.parse_error(error)  # type: ignore[arg-type]

@@ -79,7 +79,8 @@ PAIR = re.compile(r'([^,=]+)=("(?:[^"\\]|\\.)*"|[^,]*)')
 
 def perfx_points() -> list[str]:
     """What the ``perfx`` layout writes for one interval of one timed request name with one
-    error, a run event and a judged criterion: every measurement it has."""
+    error, a run event, a judged criterion and a comparison with a baseline run: every
+    measurement it has."""
     timings = tuple(100 for _ in snapshot.PERCENTILES)
     entry = snapshot.EntryDelta("/search", "GET", 10, 1, 10, 1000.0, 5000, 80, 120, timings)
     total = entry._replace(name="Aggregated", method="")
@@ -90,6 +91,15 @@ def perfx_points() -> list[str]:
         *layout.interval_points(interval, snapshot.Sample(5.0, 10, 2), 5000),
         layout.event_point("start", "run run_1 started", 5000),
         *layout.threshold_points([("p95_ms < 500", 100.0, 500.0, True)], 5000),
+        *layout.baseline_points(
+            "run_0",
+            [
+                influx.BaselineRow(
+                    "GET", "/search", "p95_ms", 100, 131, 31, 0.31, 0.002, "regression"
+                )
+            ],
+            5000,
+        ),
     ]
 
 

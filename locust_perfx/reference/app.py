@@ -289,6 +289,12 @@ def create_app(
             run = fresh(run_id)
         except RunMissing as exc:
             return pages.not_found_page(str(exc), url_for("runs_page")), 404
-        return pages.run_page(run, store.progress(run_id).get(run_id, []))
+        base_id = pages.baseline_id(run)
+        try:
+            base = store.get_run(base_id) if base_id else None
+        except RunMissing:
+            base = None
+        history = store.progress(run_id).get(run_id, [])
+        return pages.run_page(run, history, pages.overlay(base_id, base))
 
     return app

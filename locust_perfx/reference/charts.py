@@ -169,18 +169,39 @@ class _Frame:
         return self.top + self.height * (1.0 - min(max(share, 0.0), 1.0))
 
 
-def _lines(frame: _Frame, points: Sequence[Point]) -> list[str]:
+def _lines(frame: _Frame, points: Sequence[Point], css: str = "line") -> list[str]:
     """A polyline per stretch, and a dot for a stretch of one point (a line needs two)."""
     shapes = []
+    dashes, dot = (_DASHES, "baseline-point") if css == "baseline" else ("", "point")
     for stretch in segments(points):
         coords = [(frame.x(at), frame.y(value)) for at, value in stretch]
         if len(coords) == 1:
             ((x, y),) = coords
-            shapes.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3"/>')
+            shapes.append(f'<circle class="{dot}" cx="{x:.1f}" cy="{y:.1f}" r="3"/>')
         else:
             joined = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
-            shapes.append(f'<polyline class="line" points="{joined}"/>')
+            shapes.append(f'<polyline class="{css}"{dashes} points="{joined}"/>')
     return shapes
+
+
+# The baseline's line is dashed by its own attribute, not only by the page's style sheet: an
+# SVG saved from the page, or read without styles, still tells the two lines apart.
+_DASHES = ' stroke-dasharray="6 4"'
+
+
+def _legend(frame: _Frame, label: str) -> list[str]:
+    """Top right, inside the plot: a solid sample for the run, a dashed one for the baseline."""
+    right, y = frame.left + frame.width - 4, frame.top + 10
+    entries = []
+    for css, text, dy in (("line", "this run", 0), ("baseline", label, 14)):
+        dashes = _DASHES if css == "baseline" else ""
+        entries.append(
+            f'<line class="{css}"{dashes} x1="{right - 22:.1f}" x2="{right:.1f}"'
+            f' y1="{y + dy - 4:.1f}" y2="{y + dy - 4:.1f}"/>'
+            f'<text class="legend" x="{right - 26:.1f}" y="{y + dy:.1f}" text-anchor="end">'
+            f"{escape(text)}</text>"
+        )
+    return [f'<g class="legend">{"".join(entries)}</g>']
 
 
 def _svg(css: str, size: tuple[int, int], label: str, metric: Metric, body: list[str]) -> Markup:
@@ -197,12 +218,20 @@ _MARGIN = (50, 12, 22, 26)  # left, right, top, bottom: room for the unit and ti
 
 
 def chart_svg(
-    points: Sequence[Point], metric: Metric, *, end: float | None = None, empty: str = NO_PROGRESS
+    points: Sequence[Point],
+    metric: Metric,
+    *,
+    end: float | None = None,
+    empty: str = NO_PROGRESS,
+    baseline: Sequence[Point] = (),
+    baseline_label: str = "baseline",
 ) -> Markup:
     """A line chart of ``points`` with a labelled time axis and value axis, as inline SVG.
 
     ``end`` (seconds) stretches the time axis to the run's end, so a run that went silent
     shows the silence; ``empty`` is written across a chart with no value to draw.
+    ``baseline`` is drawn under the run as a dashed line, with a legend, over the run's own
+    time span only: a longer baseline would squeeze the run into a corner of its chart.
     """
     width, height = CHART_SIZE
     left, right, top, bottom = _MARGIN
@@ -216,7 +245,9 @@ def chart_svg(
         return _svg("chart", CHART_SIZE, f"{metric.title}: {empty}", metric, [note])
     x0 = min(0.0, points[0][0])
     x1 = max(points[-1][0], end or 0.0, x0 + 1.0)
-    ys = value_ticks(min(values), max(values))
+    under = thin([point for point in baseline if x0 <= point[0] <= x1], MAX_CHART_POINTS)
+    both = values + [value for _, value in under if value is not None]
+    ys = value_ticks(min(both), max(both))
     frame = _Frame(left, top, width - left - right, height - top - bottom, x0, x1, ys[0], ys[-1])
     body = []
     for tick in ys:
@@ -240,8 +271,13 @@ def chart_svg(
     body.append(
         f'<text class="unit" x="{left - 6}" y="12" text-anchor="end">{escape(metric.unit)}</text>'
     )
+    if under:
+        body += _lines(frame, under, "baseline")
     body += _lines(frame, points)
     label = f"{metric.title} ({metric.unit}) since the start, peak {format_value(max(values))}"
+    if under:
+        body += _legend(frame, baseline_label)
+        label += f", drawn over the {baseline_label}'s (dashed)"
     return _svg("chart", CHART_SIZE, label, metric, body)
 
 

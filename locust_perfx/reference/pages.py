@@ -27,6 +27,7 @@ from locust_perfx.reference.charts import (
     FAILURES,
     METRICS,
     NO_PROGRESS,
+    P95,
     RPS,
     Metric,
     Point,
@@ -199,6 +200,85 @@ def interval_failure_ratio(history: Iterable[JSON], *, origin: float | None = No
     return points
 
 
+# -- the baseline drawn over the run's charts ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """The baseline run's per-interval RPS and p95, to draw dashed over the run's charts."""
+
+    run_id: str
+    """The baseline run, or ``""`` when the run has none."""
+    lines: Mapping[str, list[Point]]
+    """Points by the field of the chart they go on (``rps``, ``p95_ms``); empty: none drawn."""
+    note: str
+    """What the page says about it: what is drawn, or why nothing is."""
+
+
+def baseline_id(run: JSON) -> str:
+    """The run the page draws under this one: the one the plugin compared it with (its
+    ``summary.baseline``), else the run's, else its endpoint's ``baseline_run_id``."""
+    summary = run.get("summary")
+    table = summary.get("baseline") if isinstance(summary, dict) else None
+    if isinstance(table, dict):  # compared, or told there was no baseline yet
+        return str(table.get("baseline_run_id") or "")
+    endpoint = run.get("endpoint")
+    mine = run.get("baseline_run_id")
+    theirs = endpoint.get("baseline_run_id") if isinstance(endpoint, dict) else None
+    return str(mine or theirs or "")
+
+
+def baseline_points(summary: Any, metric: Metric) -> list[Point]:
+    """The baseline's whole-run ``series`` (openapi.yaml ``Series``) as points at the end of
+    each kept interval, in seconds since its start: requests per second, or the interval's
+    p95 (None, a gap, where it had no request). ``[]`` without a usable series.
+
+    >>> summary = {"total": {"series": {"interval_s": 5, "stride": 2, "requests": [50, 60],
+    ...            "failures": [0, 0], "p95_ms": [120, None]}}}
+    >>> baseline_points(summary, RPS), baseline_points(summary, P95)
+    ([(5.0, 10.0), (15.0, 12.0)], [(5.0, 120.0), (15.0, None)])
+    """
+    total = summary.get("total") if isinstance(summary, dict) else None
+    series = total.get("series") if isinstance(total, dict) else None
+    if not isinstance(series, dict):
+        return []
+    seconds, stride = _value(series.get("interval_s"), 1.0), _value(series.get("stride"), 1.0)
+    if not seconds or seconds <= 0 or not stride or stride < 1:
+        return []
+    raw = series.get("requests" if metric is RPS else "p95_ms")
+    if not isinstance(raw, list):
+        return []
+    scale = 1.0 / seconds if metric is RPS else 1.0
+    # Kept interval k stands for interval k * stride of the run (series.py thins that way).
+    return [((k * stride + 1) * seconds, _value(v, scale)) for k, v in enumerate(raw)]
+
+
+def overlay(baseline_run_id: str, baseline: JSON | None) -> Overlay:
+    """What the run page draws of ``baseline`` (the run ``baseline_run_id``, None when the
+    platform does not have it) and what it says about it."""
+    if not baseline_run_id:
+        return Overlay("", {}, "No baseline run: nothing is drawn over the charts.")
+    where = f"Baseline run {baseline_run_id}"
+    if baseline is None:
+        return Overlay(baseline_run_id, {}, f"{where} is not on this platform: nothing drawn.")
+    summary = baseline.get("summary")
+    drawn = {metric.field: baseline_points(summary, metric) for metric in (RPS, P95)}
+    lines = {k: v for k, v in drawn.items() if any(value is not None for _, value in v)}
+    if not lines:
+        return Overlay(
+            baseline_run_id,
+            {},
+            f"{where} has no per-interval series in its summary (not finished, or sent by "
+            "an older plugin): nothing drawn.",
+        )
+    return Overlay(
+        baseline_run_id,
+        lines,
+        f"Dashed: baseline run {baseline_run_id}, each of its intervals by time since its "
+        "start (requests per second and the interval's p95).",
+    )
+
+
 # -- what the pages show ------------------------------------------------------------------
 
 
@@ -212,10 +292,12 @@ class Chart:
     peak: str
 
 
-def charts(run: JSON, history: Sequence[JSON]) -> list[Chart]:
+def charts(run: JSON, history: Sequence[JSON], drawn_under: Overlay | None = None) -> list[Chart]:
     """The run page's charts, over time since the run started (none without progress); a
     chart whose metric the progress calls do not carry says so (older plugins send no
-    ``p95_ms``)."""
+    ``p95_ms``). ``drawn_under``: the baseline's lines, drawn dashed on their charts."""
+    lines = {} if drawn_under is None else drawn_under.lines
+    label = f"baseline {drawn_under.run_id}" if drawn_under is not None else ""
     if not history:
         return []
     origin = _epoch(run.get("started_at"))
@@ -232,7 +314,14 @@ def charts(run: JSON, history: Sequence[JSON]) -> list[Chart]:
         drawn.append(
             Chart(
                 metric=metric,
-                svg=chart_svg(points, metric, end=end, empty=empty),
+                svg=chart_svg(
+                    points,
+                    metric,
+                    end=end,
+                    empty=empty,
+                    baseline=lines.get(metric.field, ()),
+                    baseline_label=label,
+                ),
                 last=format_value(values[-1]) if values else "",
                 peak=format_value(max(values)) if values else "",
             )
@@ -385,14 +474,17 @@ def run_list_page(runs: Sequence[JSON], progress: Mapping[str, Sequence[JSON]]) 
     )
 
 
-def run_page(run: JSON, history: Sequence[JSON]) -> str:
-    """``/runs/ID``: the run, its charts over time, arguments, criteria and summary."""
+def run_page(run: JSON, history: Sequence[JSON], baseline: Overlay | None = None) -> str:
+    """``/runs/ID``: the run, its charts over time (``baseline`` drawn under them),
+    arguments, criteria and summary."""
+    baseline = baseline or overlay("", None)
     return _template("run.html").render(
         run=run,
         load=_load(run.get("locust")),
         progress_calls=len(history),
         no_progress=NO_PROGRESS,
-        charts=charts(run, history),
+        charts=charts(run, history, baseline),
+        overlay=baseline,
         criteria=criteria_of(run),
         results=results_of(run),
         summary=summary_view(run.get("summary")),
