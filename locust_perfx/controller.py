@@ -445,7 +445,7 @@ class RunController:
         """The code for a test Locust would pass (exit 0) but the plugin does not: 0 if none."""
         verdict = self.verdict
         if verdict is not None and verdict.failed:
-            return EXIT_THRESHOLDS if any(not r.passed for r in self.watch.results()) else 1
+            return EXIT_THRESHOLDS if self.watch.breaches() else 1
         return DELIVERY_EXIT_CODES.get(self.delivery, 0) if self.delivery else 0
 
     def _owns_load(self) -> bool:
@@ -533,7 +533,7 @@ class RunController:
             signal=self.interrupted_by,
             workers_lost=self.workers_lost,
             plugin_error=plugin_error or self.plugin_error,
-            breaches=tuple(r.reason for r in self.watch.results() if not r.passed),
+            breaches=self.watch.breaches(),
             aborted=self.watch.aborted,
         )
 

@@ -59,6 +59,8 @@ class RunWatch:
         self.recorder = SeriesRecorder(interval)
         """The per-interval series the summary carries for a later baseline comparison."""
         self.aborted = False
+        self.stopped_by: tuple[str, ...] = ()
+        """The breaches that aborted the test, as they read when it was stopped."""
         self.users_peak = 0
         self.workers_peak = 0
         self._stop_test = stop_test
@@ -134,6 +136,12 @@ class RunWatch:
     def results(self) -> list[Result]:
         return [] if self.judge is None else self.judge.results()
 
+    def breaches(self) -> tuple[str, ...]:
+        """The reasons of the breached criteria; when the final judgement no longer confirms
+        the breach that aborted the test (a relative criterion's end judgement differs from
+        its provisional one), the reasons that stopped it: the run was still cut short."""
+        return tuple(r.reason for r in self.results() if not r.passed) or self.stopped_by
+
     def final_results(self) -> list[Result]:
         """The thresholds judged on the final stats (the workers' last reports included)."""
         if self.judge is None:
@@ -150,6 +158,7 @@ class RunWatch:
         aborting = judge.aborting(now)
         if aborting and not self.aborted:
             self.aborted = True
+            self.stopped_by = tuple(r.reason for r in aborting)
             logger.error("perfx: stopping the test: %s", "; ".join(r.reason for r in aborting))
             self._greenlets.spawn(self._stop_test)
 

@@ -233,3 +233,47 @@ def test_an_aborting_relative_threshold_stops_a_clearly_regressed_run_early(
     [result] = run["summary"]["thresholds"]
     assert not result["passed"] and "provisional" not in result
     assert result["first_breach_at"] is not None
+
+
+COUNTED = ROOT / "tests" / "locustfiles" / "counted.py"
+USERS = 6
+
+
+@pytest.mark.slow
+def test_distributed_gives_the_same_table_as_local_for_the_same_load(
+    locust_runner: LocustRunner, platform_server: PlatformServer, latencies: Target
+) -> None:
+    # Each user makes 100 requests of each name in 30 s (more on a busy machine), then
+    # stops: a fixed count per name over six or more whole 5 s intervals (the default),
+    # however the users are spread. -t leaves room, and ends both tests alike.
+    options = f"-u {USERS} -r {USERS} -t 50s"
+    base_id = platform_server.create_run(None, latencies.url)
+    code, output = locust_runner.run(
+        *headless(base_id, platform_server.url, options), locustfile=COUNTED, timeout=100
+    )
+    assert code == 0, output
+    against = ["--baseline", base_id]
+    local_id, dist_id = (platform_server.create_run(None, latencies.url) for _ in range(2))
+    code, output = locust_runner.run(
+        *headless(local_id, platform_server.url, options), *against, locustfile=COUNTED, timeout=100
+    )
+    assert code == 0, output
+    master, _ = locust_runner.start_distributed(
+        *headless(dist_id, platform_server.url, options), *against, locustfile=COUNTED
+    )
+    assert master.wait(100) == 0, master.output
+
+    local, dist = (platform_server.get_run(r)["summary"] for r in (local_id, dist_id))
+    assert dist["workers"] == 2 and local["workers"] == 0
+    for summary in (local, dist):
+        counts = {(r["name"], r["requests"], r["failures"]) for r in summary["requests"]}
+        assert counts == {("/fast", USERS * 100, 0), ("/slow", USERS * 100, 0)}
+    tables = [{(r["name"], r["metric"]): r for r in s["baseline"]["rows"]} for s in (local, dist)]
+    assert list(tables[0]) == list(tables[1])  # the same names and metrics, in the same order
+    for key, row in tables[0].items():
+        other = tables[1][key]
+        assert (key, row["verdict"]) == (key, other["verdict"]), (row["reason"], other["reason"])
+        assert row["verdict"] != "regression", row["reason"]
+        if key[1] != "failure_ratio":  # 0 in both
+            # The same load measured twice: within the noise of two runs on a busy machine.
+            assert other["current"] == pytest.approx(row["current"], rel=0.25), key

@@ -92,7 +92,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "progress": PROGRESS,
 }
 RUN_ID = re.compile(r"^run_\d{8}_\d{6}_[0-9a-f]{6}$")
-RELEASED_FILE = Path(__file__).with_name("data") / "platform-0.1.0.sqlite3"
+RELEASED_FILE = Path(__file__).with_name("data") / "platform-0.1.0.db"
 """An empty database file as the first release (0.1.0) wrote it: such files must keep working."""
 ENDPOINT_CRITERIA = [
     "p95_ms < 500 for GET /search, abort after 10s",
