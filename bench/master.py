@@ -185,11 +185,14 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
             pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         return fresh
 
-    def export_side() -> Any:  # the export process: a mirror, then the work of new_design
+    def export_side() -> Any:  # the export process: a mirror diffed chunk by chunk, points
         mirror = StatsMirror()
+        fresh = IntervalTracker(max_names=names + 10, replaced_histograms=True)
         for message in ChangeReader().read(stats, sample):
-            mirror.apply(message)
-        return mirror, new_design()
+            fresh.add(mirror.apply(message))
+        export_layout = PerfxLayout(TAGS)
+        export_layout.interval_points(fresh.take(mirror.stats), sample, 1)
+        return mirror, fresh, export_layout
 
     new_kept, new_peak = measured(new_design)
     master_kept, master_peak = measured(master_side)
@@ -336,10 +339,7 @@ def _where(glet: Any) -> str:
     """Where a greenlet of ours yielded: the innermost functions of ours on its stack, first."""
     frame, names = glet.gr_frame, []
     while frame is not None:
-        if (
-            "locust_perfx" in frame.f_code.co_filename
-            or "influxdb_client" in frame.f_code.co_filename
-        ):
+        if "locust_perfx" in frame.f_code.co_filename:
             names.append(frame.f_code.co_name)
         frame = frame.f_back
     return "<".join(names[:6])

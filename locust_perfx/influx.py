@@ -187,16 +187,19 @@ def line(
     return f"{series} {field_text} {ms}"
 
 
-# The same series and field names come back every interval: escape each once. Bounded by
-# max_names x methods x measurements, like the series themselves.
-@lru_cache(maxsize=65_536)
-def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+def _series_text(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
     tag_text = "".join(
         f",{key.translate(_ESCAPE_KEY)}={value.translate(_ESCAPE_KEY)}"
         for key, value in tags
         if value
     )
     return f"{measurement.translate(_ESCAPE_MEASUREMENT)}{tag_text}"
+
+
+# The same series and field names come back every interval: escape each once. Bounded by
+# max_names x methods x measurements, like the series themselves. PerfxLayout keeps its
+# per-name series itself, by a smaller key (~480 B a name less: 4.8 MB at 10,000 names).
+_series = lru_cache(maxsize=65_536)(_series_text)
 
 
 @lru_cache(maxsize=1024)
@@ -299,7 +302,7 @@ class PerfxLayout:
         found = self._request_series.get(key)
         if found is None:
             tags = {**self._tags, "name": name, "method": method}
-            found = _series("locust_requests", tuple(sorted(tags.items())))
+            found = _series_text("locust_requests", tuple(sorted(tags.items())))
             self._request_series[key] = found
         return found
 
@@ -343,7 +346,7 @@ class PerfxLayout:
                 "method": error.method,
                 "error_id": error.error_id,
             }
-            series = _series("locust_errors", tuple(sorted(tags.items())))
+            series = _series_text("locust_errors", tuple(sorted(tags.items())))
             message = _field_value(error.message)
             found = self._error_lines[key] = (f"{series} occurrences=", f"i,message={message} ")
         return found
