@@ -200,6 +200,8 @@ def test_a_master_whose_loop_stalls_is_named_the_bottleneck_in_log_summary_and_t
     run = platform_server.get_run(run_id)
     assert run["status"] == "completed"
     loop = run["summary"]["loop"]
+    page = platform_server.api("GET", f"/runs/{run_id}").text
+    assert "event loop" in page and f"&#34;bottleneck&#34;: {str(bool(hold)).lower()}" in page
     # Every interval's stalls reach the TSDB: their sum is the summary's (rounded each way).
     stalled_ms = series_values(victoria_metrics, "loop_stalled_ms", run_id)
     assert sum(stalled_ms) == pytest.approx(loop["stalled_s"] * 1000, abs=1 + len(stalled_ms))
