@@ -281,7 +281,8 @@ class PerfxLayout:
 
     - ``locust_requests`` (+ ``name``, ``method``): requests, failures, rps, failures_per_s,
       avg_ms, min_ms, max_ms, p50_ms, p90_ms, p95_ms, p99_ms, avg_bytes;
-    - ``locust_totals``: users, workers, requests, failures, rps, failure_ratio and timings;
+    - ``locust_totals``: users, workers, requests, failures, rps, failure_ratio, timings, and
+      how late the owner's event loop woke in the interval (``loop_*``, :mod:`~locust_perfx.loop`);
     - ``locust_errors`` (+ ``name``, ``method``, ``error_id``): occurrences, message;
     - ``locust_events`` (+ ``kind``): text, for Grafana annotations;
     - ``locust_thresholds`` (+ ``criterion``): limit, passed, observed;
@@ -323,6 +324,9 @@ class PerfxLayout:
             "rps": round(total.requests / seconds, 3),
             "failure_ratio": round(total.failures / total.requests, 4) if total.requests else 0.0,
             **_timing_fields(total),
+            "loop_lateness_p99_ms": float(sample.loop_p99_ms),
+            "loop_lateness_max_ms": float(sample.loop_max_ms),
+            "loop_stalled_ms": float(sample.loop_stalled_ms),
         }
         points.append(line("locust_totals", self._tags, totals, ms))
         for error in interval.errors:

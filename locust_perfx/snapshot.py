@@ -183,11 +183,15 @@ class Stats(Protocol):
 
 
 class Sample(NamedTuple):
-    """When the stats were read, and the runner's facts at that moment."""
+    """When the stats were read, and the runner's facts at that moment: its users and
+    workers, and how late its event loop woke since the previous sample (``loop.Lateness``)."""
 
     at: float
     users: int
     workers: int
+    loop_p99_ms: float = 0.0
+    loop_max_ms: float = 0.0
+    loop_stalled_ms: float = 0.0
 
 
 class ErrorDelta(NamedTuple):
