@@ -1,8 +1,10 @@
 """The master's handle on the export process: what the master (or local runner) pays.
 
-``MetricsExporter`` lives in the master (or local runner). Each interval its greenlet reads
-which stats entries changed and pipes copies of them to the export process (``handoff``),
-yielding to the gevent loop every ``SLICE_SECONDS``; that is all the master pays. The rest
+``MetricsExporter`` lives in the master (or local runner). Each interval it forks a child
+that reads which stats entries changed and pipes copies of them to the export process
+(``forked``, ``handoff``): the master pays the ``fork()`` and nothing per entry. Where a
+child cannot be forked, its greenlet reads them itself, yielding to the gevent loop every
+``SLICE_SECONDS``. The rest
 (interval deltas, percentiles, points, writes) is the program of ``export_process``, which
 the handle starts as ``python -m locust_perfx.export_process``. At 1,000 names that rest
 would otherwise cost the master's loop ~20 ms every interval.
@@ -29,7 +31,8 @@ import pickle
 import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -37,10 +40,14 @@ import gevent.lock
 import gevent.pool
 import gevent.subprocess
 
+from locust_perfx.forked import ForkedReader
 from locust_perfx.handoff import ChangeReader, Close, Compared, Event, Judged, Setup
 from locust_perfx.influx import BaselineRow, InfluxConfig, run_tags
 from locust_perfx.sink import InfluxSink
 from locust_perfx.snapshot import Sample
+
+if TYPE_CHECKING:
+    from locust_perfx.loop import IntervalFigures
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +84,16 @@ class MetricsExporter:
         endpoint: str = "",
         environment: str = "",
         greenlets: gevent.pool.Group | None = None,
+        loop: Callable[[], IntervalFigures] | None = None,
     ) -> None:
         self._config = config
+        self._loop = loop
+        """The owner's event-loop lateness since the previous read (``LoopWatch.take_interval``)."""
         self._greenlets = greenlets if greenlets is not None else gevent.pool.Group()
         """Where its ticker and listener run: the run controller's group, supervised."""
         self._tags = run_tags(config, run_id, endpoint, environment)
         self._reader = ChangeReader()
+        self._forked = ForkedReader()
         self._process: gevent.subprocess.Popen | None = None
         self._listener: gevent.Greenlet | None = None
         self._done = gevent.event.Event()  # the process said its last word, or exited
@@ -156,7 +167,7 @@ class MetricsExporter:
         process = self._process
         if process is not None:
             if self._state is _State.RUNNING:
-                self._read()
+                self._read(timeout=max(ends - time.monotonic(), 0.0))
             self._send(Close(max(ends - time.monotonic(), 0.0)))
             if not self._done.wait(max(ends - time.monotonic(), 0.0) + EXIT_GRACE):
                 # Stuck in a write to a hung InfluxDB: it never read the Close.
@@ -171,6 +182,7 @@ class MetricsExporter:
             if self._listener is not None:
                 self._listener.join(timeout=EXIT_GRACE)  # its pipe is closed: it ends now
                 self._listener = None
+        self._forked.close()
         self._state = _State.CLOSED
 
     def health(self, *, ending: bool = False) -> dict[str, object]:
@@ -186,7 +198,9 @@ class MetricsExporter:
         if self._process is not None:
             return
         self._done = gevent.event.Event()
-        self._reader = ChangeReader()  # a new process starts with an empty mirror
+        # A new process starts with an empty mirror: both readers start over.
+        self._reader = ChangeReader()
+        self._forked.close()
         self._process = gevent.subprocess.Popen(
             [sys.executable, "-m", "locust_perfx.export_process"],
             stdin=subprocess.PIPE,
@@ -202,18 +216,41 @@ class MetricsExporter:
             next_tick = max(next_tick + self._config.interval, time.monotonic())
             self._read()
 
-    def _read(self, *, reset: bool = False) -> None:
+    def _read(self, *, reset: bool = False, timeout: float | None = None) -> None:
         with self._reading:
             self._slice_started = time.perf_counter()
             runner = self._environment.runner
+            loop = self._loop() if self._loop is not None else (0.0, 0.0, 0.0)
             sample = Sample(
-                at=time.time(),
-                users=runner.user_count if runner else 0,
-                workers=getattr(runner, "worker_count", 0),
+                time.time(),
+                runner.user_count if runner else 0,
+                getattr(runner, "worker_count", 0),
+                *loop,
             )
             stats = self._environment.stats
+            if self._read_forked(stats, sample, reset, timeout):
+                return
             for message in self._reader.read(stats, sample, reset=reset, pause=self._pause):
                 self._send(message)
+
+    def _read_forked(self, stats: Any, sample: Sample, reset: bool, timeout: float | None) -> bool:
+        """Send this read from a forked child; False if the master must read it itself."""
+        process = self._process
+        if process is None or self._done.is_set() or self._forked.problem:
+            return process is None or self._done.is_set()  # nowhere to send it: done
+        with self._writing:
+            if self._forked.read(
+                stats, sample, process.stdin.fileno(), reset=reset, timeout=timeout
+            ):
+                return True
+        logger.warning(
+            "InfluxDB export: %s; the master reads its stats in its own loop from now on",
+            self._forked.problem,
+        )
+        # What the child sent is unknown: the master's reader starts over and sends every
+        # entry (copies are cumulative, so nothing counts twice).
+        self._reader = ChangeReader()
+        return False
 
     def _pause(self) -> None:
         """Yield to the gevent loop once this slice of work has lasted ``SLICE_SECONDS``."""

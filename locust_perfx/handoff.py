@@ -253,7 +253,11 @@ class StatsMirror:
     def __init__(self) -> None:
         self.stats = MirroredStats()
 
-    def apply(self, message: Message) -> None:
+    def apply(self, message: Message) -> list[tuple[tuple[str, str], MirroredEntry]]:
+        """Bring the mirror up to ``message``; the entries it changed, as ``stats.entries``
+        items, for ``IntervalTracker.add`` (which may keep their histograms: the mirror
+        replaces a histogram, never updates it)."""
+        changed = []
         if isinstance(message, Clear):
             self.stats = MirroredStats()
         elif isinstance(message, Entries):
@@ -264,8 +268,10 @@ class StatsMirror:
                 if entry is None:
                     entry = entries[key] = MirroredEntry(*key)
                 entry.restore(state)
+                changed.append((key, entry))
         else:
             self.stats.total.restore(message.total)
             errors = self.stats.errors
             for error_key, method, name, text, occurrences in message.errors:
                 errors[error_key] = MirroredError(method, name, text, occurrences)
+        return changed

@@ -3,6 +3,7 @@
 # Locust monkey-patches the process at import: it must come before anything else.
 import locust  # noqa: F401  # isort: skip
 
+import errno
 import json
 import logging
 import os
@@ -689,6 +690,40 @@ def test_start_again_after_close_exports_the_new_test_only(
         victoria_metrics,
         "run-2x",
         lambda rows: summed(rows, "locust_requests_requests") == 4,
+    )
+
+
+def test_when_no_reader_can_be_forked_the_master_reads_in_its_loop_and_counts_stay_exact(
+    victoria_metrics: VictoriaMetrics,
+    environment: Environment,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = MetricsExporter(config(victoria_metrics.url), run_id="run-nofork")
+    exporter.start(environment)
+    stats = environment.stats
+    run_intervals(exporter, 3, lambda i: stats.log_request("GET", f"/a{i}", 10, 0))
+
+    # A fake fault: fork() refused (ENOMEM under a strict overcommit policy, a container's
+    # pids limit), which a real master cannot be made to hit on demand.
+    def refused() -> int:
+        raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+    monkeypatch.setattr("locust_perfx.forked._fork", refused)
+    with caplog.at_level(logging.WARNING, logger="locust_perfx.exporter"):
+        run_intervals(exporter, 3, lambda i: stats.log_request("GET", f"/b{i}", 10, 0))
+    stats.log_request("GET", "/a0", 10, 0)
+    exporter.close()
+
+    series(
+        victoria_metrics,
+        "run-nofork",
+        lambda rows: summed(rows, "locust_totals_requests") == stats.total.num_requests == 7,
+    )
+    [warning] = [r.getMessage() for r in caplog.records if "fork" in r.getMessage()]
+    assert warning == (
+        "InfluxDB export: fork() failed: [Errno 12] Cannot allocate memory; the master "
+        "reads its stats in its own loop from now on"
     )
 
 

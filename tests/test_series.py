@@ -102,6 +102,27 @@ def test_names_past_the_bound_keep_their_totals_only() -> None:
     assert "series" in summary["total"]
 
 
+def test_once_the_bound_is_reached_the_recorded_names_go_on_and_no_other_joins() -> None:
+    stats, recorder = RequestStats(), SeriesRecorder(interval=1.0, max_names=2)
+    recorder.start(stats, now=0.0)
+    for name in ("/1", "/2", "/3"):
+        stats.log_request("GET", name, 10, 1)
+    recorder.tick(stats, now=1.0)
+    for name in ("/1", "/1", "/3", "/4"):
+        stats.log_request("GET", name, 10, 1)
+    recorder.tick(stats, now=2.0)
+
+    assert [
+        recorder.series(("/1", "GET"))["requests"],
+        recorder.series(("/2", "GET"))["requests"],
+    ] == [  # type: ignore[index]
+        [1, 2],
+        [1, 0],
+    ]
+    assert recorder.series(("/3", "GET")) is None and recorder.series(("/4", "GET")) is None
+    assert recorder.series(("", ""))["requests"] == [3, 4]  # type: ignore[index]
+
+
 def test_the_histogram_is_lockusts_buckets() -> None:
     stats = RequestStats()
     for ms in (12, 12, 147, 3456):
