@@ -244,9 +244,9 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         long_slices: list[tuple[float, float, str, str]] = []  # ms wall, CPU, from, to
         read = exporter._read
 
-        def counted_read(*, reset: bool = False) -> None:
+        def counted_read(**how: Any) -> None:
             per_interval.append([])
-            read(reset=reset)
+            read(**how)
 
         exporter._read = counted_read  # type: ignore[method-assign]
         exporter.check()  # as the session does at start-up
@@ -256,6 +256,7 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         assert exporter._process is not None
         export_process = psutil.Process(exporter._process.pid)
         wait_until_reported(exporter, before)
+        export_rss_started = export_process.memory_info().rss
         export_cpu_before = sum(export_process.cpu_times()[:2])
         ours = {exporter._ticker, exporter._listener}
         switched_in: list[Any] = [0.0, 0.0, 0.0, ""]
@@ -321,6 +322,7 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         "rss_growth_mib": (rss_peak - rss_before) / 2**20,
         "export_process_cpu_ms_per_interval": export_cpu * 1000 / max(len(costs), 1),
         "export_process_rss_mib": export_rss / 2**20,
+        "export_process_rss_started_mib": export_rss_started / 2**20,
         "points_written": health["points_written"],
         "request_points_in_vm": written,
         "points_dropped": health["points_dropped"],

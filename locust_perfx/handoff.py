@@ -12,13 +12,16 @@ The export process imports this module, and every message type, without Locust: 
 keeps only what the tracker reads, in slots (a ``StatsEntry`` weighs ~1.2 KB more per name).
 
 >>> from locust.stats import RequestStats
->>> from locust_perfx.snapshot import Sample
+>>> from locust_perfx.snapshot import IntervalTracker, Sample
 >>> stats, mirror, reader = RequestStats(), StatsMirror(), ChangeReader()
+>>> tracker = IntervalTracker(replaced_histograms=True)
 >>> stats.log_request("GET", "/", 120, 512)
 >>> for message in reader.read(stats, Sample(at=1.0, users=1, workers=0)):
-...     mirror.apply(message)
+...     tracker.add(mirror.apply(message))
 >>> mirror.stats.entries["/", "GET"].response_times
 {120: 1}
+>>> [(delta.name, delta.requests) for delta in tracker.take(mirror.stats).entries]
+[('/', 1)]
 """
 
 from __future__ import annotations

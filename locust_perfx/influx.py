@@ -292,18 +292,20 @@ class PerfxLayout:
 
     def __init__(self, tags: Mapping[str, str]) -> None:
         self._tags = dict(tags)
-        # Escaped measurement and tags of each request name's series, made once: bounded by
-        # max_names x methods, since names past max_names arrive folded.
-        self._request_series: dict[tuple[str, str], str] = {}
+        # Escaped measurement and tags of each request name's series by method and name, made
+        # once: bounded by max_names x methods, since names past max_names arrive folded. No
+        # (name, method) tuple per name: 0.5 MB at 10,000 names.
+        self._request_series: dict[str, dict[str, str]] = {}
         self._error_lines: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     def _series_of(self, name: str, method: str) -> str:
-        key = (name, method)
-        found = self._request_series.get(key)
+        of_method = self._request_series.get(method)
+        if of_method is None:
+            of_method = self._request_series[method] = {}
+        found = of_method.get(name)
         if found is None:
             tags = {**self._tags, "name": name, "method": method}
-            found = _series_text("locust_requests", tuple(sorted(tags.items())))
-            self._request_series[key] = found
+            found = of_method[name] = _series_text("locust_requests", tuple(sorted(tags.items())))
         return found
 
     def interval_points(self, interval: Interval, sample: Sample, ms: int) -> list[str]:
