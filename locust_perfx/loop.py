@@ -5,9 +5,12 @@ runner's users sending requests) takes turns on one gevent loop. While one turn 
 nothing else moves: a master answers its workers and merges their reports late, a local
 runner's requests wait to be sent and their response times include the wait. A probe
 measures this as a user would feel it: a timer due every :data:`PERIOD` seconds records how
-late it fires. A wake-up later than :data:`STALL` is a stall; when stalls add up to more than
-:data:`BOTTLENECK_SHARE` of :data:`WINDOW`, the log says so once, with the likely cause and
-the fix, and says again when the loop has recovered.
+late it fires. A wake-up later than :data:`STALL` is a stall. Stalls are the process's own
+work (a long merge, a blocking call) or its wait for a CPU that other processes hold; the
+rule counts the first: when stalls, less the time the loop's thread waited for a CPU (Linux
+counts it per thread: :func:`cpu_wait`), add up to more than :data:`BOTTLENECK_SHARE` of
+:data:`WINDOW`, the log says so once, with the likely cause and the fix, and says again
+when the loop has recovered. The summary keeps both figures.
 
 The probe is a timer watcher whose callback runs in the gevent hub, not a sleeping greenlet:
 the same wake-ups without two greenlet switches each (on an idle master, measured: a greenlet
@@ -50,12 +53,23 @@ burst of spawning does not count as a bottleneck, short enough to warn within a 
 
 BOTTLENECK_SHARE: Final = 0.01
 """The load generator is the bottleneck when more than this share of :data:`WINDOW` (0.6 s
-of each minute) went to stalls; it has recovered when they fall to half of that."""
+of each minute) went to stalls of its own (less its wait for a CPU); it has recovered when
+they fall to half of that."""
 
 LIMIT: Final = BOTTLENECK_SHARE * WINDOW
 """Seconds of stalls in one :data:`WINDOW` above which the load generator is the bottleneck."""
 
 Change = Literal["bottleneck", "recovered"]
+
+
+def cpu_wait() -> float | None:
+    """Seconds the calling thread has waited, runnable, for a CPU: ``run_delay`` of
+    ``/proc/thread-self/schedstat`` (Linux); None where there is none."""
+    try:
+        with open("/proc/thread-self/schedstat", encoding="ascii") as schedstat:
+            return int(schedstat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class IntervalFigures(NamedTuple):
@@ -104,6 +118,8 @@ class Lateness:
         self.ever = False
         """Whether the rule held at any time since ``started``."""
         self._window: deque[tuple[float, float]] = deque()  # (at, late) of recent stalls
+        self._waits: deque[tuple[float, float]] = deque()  # (at, cpu_wait()) samples
+        self._first_wait: float | None = None
         self._in_window = 0.0
         self._interval: dict[float, int] = {}
         self._interval_max = 0.0
@@ -137,9 +153,25 @@ class Lateness:
             self._in_window = 0.0  # no float residue from the subtractions
         return self._in_window
 
+    def waited(self, at: float, total: float) -> None:
+        """The loop's thread had waited ``total`` seconds for a CPU by ``at`` (cumulative)."""
+        if self._first_wait is None:
+            self._first_wait = total
+        waits = self._waits
+        waits.append((at, total))
+        while len(waits) > 1 and waits[1][0] <= at - WINDOW:
+            waits.popleft()  # the newest sample at or before the window's start stays
+
+    def own_in_window(self, at: float) -> float:
+        """Seconds of stalls in the :data:`WINDOW` that ends at ``at``, less what the loop's
+        thread waited for a CPU meanwhile."""
+        waits = self._waits
+        waited = waits[-1][1] - waits[0][1] if waits else 0.0
+        return max(self.in_window(at) - waited, 0.0)
+
     def judge(self, at: float) -> Change | None:
         """Apply the rule at ``at``: the change it makes, if any."""
-        stalled = self.in_window(at)
+        stalled = self.own_in_window(at)
         if not self.bottleneck and stalled > LIMIT:
             self.bottleneck = self.ever = True
             return "bottleneck"
@@ -172,6 +204,9 @@ class Lateness:
             "stalled_s": round(self.stalled, 3),
             "stalled_ratio": round(self.stalled / watched, 4) if watched > 0 else 0.0,
             "worst_window_stalled_s": round(self.worst_window, 3),
+            "cpu_wait_s": None
+            if self._first_wait is None
+            else round(self._waits[-1][1] - self._first_wait, 3),
             "window_s": WINDOW,
             "bottleneck": self.ever,
         }
@@ -233,6 +268,7 @@ class LoopWatch:
         self._error = self._stopped_at = None
         now = time.monotonic()
         self.lateness = Lateness(started=now)
+        self._sample_cpu_wait(now)
         self._due = now + PERIOD
         self._timer = gevent.get_hub().loop.timer(PERIOD, PERIOD, ref=False)
         self._timer.again(self._wake, update=True)
@@ -240,6 +276,7 @@ class LoopWatch:
     def stop(self) -> None:
         """Probe no more; the statistics stay for the summary."""
         if self._timer is not None:
+            self._sample_cpu_wait(time.monotonic())
             self._timer.stop()
             self._timer.close()
             self._timer = None
@@ -266,15 +303,16 @@ class LoopWatch:
         if lateness is None or self._timer is None:
             return
         now = time.monotonic()
+        self._sample_cpu_wait(now)
         change = lateness.judge(now)
         if change == "bottleneck":
             role = "master" if self.master else "process"
             logger.warning(
                 "perfx: the load generator is the bottleneck: this %s's event loop stalled "
-                "for %.1f s of the last %.0f s (wake-ups over %.0f ms late, the longest "
-                "%.0f ms, %d request name(s)); %s",
+                "for %.1f s of the last %.0f s in its own work (wake-ups over %.0f ms late, "
+                "the longest %.0f ms, %d request name(s)); %s",
                 role,
-                lateness.in_window(now),
+                lateness.own_in_window(now),
                 WINDOW,
                 STALL * 1000,
                 lateness.max_late * 1000,
@@ -285,10 +323,15 @@ class LoopWatch:
             logger.info(
                 "perfx: the event loop has recovered: %.1f s of stalls over %.0f ms in the "
                 "last %.0f s",
-                lateness.in_window(now),
+                lateness.own_in_window(now),
                 STALL * 1000,
                 WINDOW,
             )
+
+    def _sample_cpu_wait(self, at: float) -> None:
+        waited = cpu_wait()  # ~25 us a read: once a second, not at every wake-up
+        if waited is not None and self.lateness is not None:
+            self.lateness.waited(at, waited)
 
     def take_interval(self) -> IntervalFigures:
         """The figures since the previous take (zeros before the first test)."""
