@@ -160,6 +160,20 @@ def test_the_probe_sees_a_blocked_loop_and_the_check_warns_once(
     assert watch.take_interval().stalled_ms >= 3 * 270
 
 
+def test_a_local_runner_is_told_to_spread_its_users_over_processes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watch = LoopWatch(master=False)
+    watch.start()
+    gevent.spawn(block, 0.35, 2).join()
+    with caplog.at_level(logging.WARNING, logger="locust_perfx.loop"):
+        watch.check()
+    watch.stop()
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "this process's event loop" in warning
+    assert "--processes N" in warning and "blocks without yielding to gevent" in warning
+
+
 def test_a_stopped_probe_wakes_no_more() -> None:
     watch = LoopWatch(master=False)
     watch.start()
