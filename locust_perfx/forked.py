@@ -1,4 +1,4 @@
-"""Reading the master's stats in a ``fork()``ed child, so the master's loop pays only the fork.
+"""Reading the master's stats in a forked child, so the master's loop pays only the ``fork()``.
 
 At 10,000 request names, reading and pickling every changed stats entry (``handoff``) costs
 the master's gevent loop ~50 ms of CPU per interval, in the loop Locust's own merge of worker
