@@ -243,9 +243,9 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         long_slices: list[tuple[float, float, str, str]] = []  # ms wall, CPU, from, to
         read = exporter._read
 
-        def counted_read(*, reset: bool = False, timeout: float | None = None) -> None:
+        def counted_read(**how: Any) -> None:
             per_interval.append([])
-            read(reset=reset, timeout=timeout)
+            read(**how)
 
         exporter._read = counted_read  # type: ignore[method-assign]
         exporter.check()  # as the session does at start-up
