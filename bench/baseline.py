@@ -12,6 +12,13 @@ hits both kinds alike. A/A: each A against the A before it, with the default lim
 rps -5%, failure ratio +0.01) and confidence (95%); a false positive is any regression on
 any name or metric. Detection: each B against the A just before it; detected when
 ``GET /slow`` p95 is a regression. Prints the table; asserts nothing.
+
+Live judging is replayed on the same pairs: ``p95_ms < baseline + 10% for each name,
+abort``, judged as a run judges it at each interval (:meth:`Judge.check_baseline`, from the
+5th on), on the run's series cut to that interval against the baseline's same first
+seconds; an abort is the first interval that finds a regression. A summary has no p95 at
+an earlier moment, so the run's whole-run p95 there is its final one (the series, which
+the significance test uses, are exact).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Any
 import requests
 
 from bench.common import ROOT, free_port, log, versions, wait_for
-from locust_perfx.compare import Comparison, compare
+from locust_perfx.compare import MIN_INTERVALS, TOTAL, Comparison, Limit, compare, so_far
 from tests.fixtures.locust import Target
 
 LOCUSTFILE = ROOT / "tests" / "locustfiles" / "latency.py"
@@ -92,6 +99,24 @@ def flagged(table: Comparison) -> list[str]:
     return [f"{r.name} {r.metric}" for r in table.regressions]
 
 
+LIVE = "p95_ms < baseline + 10% for each name, abort"
+_LIVE_LIMIT = Limit("p95_ms", 0.10)
+
+
+def live_abort(base: dict[str, Any], run: dict[str, Any]) -> int | None:
+    """The interval at which live judging of :data:`LIVE` would have stopped ``run``; None:
+    never. Replayed from the summaries with the comparison ``Judge.check_baseline`` makes
+    (the run so far against ``so_far`` of the baseline; see the module's docstring);
+    ``locust_perfx.criteria`` is not imported: importing Locust here, after ``requests``,
+    would monkey-patch ssl too late."""
+    for k in range(MIN_INTERVALS, len(run["total"]["series"]["requests"]) + 1):
+        seconds = float(k)  # 1 s intervals
+        table = compare(so_far(base, seconds), so_far(run, seconds), limits=[_LIVE_LIMIT])
+        if any(row.name != TOTAL for row in table.regressions):  # "for each name"
+            return k
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=20, help="A/A comparisons (20)")
@@ -110,22 +135,26 @@ def main() -> None:
             one_run(platform, target, options.seconds, options.users, tmp)  # warm-up, left out
             a = [one_run(platform, target, options.seconds, options.users, tmp)]
             false_positives, detected = [], []
+            pairs: dict[str, list[tuple[Any, Any]]] = {"A/A": [], "+20%": []}
             for i in range(1, options.pairs + 1):
                 target.slow_seconds = SLOW
                 a.append(one_run(platform, target, options.seconds, options.users, tmp))
                 aa = flagged(compare(a[i - 1], a[i]))
                 false_positives.append(aa)
+                pairs["A/A"].append((a[i - 1], a[i]))
                 log(f"A/A {i}: {'flagged ' + ', '.join(aa) if aa else 'nothing flagged'}")
                 if i <= options.shifted:
                     target.slow_seconds = SLOW * SHIFT
                     b = one_run(platform, target, options.seconds, options.users, tmp)
                     ab = flagged(compare(a[i], b))
                     detected.append("GET /slow p95_ms" in ab)
+                    pairs["+20%"].append((a[i], b))
                     log(f"+20% {i}: {'flagged ' + ', '.join(ab) if ab else 'nothing flagged'}")
         finally:
             platform.stop()
             target.close()
     report(options, false_positives, detected, time.monotonic() - started, a[-1])
+    report_live({kind: [live_abort(*pair) for pair in done] for kind, done in pairs.items()})
 
 
 def report(
@@ -168,6 +197,16 @@ def report(
             f"{hits / len(detected):.0%}   goal >= 90%: "
             f"{'met' if hits / len(detected) >= 0.9 else 'NOT met'}"
         )
+
+
+def report_live(live: dict[str, list[int | None]]) -> None:
+    print(f"live judging, replayed ({LIVE}; judged from interval {MIN_INTERVALS} on):")
+    for kind, stops in live.items():
+        if not stops:
+            continue
+        at = sorted(k for k in stops if k is not None)
+        when = f", at interval {', '.join(map(str, at))}" if at else ""
+        print(f"  {kind}: aborted {len(at)} of {len(stops)} = {len(at) / len(stops):.0%}{when}")
 
 
 if __name__ == "__main__":

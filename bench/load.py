@@ -193,6 +193,10 @@ class Run:
     locust_cpu_s: list[float] = field(default_factory=list)
     """Each Locust process's CPU seconds in the window, its children included."""
     servers_cpu_s: dict[str, float] = field(default_factory=dict)
+    locust_rss_mib: float = 0.0
+    """The Locust process's (the master's) own RSS at the end of the window, its children
+    (the export process) apart."""
+    export_rss_mib: float = 0.0
     """Each server's CPU seconds in the window (nginx, platform, TSDBs): they share the
     machine, so what the plugin makes them do is load not generated here."""
 
@@ -263,6 +267,7 @@ def run_once(
         t2, r2, (c2, e2) = time.monotonic(), servers.requests_served(), _cpu(procs)
         s2 = servers.cpu()
         l2 = [_cpu([proc])[0] for proc in procs]
+        locust_rss, export_rss = _rss(procs[0])
         codes = [proc.wait(warmup + window + 60) for proc in procs]
     finally:
         for proc in procs:
@@ -288,7 +293,21 @@ def run_once(
         window_cpu_s=c2 - c1,
         locust_cpu_s=[after - before for before, after in zip(l1, l2, strict=True)],
         servers_cpu_s={name: s2[name] - s1[name] for name in s2},
+        locust_rss_mib=locust_rss,
+        export_rss_mib=export_rss,
     )
+
+
+def _rss(proc: subprocess.Popen[bytes]) -> tuple[float, float]:
+    """MiB resident: the process itself, and its children together."""
+    parent = psutil.Process(proc.pid)
+    children = 0
+    for child in parent.children(recursive=True):
+        try:
+            children += child.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return parent.memory_info().rss / 2**20, children / 2**20
 
 
 def _cpu(procs: list[subprocess.Popen[bytes]]) -> tuple[float, float]:

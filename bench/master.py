@@ -187,11 +187,14 @@ def direct(names: int, reports: list[dict[str, Any]], rounds: int) -> dict[str, 
             pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         return fresh
 
-    def export_side() -> Any:  # the export process: a mirror, then the work of new_design
+    def export_side() -> Any:  # the export process: a mirror diffed chunk by chunk, points
         mirror = StatsMirror()
+        fresh = IntervalTracker(max_names=names + 10, replaced_histograms=True)
         for message in ChangeReader().read(stats, sample):
-            mirror.apply(message)
-        return mirror, new_design()
+            fresh.add(mirror.apply(message))
+        export_layout = PerfxLayout(TAGS)
+        export_layout.interval_points(fresh.take(mirror.stats), sample, 1)
+        return mirror, fresh, export_layout
 
     new_kept, new_peak = measured(new_design)
     master_kept, master_peak = measured(master_side)
@@ -255,6 +258,7 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         assert exporter._process is not None
         export_process = psutil.Process(exporter._process.pid)
         wait_until_reported(exporter, before)
+        export_rss_started = export_process.memory_info().rss
         export_cpu_before = sum(export_process.cpu_times()[:2])
         ours = {exporter._ticker, exporter._listener}
         switched_in: list[Any] = [0.0, 0.0, 0.0, ""]
@@ -320,6 +324,7 @@ def live(names: int, reports: list[dict[str, Any]], intervals: int, real: float)
         "rss_growth_mib": (rss_peak - rss_before) / 2**20,
         "export_process_cpu_ms_per_interval": export_cpu * 1000 / max(len(costs), 1),
         "export_process_rss_mib": export_rss / 2**20,
+        "export_process_rss_started_mib": export_rss_started / 2**20,
         "points_written": health["points_written"],
         "request_points_in_vm": written,
         "points_dropped": health["points_dropped"],
@@ -338,10 +343,7 @@ def _where(glet: Any) -> str:
     """Where a greenlet of ours yielded: the innermost functions of ours on its stack, first."""
     frame, names = glet.gr_frame, []
     while frame is not None:
-        if (
-            "locust_perfx" in frame.f_code.co_filename
-            or "influxdb_client" in frame.f_code.co_filename
-        ):
+        if "locust_perfx" in frame.f_code.co_filename:
             names.append(frame.f_code.co_name)
         frame = frame.f_back
     return "<".join(names[:6])

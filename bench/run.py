@@ -115,6 +115,18 @@ def load_rows(load: dict[str, Any]) -> list[Row]:
         timed = [
             r for r in runs if r["mode"] == mode and r["config"] == "perfx" and r["round"] >= 0
         ]
+        if "locust_rss_mib" in plain[0]:
+            plain_rss = median([r["locust_rss_mib"] for r in plain])
+            ours_rss = median([r["locust_rss_mib"] for r in timed])
+            rows.append(
+                Row(
+                    f"1. Locust process RSS, plugin on / plain ({label}; the export process apart)",
+                    f"plugin {ours_rss:.0f} MiB, plain {plain_rss:.0f} MiB (medians; "
+                    f"{ours_rss - plain_rss:+.0f} MiB: the plugin's modules, run and web UI "
+                    "state; no InfluxDB client); export process "
+                    f"{median([r['export_rss_mib'] for r in timed]):.0f} MiB",
+                )
+            )
         export_share = median(
             [
                 r["export_process_cpu_s"] / (r["window_cpu_s"] - r["export_process_cpu_s"])
@@ -234,10 +246,20 @@ def master_rows(result: dict[str, Any]) -> list[Row]:
         ),
         Row(
             f"3. export process CPU per interval, {names} (off the master's loop)",
-            f"{live['export_process_cpu_ms_per_interval']:.1f} ms; "
-            f"RSS {live['export_process_rss_mib']:.0f} MiB",
+            f"{live['export_process_cpu_ms_per_interval']:.1f} ms",
             "",
             "",
+        ),
+        Row(
+            f"3. export process RSS, {names} (after the last interval)",
+            f"{live['export_process_rss_mib']:.1f} MiB; "
+            f"{live.get('export_process_rss_started_mib', float('nan')):.1f} MiB when started "
+            "(its imports: no Locust, gevent or influxdb_client)",
+            *(
+                ()
+                if goal_set
+                else ("< 40 MiB", _met(live["export_process_rss_mib"] < 40), "export RSS (10k)")
+            ),
         ),
         Row(
             f"3. CPU per interval by design, {names} (direct, no pauses, median)",

@@ -51,6 +51,7 @@ from locust_perfx.lifecycle import (
     Verdict,
     decide,
 )
+from locust_perfx.loop import LoopWatch
 from locust_perfx.options import SECRET_DESTS
 from locust_perfx.plan import PLATFORM, RunPlan
 from locust_perfx.platform import PlatformClient
@@ -142,6 +143,9 @@ class RunController:
         self.greenlets = Supervised(self._greenlet_failed)
         self.plugin_error = ""
         self.sync = self._sync(plan)
+        master = isinstance(self.runner, MasterRunner)
+        self.loop = LoopWatch(master, names=lambda: len(self.runner.stats.entries))
+        """How late this process's event loop wakes while it tests (the summary's ``loop``)."""
         self.exporter = self._exporter(plan)
         self.watch = self._watch(plan, self.sync, self.exporter)
         self.roster = WorkerRoster(self.runner)
@@ -202,6 +206,7 @@ class RunController:
             endpoint=info.endpoint,
             environment=info.environment,
             greenlets=self.greenlets,
+            loop=self.loop.take_interval,
         )
 
     def _spawn(self, function: Callable[..., Any], *args: Any) -> gevent.Greenlet:
@@ -217,6 +222,7 @@ class RunController:
 
     def _release(self) -> None:
         """The run is done: kill its greenlets (not the caller's own), forget the ticker."""
+        self.loop.stop()
         current = gevent.getcurrent()
         for greenlet in list(self.greenlets):
             if greenlet is not current:
@@ -372,6 +378,7 @@ class RunController:
         self.apply()  # the web UI form wrote raw strings into parsed_options
         self._reported_since_stop.clear()
         self._late_reports.clear()
+        self.loop.start()  # before the export's first read: its intervals are the loop's
         if self.exporter is not None:
             self.exporter.start(self.environment)
         self.watch.start()
@@ -380,10 +387,12 @@ class RunController:
 
     @_guard
     def tick(self) -> None:
-        """Once a second: workers without the plugin; while testing, the run's watch."""
+        """Once a second: workers without the plugin; while testing, the run's watch and
+        this process's event loop."""
         self.roster.check()
         if self.phase is Phase.TESTING:
             self.watch.tick()
+            self.loop.check()
 
     @_guard
     def on_test_stopping(self, **_: Any) -> None:
@@ -476,6 +485,7 @@ class RunController:
 
     def _finish(self, exit_code: int, plugin_error: str) -> None:
         """The final status goes out first; neither the summary nor the export can stop it."""
+        self.loop.stop()  # the test is over: what follows is the verdict's work
         try:
             # A master's runner that quit stopped listening 0.5 s after telling the workers to
             # quit; their last reports (after up to --stop-timeout) may still be on the way.
@@ -540,6 +550,9 @@ class RunController:
     def _summary(self) -> dict[str, Any]:
         summary = self.watch.summary(time.time())
         summary["perfx_version"] = perfx_version
+        loop = self.loop.figures()
+        if loop is not None:
+            summary["loop"] = loop
         if self.exporter is not None:
             summary["export"] = self.exporter.health(ending=True)
         found, criteria = self.plan.baseline, self.plan.criteria

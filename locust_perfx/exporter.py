@@ -31,7 +31,8 @@ import pickle
 import subprocess
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -44,6 +45,9 @@ from locust_perfx.handoff import ChangeReader, Close, Compared, Event, Judged, S
 from locust_perfx.influx import BaselineRow, InfluxConfig, run_tags
 from locust_perfx.sink import InfluxSink
 from locust_perfx.snapshot import Sample
+
+if TYPE_CHECKING:
+    from locust_perfx.loop import IntervalFigures
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +89,11 @@ class MetricsExporter:
         endpoint: str = "",
         environment: str = "",
         greenlets: gevent.pool.Group | None = None,
+        loop: Callable[[], IntervalFigures] | None = None,
     ) -> None:
         self._config = config
+        self._loop = loop
+        """The owner's event-loop lateness since the previous read (``LoopWatch.take_interval``)."""
         self._greenlets = greenlets if greenlets is not None else gevent.pool.Group()
         """Where its ticker and listener run: the run controller's group, supervised."""
         self._tags = run_tags(config, run_id, endpoint, environment)
@@ -218,10 +225,12 @@ class MetricsExporter:
         with self._reading:
             self._slice_started = time.perf_counter()
             runner = self._environment.runner
+            loop = self._loop() if self._loop is not None else (0.0, 0.0, 0.0)
             sample = Sample(
-                at=time.time(),
-                users=runner.user_count if runner else 0,
-                workers=getattr(runner, "worker_count", 0),
+                time.time(),
+                runner.user_count if runner else 0,
+                getattr(runner, "worker_count", 0),
+                *loop,
             )
             stats = self._environment.stats
             if self._read_forked(stats, sample, reset, timeout):

@@ -12,13 +12,16 @@ The export process imports this module, and every message type, without Locust: 
 keeps only what the tracker reads, in slots (a ``StatsEntry`` weighs ~1.2 KB more per name).
 
 >>> from locust.stats import RequestStats
->>> from locust_perfx.snapshot import Sample
+>>> from locust_perfx.snapshot import IntervalTracker, Sample
 >>> stats, mirror, reader = RequestStats(), StatsMirror(), ChangeReader()
+>>> tracker = IntervalTracker(replaced_histograms=True)
 >>> stats.log_request("GET", "/", 120, 512)
 >>> for message in reader.read(stats, Sample(at=1.0, users=1, workers=0)):
-...     mirror.apply(message)
+...     tracker.add(mirror.apply(message))
 >>> mirror.stats.entries["/", "GET"].response_times
 {120: 1}
+>>> [(delta.name, delta.requests) for delta in tracker.take(mirror.stats).entries]
+[('/', 1)]
 """
 
 from __future__ import annotations
@@ -253,7 +256,11 @@ class StatsMirror:
     def __init__(self) -> None:
         self.stats = MirroredStats()
 
-    def apply(self, message: Message) -> None:
+    def apply(self, message: Message) -> list[tuple[tuple[str, str], MirroredEntry]]:
+        """Bring the mirror up to ``message``; the entries it changed, as ``stats.entries``
+        items, for ``IntervalTracker.add`` (which may keep their histograms: the mirror
+        replaces a histogram, never updates it)."""
+        changed = []
         if isinstance(message, Clear):
             self.stats = MirroredStats()
         elif isinstance(message, Entries):
@@ -264,8 +271,10 @@ class StatsMirror:
                 if entry is None:
                     entry = entries[key] = MirroredEntry(*key)
                 entry.restore(state)
+                changed.append((key, entry))
         else:
             self.stats.total.restore(message.total)
             errors = self.stats.errors
             for error_key, method, name, text, occurrences in message.errors:
                 errors[error_key] = MirroredError(method, name, text, occurrences)
+        return changed

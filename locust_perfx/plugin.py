@@ -98,8 +98,8 @@ def on_init(environment: Environment, **_: Any) -> None:
             print_dry_run(plan)
             sys.exit(0)
         # Imported here, in the master or local process of a run only (not for a dry run):
-        # with the export stack (influxdb_client: ~20,000 objects) imported, workers made ~4%
-        # fewer requests/s on a busy 2-core machine (bench/load.py, distributed).
+        # with the run's machinery imported (influxdb_client then: ~20,000 objects), workers
+        # made ~4% fewer requests/s on a busy 2-core machine (bench/load.py, distributed).
         from locust_perfx.controller import RunController
 
         controller = owner = RunController.open(environment, plan)

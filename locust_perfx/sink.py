@@ -6,28 +6,28 @@ its own ``/write``; everything else (2.x, 3.x, VictoriaMetrics, which answers wi
 header) through ``/api/v2/write``. Both speak the same line protocol and share the buffer,
 the retries, the 413 splitting and the health counters.
 
-Plain urllib3, as influxdb_client itself writes (its SYNCHRONOUS write is one POST of line
-protocol): the master's start-up check then costs no import (Locust loads urllib3 already),
-where influxdb_client cost its process ~16 MB for good, and the export process stays small.
-No gevent either: in the export process each call blocks, bounded by its timeout; under
-Locust's monkey-patching the same calls are cooperative.
+Plain ``http.client``, one keep-alive connection: influxdb_client's SYNCHRONOUS write was
+one POST of line protocol too, and it cost the master's process ~16 MB for good (the start-up
+check) and the export process more (urllib3 alone is 3 MB). No gevent either: in the export
+process each call blocks, bounded by its timeout; under Locust's monkey-patching the same
+calls are cooperative.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import itertools
 import json
 import logging
 import math
 import re
+import select
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Protocol
-from urllib.parse import urlencode
-
-import urllib3
-import urllib3.exceptions
+from typing import NamedTuple, Protocol
+from urllib.parse import urlencode, urlsplit
 
 from locust_perfx.exceptions import ExportError
 from locust_perfx.influx import InfluxConfig, line
@@ -39,6 +39,9 @@ MAX_BACKOFF = 60.0
 
 BATCH_POINTS = 5_000
 """Points per HTTP request when the queue is long (after an outage)."""
+
+BODY_PART_POINTS = 500
+"""Points per encoded part of a request's body (``_Connection.post``)."""
 
 CHECK_MEASUREMENT = "perfx_check"
 """``check()`` writes one point here: the only proof that the token may write to the bucket."""
@@ -71,9 +74,9 @@ class _Writer(Protocol):
 
     described: str
 
-    def write(self, body: str, timeout: float) -> None:
-        """Send ``body`` (points, one a line) within ``timeout`` seconds; ``_Refused`` on an
-        error status."""
+    def write(self, points: Sequence[str], timeout: float) -> None:
+        """Send ``points`` in one request, each connect, send and read within ``timeout``
+        seconds; ``_Refused`` on an error status."""
         ...
 
     def refusal(self, error: _Refused) -> str:
@@ -81,38 +84,81 @@ class _Writer(Protocol):
         ...
 
 
+class _Response(NamedTuple):
+    status: int
+    reason: str
+    headers: http.client.HTTPMessage
+    data: bytes
+
+
 class _Connection:
-    """One server's HTTP connection pool: no retries of its own (the sink retries), every
-    request bounded by a total timeout."""
+    """One keep-alive HTTP(S) connection to the server. No retries of its own (the sink
+    retries); each connect, send and read bounded by the request's timeout."""
 
     def __init__(self, config: InfluxConfig) -> None:
-        self.base = config.url.rstrip("/")
-        self._pool = urllib3.PoolManager(retries=False)
+        url = urlsplit(config.url)
+        self._https = url.scheme == "https"
+        self._host, self._port = url.hostname or "", url.port
+        self._prefix = url.path.rstrip("/")
+        self._open: http.client.HTTPConnection | None = None
 
     def request(
         self,
         method: str,
         path: str,
         timeout: float,
-        body: bytes | None = None,
+        body: Sequence[bytes] = (),
         headers: Mapping[str, str] | None = None,
-    ) -> urllib3.BaseHTTPResponse:
-        return self._pool.request(
-            method,
-            self.base + path,
-            body=body,
-            headers=headers,
-            timeout=urllib3.Timeout(total=timeout),
-        )
+    ) -> _Response:
+        connection, self._open = self._open, None  # kept again only once a response is read
+        if connection is None or _dropped(connection):
+            if connection is not None:
+                connection.close()
+            factory = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            connection = factory(self._host, self._port, timeout=timeout)
+        elif connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        try:
+            connection.request(
+                method, self._prefix + path, body=body or None, headers=dict(headers or {})
+            )
+            response = connection.getresponse()
+            data = response.read()
+        except BaseException:
+            connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            self._open = connection
+        return _Response(response.status, response.reason, response.headers, data)
 
-    def post(self, path: str, body: str, timeout: float, headers: Mapping[str, str]) -> None:
-        """POST ``body``; ``_Refused`` on an error status."""
-        response = self.request("POST", path, timeout, body.encode(), headers)
+    def post(
+        self, path: str, points: Sequence[str], timeout: float, headers: Mapping[str, str]
+    ) -> None:
+        """POST ``points``, one a line; ``_Refused`` on an error status.
+
+        The body goes in encoded parts of ``BODY_PART_POINTS``: a whole body encoded from a
+        whole joined text held two copies of it (2.4 MB at 10,000 names)."""
+        body = [
+            (("\n" if start else "") + "\n".join(points[start : start + BODY_PART_POINTS])).encode()
+            for start in range(0, len(points), BODY_PART_POINTS)
+        ]
+        headers = {**headers, "Content-Length": str(sum(map(len, body)))}
+        response = self.request("POST", path, timeout, body, headers)
         if response.status >= 300:
-            raise _Refused(response.status, response.reason or "", _message(response.data))
+            raise _Refused(response.status, response.reason, _message(response.data))
 
     def close(self) -> None:
-        self._pool.clear()
+        if self._open is not None:
+            self._open.close()
+            self._open = None
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """The server closed the idle connection (readable means EOF here): a request on it
+    would fail for nothing, as urllib3's pool checks too."""
+    return connection.sock is not None and bool(select.select([connection.sock], [], [], 0)[0])
 
 
 _LINE_PROTOCOL = {"Content-Type": "text/plain; charset=utf-8"}
@@ -133,8 +179,8 @@ class _V2Writer:
             f"InfluxDB at {config.url}: 2.x write API, org {config.org!r}, bucket {config.bucket!r}"
         )
 
-    def write(self, body: str, timeout: float) -> None:
-        self._connection.post(self._path, body, timeout, self._headers)
+    def write(self, points: Sequence[str], timeout: float) -> None:
+        self._connection.post(self._path, points, timeout, self._headers)
 
     def refusal(self, error: _Refused) -> str:
         url, org, bucket = self._config.url, self._config.org, self._config.bucket
@@ -174,11 +220,13 @@ class _V1Writer:
         self._user = user if colon else ""
         self._headers = dict(_LINE_PROTOCOL)
         if self._user:
-            self._headers.update(urllib3.make_headers(basic_auth=config.token))
+            self._headers["Authorization"] = "Basic " + base64.b64encode(
+                config.token.encode()
+            ).decode("ascii")
         self.described = f"InfluxDB {version} at {config.url}: 1.x write API, {self._target()}"
 
-    def write(self, body: str, timeout: float) -> None:
-        self._connection.post(self._path, body, timeout, self._headers)
+    def write(self, points: Sequence[str], timeout: float) -> None:
+        self._connection.post(self._path, points, timeout, self._headers)
 
     def refusal(self, error: _Refused) -> str:
         server = f"InfluxDB {self._version} at {self._config.url}"
@@ -257,7 +305,7 @@ class _PointBuffer:
             self._points.popleft()
 
 
-_TRANSIENT = (urllib3.exceptions.HTTPError, OSError, _Unavailable)
+_TRANSIENT = (http.client.HTTPException, OSError, _Unavailable)
 
 
 class InfluxSink:
@@ -297,7 +345,7 @@ class InfluxSink:
         timeout = self._config.timeout
         try:
             writer = self._connected(timeout)
-            writer.write(point, timeout)
+            writer.write([point], timeout)
         except _Refused as error:
             raise ExportError(writer.refusal(error)) from None
         except _TRANSIENT as error:
@@ -359,7 +407,7 @@ class InfluxSink:
         exceed: the halves are written in turn, down to single points.
         """
         try:
-            self._connected(timeout).write("\n".join(points), timeout)
+            self._connected(timeout).write(points, timeout)
         except _Refused as error:
             if error.status == 413 and len(points) > 1:
                 half = len(points) // 2
@@ -454,5 +502,5 @@ class InfluxSink:
 
 
 def _reason(error: BaseException) -> str:
-    """urllib3's message without its connection-pool prefix, e.g. "Read timed out."."""
-    return str(error).split(": ", 1)[-1]
+    """The error's own words ("[Errno 111] Connection refused", "timed out"), or its kind."""
+    return str(error) or type(error).__name__

@@ -6,12 +6,13 @@ Pure: no I/O, no clocks except the one passed in, and no Locust import: the expo
 (where Locust has already merged the workers' reports), touching only the names whose counts
 moved; it reads them by attribute, so a ``handoff.StatsMirror`` serves as well.
 
-The export process runs it on a mirror of the master's stats (``handoff.StatsMirror``); the
-per-bucket work still runs in C, since it is paid for every changed name every interval: each
-name keeps its histogram's buckets (slowest first), an ``itemgetter`` over them and their
-counts at the previous snapshot; the interval's running counts are then one
-``accumulate(map(sub, now, before))``, and each percentile one ``bisect``. Percentiles come
-from the interval's own histogram, never from averaging.
+The export process runs it on a mirror of the master's stats (``handoff.StatsMirror``),
+diffing each chunk of changed names as it arrives (``IntervalTracker.add``) and keeping the
+mirror's histograms rather than copies: it holds one histogram per name. The per-bucket work
+still runs in C, since it is paid for every changed name every interval: the interval's
+running counts are one ``accumulate(map(sub, now, before))`` over the sorted buckets, and
+each percentile one ``bisect``. Percentiles come from the interval's own histogram, never
+from averaging.
 
 >>> from locust.stats import RequestStats
 >>> stats = RequestStats()
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate, repeat
-from operator import itemgetter, sub
+from operator import sub
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 if TYPE_CHECKING:
@@ -182,11 +183,15 @@ class Stats(Protocol):
 
 
 class Sample(NamedTuple):
-    """When the stats were read, and the runner's facts at that moment."""
+    """When the stats were read, and the runner's facts at that moment: its users and
+    workers, and how late its event loop woke since the previous sample (``loop.Lateness``)."""
 
     at: float
     users: int
     workers: int
+    loop_p99_ms: float = 0.0
+    loop_max_ms: float = 0.0
+    loop_stalled_ms: float = 0.0
 
 
 class ErrorDelta(NamedTuple):
@@ -217,31 +222,19 @@ class Interval:
         return self.ended_at - self.started_at
 
 
-def _counts_getter(buckets: Sequence[int]) -> Callable[[Mapping[int, int]], tuple[int, ...]]:
-    """A function giving a histogram's counts for ``buckets``, in order, in one C call."""
-    if len(buckets) > 1:
-        return itemgetter(*buckets)
-    return lambda histogram: tuple(map(histogram.__getitem__, buckets))  # 1 key: no tuple
-
-
-_NO_COUNTS = _counts_getter(())
-
-
 class _Baseline:
-    """One ``StatsEntry`` as the previous snapshot saw it.
+    """One ``StatsEntry`` as the previous snapshot saw it: its counters and its histogram.
 
-    Its histogram is kept as ``buckets`` (slowest first), a getter of their counts and the
-    counts themselves, not as a dict copy: the next snapshot reads the new counts with one
-    C call and subtracts the old ones in C. Mutable on purpose: updated in place for every
-    changed name each interval.
+    The histogram is a copy, or, for stats that replace each histogram rather than update it
+    (``handoff.StatsMirror``), the histogram itself: the export process then holds one
+    histogram per name, not two. Mutable on purpose: updated in place for every changed name
+    each interval.
     """
 
     __slots__ = (
-        "buckets",
         "content_length",
-        "counts",
-        "counts_of",
         "failures",
+        "histogram",
         "none_requests",
         "requests",
         "start_time",
@@ -256,9 +249,7 @@ class _Baseline:
         self.start_time = float("inf")
         self.requests = self.none_requests = self.failures = self.content_length = 0
         self.total_response_time = 0.0
-        self.buckets: Sequence[int] = ()
-        self.counts_of = _NO_COUNTS
-        self.counts: tuple[int, ...] = ()
+        self.histogram: Mapping[int, int] = {}
 
     def was_reset_by(self, entry: Entry) -> bool:
         """True if Locust reset ``entry`` since the previous snapshot.
@@ -272,9 +263,12 @@ class _Baseline:
             or entry.num_failures < self.failures
         )
 
-    def advance(self, entry: Entry) -> tuple[EntryDelta, list[int]] | None:
-        """The delta since the previous call, and its running counts over ``buckets``;
-        moves the baseline to now. ``None`` if nothing changed."""
+    def advance(
+        self, entry: Entry, *, copy: bool = True
+    ) -> tuple[EntryDelta, list[int], list[int]] | None:
+        """The delta since the previous call, its ``buckets`` (slowest first) and its running
+        counts over them; moves the baseline to now, keeping a copy of the histogram unless
+        ``copy`` is False. ``None`` if nothing changed."""
         requests, failures = entry.num_requests, entry.num_failures
         if (
             requests == self.requests
@@ -284,17 +278,16 @@ class _Baseline:
             return None
         if self.was_reset_by(entry):
             self.clear()  # count what came after the reset
-        histogram = entry.response_times
-        buckets, counts_of, before = self.buckets, self.counts_of, self.counts
-        if len(histogram) != len(buckets):  # new buckets: a histogram only grows until reset
-            known = dict(zip(buckets, before, strict=True))
-            # int: Locust < 2.43 keys response times from 100 ms up by float (220.0), and
-            # InfluxDB refuses a field whose type changes ("field type conflict").
-            buckets = self.buckets = sorted(map(int, histogram), reverse=True)
-            counts_of = self.counts_of = _counts_getter(buckets)
-            before = tuple(map(known.get, buckets, repeat(0)))
-        counts = self.counts = counts_of(histogram)
-        running = list(accumulate(map(sub, counts, before)))
+        histogram, before = entry.response_times, self.histogram
+        # int: Locust < 2.43 keys response times from 100 ms up by float (220.0), and
+        # InfluxDB refuses a field whose type changes ("field type conflict"); 220 finds 220.0.
+        buckets = sorted(map(int, histogram), reverse=True)
+        running = list(
+            accumulate(
+                map(sub, map(histogram.__getitem__, buckets), map(before.get, buckets, repeat(0)))
+            )
+        )
+        self.histogram = dict(histogram) if copy else histogram
         none_requests = entry.num_none_requests
         total_response_time = entry.total_response_time
         content_length = entry.total_content_length
@@ -311,7 +304,7 @@ class _Baseline:
         self.start_time = entry.start_time
         self.requests, self.none_requests, self.failures = requests, none_requests, failures
         self.total_response_time, self.content_length = total_response_time, content_length
-        return delta, running
+        return delta, buckets, running
 
 
 def interval_delta(entry: Entry, baseline: _Baseline | None) -> tuple[EntryDelta, _Baseline]:
@@ -396,51 +389,72 @@ class IntervalTracker:
     """
 
     def __init__(
-        self, *, max_names: int = DEFAULT_MAX_NAMES, clock: Callable[[], float] = time.time
+        self,
+        *,
+        max_names: int = DEFAULT_MAX_NAMES,
+        clock: Callable[[], float] = time.time,
+        replaced_histograms: bool = False,
     ) -> None:
+        """``replaced_histograms``: the stats replace a histogram whenever it changes, never
+        update it (``handoff.StatsMirror``), so the tracker keeps it rather than a copy."""
         self._clock = clock
         self._fold = _NameFolder(max_names)
+        self._copy = not replaced_histograms
         self._last = clock()
         self._entries: dict[tuple[str, str], _Baseline] = {}
         self._total = _Baseline()
         # Each Locust error's occurrences at the previous snapshot, and its exported identity.
         self._errors: dict[str, tuple[int, tuple[str, str, str] | None]] = {}
+        # What add() diffed for the interval that take() ends.
+        self._diffed: list[EntryDelta] = []
+        self._folded: dict[str, _Folded] = {}
 
     def reset(self, stats: Stats) -> None:
         """Make the current state of ``stats`` the baseline: the next interval starts now."""
         self._entries, self._total, self._errors = {}, _Baseline(), {}
+        self._diffed, self._folded = [], {}
         self.take(stats)
+
+    def add(self, entries: Iterable[tuple[tuple[str, str], Entry]]) -> None:
+        """Diff ``entries`` (``stats.entries`` items) now, for the interval the next
+        ``take()`` ends.
+
+        The export process calls it for each chunk of changed names as it arrives, so a
+        name's previous histogram is let go as its new one comes; ``take()`` diffs the rest.
+        """
+        baselines, fold, kept, copy = self._entries, self._fold, self._fold.kept, self._copy
+        for key, entry in entries:
+            base = baselines.get(key)
+            if base is None:
+                base = baselines[key] = _Baseline()
+            advanced = base.advance(entry, copy=copy)
+            if advanced is None:
+                continue
+            delta, buckets, running = advanced
+            if not (delta.requests or delta.failures):
+                continue  # reset, and nothing since
+            if delta.name in kept or fold(delta.name) == delta.name:
+                self._diffed.append(delta)
+                continue
+            if delta.method not in self._folded:
+                self._folded[delta.method] = _Folded(delta.method)
+            self._folded[delta.method].add(delta, buckets, running)
 
     def take(self, stats: Stats) -> Interval:
         """The deltas since the previous ``take()`` or ``reset()``; moves the baseline."""
         started, now = self._last, self._clock()
         self._last = now
         if self._total.was_reset_by(stats.total):
-            # The whole RequestStats was reset or cleared: everything in it is new.
-            self._entries, self._total, self._errors = {}, _Baseline(), {}
+            # The whole RequestStats was reset or cleared: its total and errors start over.
+            # Each entry finds its own reset (``_Baseline.was_reset_by``): those add() took
+            # already keep their baselines.
+            self._total, self._errors = _Baseline(), {}
         advanced = self._total.advance(stats.total)
         total = advanced[0] if advanced else _NOTHING
-
-        entries: list[EntryDelta] = []
-        folded: dict[str, _Folded] = {}
-        baselines, fold, kept = self._entries, self._fold, self._fold.kept
-        for key, entry in stats.entries.items():
-            base = baselines.get(key)
-            if base is None:
-                base = baselines[key] = _Baseline()
-            advanced = base.advance(entry)
-            if advanced is None:
-                continue
-            delta, running = advanced
-            if not (delta.requests or delta.failures):
-                continue  # reset, and nothing since
-            if delta.name in kept or fold(delta.name) == delta.name:
-                entries.append(delta)
-                continue
-            if delta.method not in folded:
-                folded[delta.method] = _Folded(delta.method)
-            folded[delta.method].add(delta, base.buckets, running)
-        entries.extend(other.result() for other in folded.values())
+        self.add(stats.entries.items())
+        entries, self._diffed = self._diffed, []
+        entries.extend(other.result() for other in self._folded.values())
+        self._folded = {}
         return Interval(
             started_at=started,
             ended_at=now,

@@ -28,6 +28,7 @@ from werkzeug.datastructures import ImmutableMultiDict
 
 from locust_perfx.baseline import baseline_line
 from locust_perfx.exceptions import ConfigError, PerfxError
+from locust_perfx.loop import loop_line
 from locust_perfx.platform import without_credentials
 from locust_perfx.schema import Value, render
 
@@ -155,7 +156,8 @@ def run_status(controller: RunController) -> dict[str, Any]:
     platform run as this process drove it (``pending``, ``running``, ``finished``);
     ``phase``, the controller's; ``outcome`` and ``reason``, the verdict once decided;
     ``last_platform_error``; ``run_url``; ``export``, the InfluxDB export's health;
-    ``threshold_results``; ``baseline_table``, the comparison once the run ended. The run's
+    ``threshold_results``; ``baseline_table``, the comparison once the run ended; ``loop``, how
+    late this process's event loop woke while it tested (null before the first test). The run's
     status as fetched at start-up (``--dry-run`` prints it) is not here: it went stale with
     the first start.
     """
@@ -180,6 +182,7 @@ def run_status(controller: RunController) -> dict[str, Any]:
         "export": None if exporter is None else exporter.health(),
         "threshold_results": [r.describe() for r in controller.watch.results()],
         "baseline_table": controller.baseline_table,
+        "loop": controller.loop.figures(),
     }
 
 
@@ -216,6 +219,8 @@ def tab_rows(status: Mapping[str, Any]) -> list[dict[str, str]]:
         result = results.get(criterion["criterion"])
         rows.append((f"Threshold {criterion['criterion']}", _judged(result)))
     rows += _baseline_rows(status)
+    loop = status["loop"]
+    rows.append(("Event loop", "not watched yet" if loop is None else loop_line(loop)))
     export = status["export"]
     if export is None:
         rows.append(("InfluxDB export", "off (no --influxdb-url)"))

@@ -50,16 +50,17 @@ operations = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(operations=operations)
 def test_a_mirror_gives_the_intervals_the_real_stats_give(operations: list[tuple]) -> None:
-    """Resets and clears included; every message crosses pickle, as over the pipe."""
+    """Resets and clears included; every message crosses pickle, as over the pipe, and each
+    chunk is diffed as it arrives, the mirror's histograms kept, as the export process does."""
     stats, clock = RequestStats(), Clock()
     direct = IntervalTracker(clock=clock, max_names=3)
-    mirrored = IntervalTracker(clock=clock, max_names=3)
+    mirrored = IntervalTracker(clock=clock, max_names=3, replaced_histograms=True)
     reader, mirror = ChangeReader(), StatsMirror()
 
     def take() -> None:
         clock.now += 1
         for message in reader.read(stats, SAMPLE):
-            mirror.apply(pickle.loads(pickle.dumps(message)))
+            mirrored.add(mirror.apply(pickle.loads(pickle.dumps(message))))
         assert comparable(mirrored.take(mirror.stats)) == comparable(direct.take(stats))
 
     for operation in operations:

@@ -331,16 +331,16 @@ class Cluster:
 
 class Handed:
     """A master's export as it runs: its stats read by a ``ChangeReader`` in the master,
-    mirrored in the export process, diffed there. Counts the reader's pauses."""
+    mirrored in the export process, diffed there chunk by chunk. Counts the reader's pauses."""
 
     def __init__(self, max_names: int = 500) -> None:
         self.reader, self.mirror = ChangeReader(), StatsMirror()
-        self.tracker = IntervalTracker(max_names=max_names)
+        self.tracker = IntervalTracker(max_names=max_names, replaced_histograms=True)
         self.pauses = 0
 
     def take(self, stats: RequestStats) -> Interval:
         for message in self.reader.read(stats, Sample(0.0, 0, 0), pause=self._pause):
-            self.mirror.apply(message)
+            self.tracker.add(self.mirror.apply(message))
         return self.tracker.take(self.mirror.stats)
 
     def _pause(self) -> None:

@@ -158,7 +158,8 @@ def test_a_distributed_master_under_a_base_path_serves_the_tab_and_never_a_token
     index = ui.get("/")
     assert index.status_code == 200 and "window.templateArgs" in index.text
     assert '"extended_tabs": [{"key": "perfx", "title": "PerfX"}]' in index.text
-    assert ui.get(STATUS_ROUTE).json()["state"] == "pending"
+    pending = ui.get(STATUS_ROUTE).json()
+    assert pending["state"] == "pending" and pending["loop"] is None  # no test watched yet
 
     refused = ui.post("/swarm", {**GOOD_FORM, "run_id": run_id, "batch_size": "lots"}).json()
     assert refused == {
@@ -186,6 +187,7 @@ def test_a_distributed_master_under_a_base_path_serves_the_tab_and_never_a_token
         lambda: (r := tab_rows(ui))["Platform state"] == "running" and r, message="the tab's rows"
     )
     assert rows["Run id"] == run_id and rows["Argument batch_size"] == "8"
+    assert rows["Event loop"].startswith("p99 lateness "), rows  # the master's, watched
     for path in ("/exceptions", "/logs", "/tasks", "/worker-count"):
         ui.get(path)
 

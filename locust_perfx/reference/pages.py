@@ -378,6 +378,7 @@ def summary_view(summary: Any) -> SummaryView:
             ("started_at", "started"),
             ("finished_at", "finished"),
             ("export", "live metrics export"),
+            ("loop", "the load generator's event loop"),
         )
         if key in summary
     ]

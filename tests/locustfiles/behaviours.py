@@ -51,13 +51,17 @@ if BEHAVIOUR == "plugin_crash":
 
 if BEHAVIOUR in ("summary_crash", "export_close_crash"):
     # Fault injection: a bug while ending the run must not keep the verdict from the platform.
-    import locust_perfx.controller
     import locust_perfx.exporter
+    import locust_perfx.watch
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("injected fault")
 
-    if BEHAVIOUR == "summary_crash":
-        locust_perfx.controller.summarize = broken  # type: ignore[assignment]
-    else:
-        locust_perfx.exporter.MetricsExporter.close = broken  # type: ignore[method-assign]
+    owner, name = (
+        (locust_perfx.watch.RunWatch, "summary")
+        if BEHAVIOUR == "summary_crash"
+        else (locust_perfx.exporter.MetricsExporter, "close")
+    )
+    # A rename must fail here, not leave the fault uninjected and the test proving nothing.
+    assert callable(getattr(owner, name)), f"{owner.__name__}.{name} is gone"
+    setattr(owner, name, broken)
