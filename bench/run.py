@@ -352,6 +352,7 @@ def scale_rows(result: dict[str, Any]) -> list[Row]:
     totals = "; ".join(
         f"{r['tsdb_total']:,} = {r['summary_total']:,} = {r['served']:,}" for r in ours
     )
+    plain_totals = "; ".join(f"{r['locust_total']:,} / {r['served']:,}" for r in plain)
     interval = f"{result['interval']:.0f} s"
     functions = sorted({f for r in ours for f in r["plugin_cpu_ms_per_interval_by_function"]})
     by_function = ", ".join(
@@ -412,10 +413,12 @@ def scale_rows(result: dict[str, Any]) -> list[Row]:
         ),
         Row(
             f"5. exact: TSDB interval sums = run summary = nginx served, {names}",
-            f"{sum(exact_ours)} of {len(ours)} plugin rounds ({totals}); plain: Locust = "
-            f"nginx in {sum(exact_plain)} of {len(plain)}",
-            "all",
-            _met(all(exact_ours) and all(exact_plain)),
+            f"{sum(exact_ours)} of {len(ours)} plugin rounds ({totals}); plain Locust's total "
+            f"= nginx's in {sum(exact_plain)} of {len(plain)} ({plain_totals}: a headless "
+            "master stops listening 0.5 s after telling its workers to quit, and their last "
+            "reports may come later; the plugin waits for them)",
+            "all (plugin)",
+            _met(all(exact_ours)),
             f"counts exact ({result['names'] // 1000}k names)",
         ),
     ]
