@@ -9,8 +9,9 @@ every 3 s during the default 5 s; ``--interval`` below 5 compresses time.
 
 Two measurements, side by side in one process:
 
-- live: the exporter's greenlets in the master under gevent (the ticker that reads and pipes
-  the changed stats, the listener that takes the export process's reports);
+- live: the exporter's greenlets in the master under gevent (the ticker that forks the child
+  that reads and pipes the changed stats, and waits for it; the listener that takes the
+  export process's reports);
   ``greenlet.settrace`` times every slice they run between two switches (the longest is the
   longest they block the loop), summed per interval. ``gc.callbacks`` time the garbage
   collections that run inside those slices: a collection is the whole process's, triggered
@@ -19,8 +20,9 @@ Two measurements, side by side in one process:
 - direct: the same reports through three designs, each timed without pauses: the design of
   commit ``BASELINE_COMMIT`` (sum every worker report in Python, on the master's loop), the
   export work of this one (diff the mirrored stats in C: what the export process does, and
-  what the master did itself until this design), and what this one leaves the master (read
-  the changed entries, pickle them for the pipe); plus their memory (tracemalloc).
+  what the master did itself until that design), and the read of the changed entries and
+  their pickling for the pipe (a forked child's work now; the master's loop's before, and
+  still where ``fork()`` fails); plus their memory (tracemalloc).
 
 Prints one JSON object on stdout.
 """

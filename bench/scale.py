@@ -19,6 +19,7 @@ Prints one JSON object on stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -109,11 +110,12 @@ def run_round(
         end, cpu_end = time.time(), sum(master_ps.cpu_times()[:2])
         faults_end = _minor_faults(master_ps.pid)
         master_rss = master_ps.memory_info().rss
-        export_rss = [
-            child.memory_info().rss
-            for child in master_ps.children()
-            if "locust_perfx.export_process" in " ".join(child.cmdline())
-        ]
+        export_rss = []
+        for child in master_ps.children():
+            # The master's forked reader may be among them, exiting (a zombie): skip it.
+            with contextlib.suppress(psutil.Error):
+                if "locust_perfx.export_process" in " ".join(child.cmdline()):
+                    export_rss.append(child.memory_info().rss)
         codes = [proc.wait(120) for proc in procs]
     finally:
         for proc in procs:

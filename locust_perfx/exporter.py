@@ -58,6 +58,11 @@ export may delay a user's next request by about this much, never by a whole inte
 EXIT_GRACE = 0.25
 """Seconds the master waits, past a close's deadline, for the process to report and exit."""
 
+READ_TIMEOUT = 60.0
+"""Seconds a forked read may take before its child is killed: far above what one takes
+(well under a second at 10,000 names), unless the export process stopped reading its pipe
+for longer than its InfluxDB timeout allows, or the child hung."""
+
 EVENT_KINDS = ("start", "breach", "complete", "fail")
 
 
@@ -216,7 +221,7 @@ class MetricsExporter:
             next_tick = max(next_tick + self._config.interval, time.monotonic())
             self._read()
 
-    def _read(self, *, reset: bool = False, timeout: float | None = None) -> None:
+    def _read(self, *, reset: bool = False, timeout: float = READ_TIMEOUT) -> None:
         with self._reading:
             self._slice_started = time.perf_counter()
             runner = self._environment.runner
@@ -233,7 +238,7 @@ class MetricsExporter:
             for message in self._reader.read(stats, sample, reset=reset, pause=self._pause):
                 self._send(message)
 
-    def _read_forked(self, stats: Any, sample: Sample, reset: bool, timeout: float | None) -> bool:
+    def _read_forked(self, stats: Any, sample: Sample, reset: bool, timeout: float) -> bool:
         """Send this read from a forked child; False if the master must read it itself."""
         process = self._process
         if process is None or self._done.is_set() or self._forked.problem:

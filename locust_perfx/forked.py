@@ -1,4 +1,4 @@
-"""Reading the master's stats in a ``fork()``ed child, so the master's loop pays only the fork.
+"""Reading the master's stats in a forked child, so the master's loop pays only the ``fork()``.
 
 At 10,000 request names, reading and pickling every changed stats entry (``handoff``) costs
 the master's gevent loop ~50 ms of CPU per interval, in the loop Locust's own merge of worker
@@ -24,21 +24,27 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import select
 import signal
 import tempfile
 import warnings
-from typing import IO, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 import gevent
 import gevent.monkey
 import gevent.os
-from locust.stats import RequestStats
 
 from locust_perfx.handoff import ChangeReader
-from locust_perfx.snapshot import Sample
 
-_fork = gevent.monkey.get_original("os", "fork")  # without gevent's re-init of the hub
-_poll = gevent.monkey.get_original("select", "poll")
+if TYPE_CHECKING:
+    from locust.stats import RequestStats
+
+    from locust_perfx.snapshot import Sample
+
+# The real ones, not gevent's: the child runs no hub (gevent's fork would re-init it). Windows
+# has neither: there the master reads in its own loop.
+_fork = gevent.monkey.get_original("os", "fork") if hasattr(os, "fork") else None
+_poll = gevent.monkey.get_original("select", "poll") if hasattr(select, "poll") else None
 
 
 class ForkedReader:
@@ -50,7 +56,7 @@ class ForkedReader:
     """
 
     def __init__(self) -> None:
-        self.problem = "" if hasattr(os, "fork") else "this platform has no fork()"
+        self.problem = "" if _fork is not None and _poll is not None else "no fork() here"
         self._state: IO[bytes] | None = None  # the last child's ChangeReader, pickled
 
     def read(
@@ -142,9 +148,10 @@ def _child(stats: RequestStats, sample: Sample, reset: bool, out: int, state: in
 def _write_all(fd: int, data: bytes) -> None:
     """All of ``data`` to ``fd``, which may be non-blocking (gevent's pipe to the export
     process): wait for room with the real ``poll``, no hub in this process."""
+    assert _poll is not None, "read() forks only where there is poll()"
     view = memoryview(data)
     poller = _poll()
-    poller.register(fd, 4)  # POLLOUT
+    poller.register(fd, select.POLLOUT)
     while view:
         try:
             view = view[os.write(fd, view) :]

@@ -11,15 +11,18 @@ import contextlib
 import io
 import os
 import pickle
+import signal
 
 import gevent
 import gevent.os
+import psutil
 import pytest
 from locust.stats import RequestStats
 
 from locust_perfx.forked import ForkedReader
 from locust_perfx.handoff import Entries, StatsMirror, Take
 from locust_perfx.snapshot import Sample
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration  # each read forks a process
 
@@ -117,3 +120,41 @@ def test_a_child_that_fails_says_so_with_its_exit_code(capfd: pytest.CaptureFixt
     assert "perfx: the stats reader process failed: AttributeError(\"Can't pickle" in (
         capfd.readouterr().err
     )
+
+
+def test_a_ctrl_c_or_sigterm_to_the_group_does_not_cut_a_childs_write() -> None:
+    stats, reader = RequestStats(), ForkedReader()
+    many_names(stats, 500)
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    data = bytearray()
+
+    def interrupt_then_drain() -> None:
+        """Signal the child while it waits for room in the pipe, then read what it wrote."""
+        me = psutil.Process()
+        child = wait_until(lambda: next(iter(me.children()), None), 10, 0.01, "the child")
+        # What a terminal's Ctrl-C, or systemd stopping the service, sends every process.
+        child.send_signal(signal.SIGINT)
+        child.send_signal(signal.SIGTERM)
+        while child.is_running() and child.status() != psutil.STATUS_ZOMBIE:
+            with contextlib.suppress(BlockingIOError):
+                data.extend(os.read(read_end, 1 << 16))
+            gevent.sleep(0.001)  # the child writes as we read: poll the pipe and the child
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(read_end, 1 << 16):
+                data.extend(chunk)
+
+    drainer = gevent.spawn(interrupt_then_drain)
+    try:
+        assert reader.read(stats, SAMPLE, write_end, timeout=60), reader.problem
+        drainer.join(timeout=10)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+        reader.close()
+
+    stream, messages = io.BytesIO(data), []
+    while stream.tell() < len(data):
+        messages.append(pickle.load(stream))
+    assert isinstance(messages[-1], Take)
+    assert sum(len(m.states) for m in messages if isinstance(m, Entries)) == 500
