@@ -49,6 +49,7 @@ def run_round(
     round_: int,
     names: int,
     users: int,
+    rate: float,
     warmup: float,
     window: float,
 ) -> dict[str, Any]:
@@ -57,6 +58,7 @@ def run_round(
     logs.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PERFX_", "LOCUST_"))}
     env["BENCH_NAMES"] = str(names)
+    env["BENCH_USERS"], env["BENCH_RATE"] = str(users), str(rate)
     host = f"http://127.0.0.1:{servers.nginx_port}"
     files, extra, run_id = str(LOCUSTFILE), ["--host", host], ""
     if config == "perfx":
@@ -213,6 +215,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--users", type=int, default=20, help="all workers together")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=2500.0,
+        help="requests per second of all users (0: unpaced). 2,500 requests each 5 s interval"
+        " reach all 10,000 names and leave the machine's CPU to spare, so the master's loop"
+        " shows the plugin's cost, not a saturated machine's turn-taking",
+    )
     parser.add_argument("--quick", action="store_true", help="1 round each, 15 s windows")
     args = parser.parse_args()
     if args.quick:
@@ -228,13 +238,23 @@ def main() -> None:
             for config in order:
                 rounds.append(
                     run_round(
-                        servers, config, round_, args.names, args.users, args.warmup, args.window
+                        servers,
+                        config,
+                        round_,
+                        args.names,
+                        args.users,
+                        args.rate,
+                        args.warmup,
+                        args.window,
                     )
                 )
     finally:
         servers.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    json.dump({"names": args.names, "interval": EXPORT_INTERVAL, "rounds": rounds}, sys.stdout)
+    json.dump(
+        {"names": args.names, "rate": args.rate, "interval": EXPORT_INTERVAL, "rounds": rounds},
+        sys.stdout,
+    )
 
 
 if __name__ == "__main__":
