@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 PERIOD: Final = 0.05
 """Seconds between two wake-ups of the probe: a stall is measured at most this much short.
 Each wake-up costs an idle loop a return from its poll: ``bench/loop_probe.py`` measured
-3 ms of CPU per second at 50 ms, 8 ms at 10 ms (idle; on a busy loop both within noise)."""
+3.6 ms of CPU per second at 50 ms, 9.5 ms at 10 ms (idle; on a busy loop within the noise)."""
 
 STALL: Final = 0.1
 """A wake-up later than this (seconds) is a stall: a request timed across it reads at least

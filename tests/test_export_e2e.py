@@ -6,6 +6,7 @@ import json
 import os
 import signal
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -36,6 +37,30 @@ def influx_args(vm: VictoriaMetrics) -> tuple[str, ...]:
         "--influxdb-tags",
         "team=search",
     )
+
+
+def exported_cluster_run(
+    locust_runner: LocustRunner,
+    platform: PlatformServer,
+    target: Target,
+    vm: VictoriaMetrics,
+    options: str,
+    locustfile: Path,
+    env: dict[str, str],
+) -> tuple[str, LocustProcess]:
+    """A new run on a master and two workers exporting to ``vm``, ended: its id and master
+    (which exited 0, as did its workers)."""
+    run_id = platform.create_run(None, target.url)
+    master, workers = locust_runner.start_distributed(
+        *headless(run_id, platform.url, options),
+        *influx_args(vm),
+        locustfile=locustfile,
+        env=env,
+    )
+    assert master.wait(60) == 0, master.output
+    for worker in workers:
+        assert worker.wait(30) == 0
+    return run_id, master
 
 
 def requests_per_name(vm: VictoriaMetrics, run_id: str) -> Counter[str]:
@@ -109,17 +134,16 @@ def test_only_the_master_writes_and_it_counts_the_workers_last_reports(
     victoria_metrics: VictoriaMetrics,
     fault_server: FaultServer,
 ) -> None:
-    run_id = platform_server.create_run(None, target.url)
     # Workers inherit an InfluxDB URL that records any request: none may arrive.
-    master, workers = locust_runner.start_distributed(
-        *headless(run_id, platform_server.url, "-u 6 -r 6 -t 4s"),
-        *influx_args(victoria_metrics),
-        locustfile=BEHAVIOURS,
-        env={"PERFX_INFLUXDB_URL": fault_server.url},
+    run_id, _ = exported_cluster_run(
+        locust_runner,
+        platform_server,
+        target,
+        victoria_metrics,
+        "-u 6 -r 6 -t 4s",
+        BEHAVIOURS,
+        {"PERFX_INFLUXDB_URL": fault_server.url},
     )
-    assert master.wait(60) == 0, master.output
-    for worker in workers:
-        assert worker.wait(30) == 0
     assert fault_server.requests == []
     arrived(victoria_metrics, run_id, target)
     assert event_kinds(victoria_metrics, run_id) == ["complete", "start"]
