@@ -202,7 +202,9 @@ class PlatformSync:
             self.last_error = str(err)
             logger.debug("perfx: progress not delivered: %s", err)
             if isinstance(err, PlatformUnavailable) and err.retry_after:
-                self._next_progress = max(self._next_progress, now + err.retry_after)
+                # Retry-After counts from the answer, not from when the call was sent.
+                answered = time.monotonic()
+                self._next_progress = max(self._next_progress, answered + err.retry_after)
 
     def finish(self, verdict: Verdict, summary: Mapping[str, Any], exit_code: int) -> Delivery:
         """Send complete or fail; if it cannot be delivered, save it to a file."""
