@@ -142,6 +142,7 @@ OTHER_TOOLS_FLAGS = {
     "--strict": "yamllint --strict, kubernetes-validate --strict (deploying.rst)",
     "--scale": "docker compose up --scale worker=N (deploying.rst)",
     "--dist": "pytest-xdist's --dist loadgroup (developing.rst)",
+    "--parallel": "tox run-parallel --parallel 3 (developing.rst)",
     "--check": "locust-plugins' --check-* flags, compared with criteria (thresholds.rst)",
     "--check-rps": "locust-plugins",
     "--check-fail-ratio": "locust-plugins",
