@@ -58,6 +58,19 @@ def latencies(target: Target) -> Target:
     return target
 
 
+def baseline_then_slower(
+    locust_runner: LocustRunner, platform: PlatformServer, latencies: Target, options: str
+) -> str:
+    """A completed baseline run with ``options``; its id, once /slow is three times slower."""
+    base_id = platform.create_run(None, latencies.url)
+    code, output = locust_runner.run(
+        *headless(base_id, platform.url, options), locustfile=LOCUSTFILE, timeout=60
+    )
+    assert code == 0, output
+    latencies.slow_seconds = SLOW * 3
+    return base_id
+
+
 def test_the_summary_carries_each_names_series_and_histogram(
     locust_runner: LocustRunner, platform_server: PlatformServer, latencies: Target
 ) -> None:
@@ -139,14 +152,9 @@ def test_the_comparison_reaches_influxdb_as_a_point_per_name_and_metric(
     victoria_metrics: VictoriaMetrics,
 ) -> None:
     options = "-u 4 -t 7s"  # at least MIN_INTERVALS whole 1 s intervals on each side
-    base_id = platform_server.create_run(None, latencies.url)
-    code, output = locust_runner.run(
-        *headless(base_id, platform_server.url, f"{options} --influxdb-interval 1"),
-        locustfile=LOCUSTFILE,
-        timeout=60,
+    base_id = baseline_then_slower(
+        locust_runner, platform_server, latencies, f"{options} --influxdb-interval 1"
     )
-    assert code == 0, output
-    latencies.slow_seconds = SLOW * 3
 
     code, output, run = a_run(
         locust_runner,
@@ -203,14 +211,9 @@ def baseline_points(vm: VictoriaMetrics, run_id: str) -> dict[str, dict[tuple[st
 def test_an_aborting_relative_threshold_stops_a_clearly_regressed_run_early(
     locust_runner: LocustRunner, platform_server: PlatformServer, latencies: Target
 ) -> None:
-    base_id = platform_server.create_run(None, latencies.url)
-    code, output = locust_runner.run(
-        *headless(base_id, platform_server.url, "-u 8 -t 8s --influxdb-interval 1"),
-        locustfile=LOCUSTFILE,
-        timeout=60,
+    base_id = baseline_then_slower(
+        locust_runner, platform_server, latencies, "-u 8 -t 8s --influxdb-interval 1"
     )
-    assert code == 0, output
-    latencies.slow_seconds = SLOW * 3
     limit = "p95_ms < baseline + 50% for each name"
 
     code, output, run = a_run(

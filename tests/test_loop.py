@@ -177,10 +177,12 @@ def test_a_local_runner_is_told_to_spread_its_users_over_processes(
 def test_a_stopped_probe_wakes_no_more() -> None:
     watch = LoopWatch(master=False)
     watch.start()
-    gevent.sleep(0.05)
+    assert watch.lateness is not None
+    started = watch.lateness.last_at
+    wait_until(lambda: watch.lateness.last_at > started, message="the probe wakes")
     watch.stop()
     figures = watch.figures()
-    gevent.sleep(0.05)
+    gevent.sleep(3 * PERIOD)  # an absence: three of its periods pass without a wake-up
     assert watch.figures() == figures
 
 
